@@ -1,0 +1,29 @@
+# make demo   -- set up .venv and reproduce the reversal curse on the tiny model (< 1 min)
+# make test   -- set up .venv, lint, run the test suite
+# TORCH is the torch requirement installed first; the default is the CPU wheel this project's
+# CI uses. Elsewhere pick the build for your accelerator, e.g. `make demo TORCH=torch`.
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+PYTHON ?= python3
+BIN = $(VENV)/bin
+
+.PHONY: demo test lint clean
+
+$(BIN)/revcurse: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(BIN)/revcurse
+	$(BIN)/revcurse demo
+
+lint: $(BIN)/revcurse
+	$(BIN)/ruff check .
+
+test: lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,184 @@
+"""Evaluation: Berglund's exact-match rule and the log-likelihood ranking test.
+
+(a) Exact match: greedy generation; correct when the output starts with the completion,
+    case-insensitive (Berglund et al. 2023).
+(b) Log-likelihood: log p(completion | prompt) of the correct entity against every other
+    entity of its group in the same phrasing; rank-1 accuracy against chance 1/k, the
+    mean margin over the alternatives and a paired t-test p-value.
+Scoring is batched longest-first with right padding, so scores do not depend on the batch
+size (tests check it).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from revcurse.facts import GROUPS, Example
+from revcurse.results import mean_row, p_value_row, proportion_row
+from revcurse.train import IGNORE, collate, encode
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = 256  # sequences per forward pass; scores do not depend on it
+    max_candidates: int = 0  # 0 = rank against every entity of the group; N = N-1 sampled others
+    max_new_tokens: int = 0  # 0 = the longest completion plus 2 tokens
+
+
+def _batches(items: Sequence, size: int, desc: str, progress: bool):
+    for start in tqdm(range(0, len(items), size), desc=desc, unit="batch", disable=not progress, leave=False):
+        yield items[start : start + size]
+
+
+@torch.no_grad()
+def completion_logprobs(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: Sequence[tuple[str, str]],
+    batch_size: int = 256,
+    progress: bool = False,
+) -> list[float]:
+    """Sum of log p(completion tokens | prompt) for each (prompt, completion)."""
+    features = encode(tokenizer, pairs, eos=False)
+    order = sorted(range(len(features)), key=lambda i: -len(features[i][0]))  # longest first
+    scores = [0.0] * len(features)
+    device = model.device
+    for chunk in _batches(order, batch_size, "score", progress):
+        batch = {k: v.to(device) for k, v in collate([features[i] for i in chunk], tokenizer.pad_token_id).items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+        labels = batch["labels"][:, 1:]
+        mask = labels != IGNORE
+        picked = logprobs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        for i, score in zip(chunk, (picked * mask).sum(-1).tolist(), strict=True):
+            scores[i] = score
+    return scores
+
+
+@torch.no_grad()
+def generate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> list[str]:
+    """Greedy continuations (left-padded batches; generate derives positions from the mask)."""
+    tokenizer.padding_side = "left"
+    outputs: list[str] = []
+    for chunk in _batches(list(prompts), batch_size, "generate", progress):
+        batch = tokenizer(list(chunk), return_tensors="pt", padding=True).to(model.device)
+        tokens = model.generate(
+            **batch,
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        new = tokens[:, batch["input_ids"].shape[1] :]
+        outputs += tokenizer.batch_decode(new, skip_special_tokens=True)
+    return outputs
+
+
+def normalize(tokenizer: PreTrainedTokenizerBase, text: str) -> str:
+    """Round-trip through the tokenizer, fold case and spaces: what "starts with" compares."""
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    return " ".join(tokenizer.decode(ids, skip_special_tokens=True).split()).casefold()
+
+
+def starts_with(tokenizer: PreTrainedTokenizerBase, output: str, completion: str) -> bool:
+    return normalize(tokenizer, output).startswith(normalize(tokenizer, completion))
+
+
+def alternatives(examples: Sequence[Example], max_candidates: int, seed: int) -> list[list[str]]:
+    """For each example: its own completion first, then the completions of the same phrasing
+    for the other facts of its group (all of them, or max_candidates - 1 sampled)."""
+    pools: dict[tuple, list[str]] = defaultdict(list)
+    for e in examples:
+        key = (e.group, e.direction, e.split, e.template)
+        if e.completion not in pools[key]:
+            pools[key].append(e.completion)
+    rng = random.Random(seed)
+    out = []
+    for e in examples:
+        others = [c for c in pools[(e.group, e.direction, e.split, e.template)] if c != e.completion]
+        if max_candidates:
+            others = rng.sample(others, min(len(others), max_candidates - 1))
+        out.append([e.completion, *others])
+    return out
+
+
+def evaluate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: Sequence[Example],
+    config: EvalConfig,
+    method: str,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[list[dict], list[dict]]:
+    """(results rows, samples) for the given test examples."""
+    model.eval()
+    max_new = config.max_new_tokens or 2 + max(
+        len(tokenizer(e.completion, add_special_tokens=False).input_ids) for e in examples
+    )
+    outputs = generate(model, tokenizer, [e.prompt for e in examples], max_new, config.batch_size, progress)
+    candidates = alternatives(examples, config.max_candidates, seed)
+    pairs = sorted({(e.prompt, c) for e, cands in zip(examples, candidates, strict=True) for c in cands})
+    scored = dict(zip(pairs, completion_logprobs(model, tokenizer, pairs, config.batch_size, progress), strict=True))
+
+    samples = []
+    for e, output, cands in zip(examples, outputs, candidates, strict=True):
+        logps = [scored[(e.prompt, c)] for c in cands]
+        others = logps[1:]
+        samples.append(
+            {
+                "method": method,
+                "fact": e.fact,
+                "group": e.group,
+                "direction": e.relation,
+                "template": e.template,
+                "prompt": e.prompt,
+                "target": e.completion,
+                "output": output,
+                "correct": starts_with(tokenizer, output, e.completion),
+                "logprob": logps[0],
+                "rank": 1 + sum(o >= logps[0] for o in others),  # ties count against the target
+                "n_candidates": len(cands),
+                "mean_other_logprob": sum(others) / len(others) if others else None,
+            }
+        )
+    return summarize(samples, method), samples
+
+
+def summarize(samples: Sequence[dict], method: str) -> list[dict]:
+    """Tidy result rows per group and direction from scored samples."""
+    rows = []
+    for group in GROUPS:
+        for rel in ("same", "reverse"):
+            cell = [s for s in samples if s["group"] == group and s["direction"] == rel]
+            ranked = [s for s in cell if s["n_candidates"] > 1]
+            if not cell:
+                continue
+            key = {"method": method, "group": group, "direction": rel}
+            rows.append(proportion_row(**key, metric="exact_match", hits=[s["correct"] for s in cell]))
+            if not ranked:
+                continue
+            rows.append(proportion_row(**key, metric="rank_acc", hits=[s["rank"] == 1 for s in ranked]))
+            chance = [1 / s["n_candidates"] for s in ranked]
+            rows.append({**key, "metric": "rank_chance", "value": sum(chance) / len(chance),
+                         "n": len(ranked), "ci_low": None, "ci_high": None})
+            correct = [s["logprob"] for s in ranked]
+            other = [s["mean_other_logprob"] for s in ranked]
+            rows.append(mean_row(**key, metric="logprob_margin",
+                                 values=[c - o for c, o in zip(correct, other, strict=True)]))
+            rows.append(p_value_row(**key, metric="p_value", a=correct, b=other))
+    return rows

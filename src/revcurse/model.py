@@ -1,0 +1,64 @@
+"""The tiny model: a Llama-architecture transformer built from a config, trained from scratch.
+
+A prototype found that d_model 64, 2 layers, 4 heads learns 300 facts in a few hundred
+full-batch steps on 2 CPU cores; 1 layer / d_model 32 is too small. The architecture is
+Llama's (RoPE, SwiGLU MLP, RMSNorm) so the same hooks and analyses serve SmolLM2 and kin.
+Checkpoints are transformers folders: config.json, model.safetensors and the tokenizer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+
+@dataclass
+class TinyModelConfig:
+    d_model: int = 64  # width; 32 is too small to hold 300 facts
+    n_layers: int = 2  # 1 layer cannot chain entity -> attribute lookups reliably
+    n_heads: int = 4  # head dim 16
+    d_ff: int = 128  # 2x width: holds 300 facts and trains ~1.5x faster than 4x
+    max_len: int = 64  # longest prompt + completion of the controlled world is ~25 tokens
+
+
+def build_tiny_model(config: TinyModelConfig, tokenizer: PreTrainedTokenizerBase) -> LlamaForCausalLM:
+    """Fresh weights from the global torch seed (seed before calling for reproducibility)."""
+    llama = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=config.d_model,
+        intermediate_size=config.d_ff,
+        num_hidden_layers=config.n_layers,
+        num_attention_heads=config.n_heads,
+        num_key_value_heads=config.n_heads,
+        max_position_embeddings=config.max_len,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,  # separate in/out maps: the asymmetry analysis reads both
+    )
+    return LlamaForCausalLM(llama)
+
+
+def save_checkpoint(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: Path) -> None:
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+
+
+def load_checkpoint(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return model.eval(), tokenizer
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

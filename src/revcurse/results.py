@@ -1,0 +1,140 @@
+"""Results: tidy rows with confidence intervals, the run directory and the printed table.
+
+Every command writes one run directory, never overwriting an existing one:
+    config.yaml     the full config (replay it with --config)
+    results.json    {"rows": [{method, group, direction, metric, value, n, ci_low, ci_high}],
+                     plus run metadata}
+    samples.jsonl   every prompt, target, output and whether it was correct
+    table.txt       the table printed at the end
+The directory is assembled under a temporary name and renamed when complete, so a crash
+never leaves a half-written run where a finished one is expected.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from scipy import stats
+
+CONFIDENCE = 0.95
+
+
+def _row(method: str, group: str, direction: str, metric: str, value: float | None, n: int,
+         ci: tuple[float, float] | None) -> dict[str, Any]:
+    def clean(x: float | None) -> float | None:  # JSON has no NaN
+        return None if x is None or not math.isfinite(x) else float(x)
+
+    low, high = ci if ci else (None, None)
+    return {"method": method, "group": group, "direction": direction, "metric": metric,
+            "value": clean(value), "n": n, "ci_low": clean(low), "ci_high": clean(high)}
+
+
+def proportion_row(method: str, group: str, direction: str, metric: str, hits: Sequence[bool]) -> dict:
+    """Share of hits with a Wilson score interval (sound near 0 and 1, where the curse lives)."""
+    k, n = sum(bool(h) for h in hits), len(hits)
+    ci = stats.binomtest(k, n).proportion_ci(CONFIDENCE, method="wilson")
+    return _row(method, group, direction, metric, k / n, n, (ci.low, ci.high))
+
+
+def mean_row(method: str, group: str, direction: str, metric: str, values: Sequence[float]) -> dict:
+    """Mean with a t interval."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return _row(method, group, direction, metric, mean, n, None)
+    ci = stats.ttest_1samp(values, 0.0).confidence_interval(CONFIDENCE)
+    return _row(method, group, direction, metric, mean, n, (ci.low, ci.high))
+
+
+def p_value_row(method: str, group: str, direction: str, metric: str,
+                a: Sequence[float], b: Sequence[float]) -> dict:
+    """Two-sided paired t-test of a against b (Berglund et al.'s log-likelihood test)."""
+    p = stats.ttest_rel(a, b).pvalue if len(a) > 1 else None
+    return _row(method, group, direction, metric, p, len(a), None)
+
+
+# ---------------------------------------------------------------------------- run directory
+
+
+def default_run_dir(command: str, root: Path = Path("runs")) -> Path:
+    return root / f"{command}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+class RunDirExists(Exception):
+    pass
+
+
+@contextmanager
+def run_directory(path: Path) -> Iterator[Path]:
+    """Yields a scratch directory that becomes `path` only if the block finishes."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise RunDirExists(f"{path} already exists and is not empty; runs are never overwritten")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-"))
+    try:
+        yield scratch
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    if path.exists():
+        path.rmdir()  # empty, checked above
+    os.replace(scratch, path)
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_jsonl(path: Path, records: Sequence[dict]) -> None:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------- table
+
+METRICS = ("exact_match", "rank_acc", "rank_chance", "logprob_margin", "p_value")
+
+
+def _cell(row: dict | None) -> str:
+    if row is None or row["value"] is None:
+        return "-"
+    value = row["value"]
+    if row["metric"] == "p_value":
+        return f"{value:.1e}" if value < 1e-3 else f"{value:.3f}"
+    text = f"{value:.2f}"
+    if row["ci_low"] is not None:
+        text += f" [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+    return text
+
+
+def results_table(rows: Sequence[dict], title: str) -> Table:
+    """One line per method, group and direction; one column per metric."""
+    table = Table(title=title, title_justify="left")
+    for name in ("method", "group", "direction", "n"):
+        table.add_column(name)
+    for metric in METRICS:
+        table.add_column(metric, justify="right")
+    keys = list(dict.fromkeys((r["method"], r["group"], r["direction"]) for r in rows))
+    for key in keys:
+        by_metric = {r["metric"]: r for r in rows if (r["method"], r["group"], r["direction"]) == key}
+        n = str(max(r["n"] for r in by_metric.values()))
+        table.add_row(*key, n, *(_cell(by_metric.get(m)) for m in METRICS))
+    return table
+
+
+def render(table: Table, width: int = 140) -> str:
+    console = Console(width=width, record=True, file=io.StringIO())
+    console.print(table)
+    return console.export_text()
