@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from revcurse.config import command_from_config
 from revcurse.facts import DataError, validate, write_records
@@ -27,17 +26,18 @@ app = typer.Typer(
 )
 facts_app = typer.Typer(help="Create and check facts and templates files.", no_args_is_help=True)
 app.add_typer(facts_app, name="facts")
-err = Console(stderr=True)
 
 EXIT_BAD_INPUT = 2
 
 
 def fail(message: str) -> None:
-    err.print(message, markup=False, highlight=False)
+    typer.echo(message, err=True)  # plain: FILE:LINE: lines must never be wrapped
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
-def _demo(config) -> None:  # the config type lives in revcurse.demo, imported lazily (torch is slow)
+def _demo(
+    config,
+) -> None:  # the config type lives in revcurse.demo, imported lazily (torch is slow)
     from revcurse.demo import run_demo
 
     try:
@@ -70,7 +70,7 @@ def facts_validate(
             kind, count = validate(path)
         except DataError as error:
             bad = True
-            err.print(str(error), markup=False, highlight=False)
+            typer.echo(str(error), err=True)
             continue
         print(f"{path}: ok ({count} {kind})")
     if bad:

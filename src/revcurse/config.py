@@ -32,7 +32,9 @@ def _field_comments(cls: type) -> dict[str, str]:
     return dict(found)
 
 
-def _leaves(config: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any, Any, str]]:
+def _leaves(
+    config: Any, prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], Any, Any, str]]:
     """(path, type, default, help) of every non-dataclass field of a default config, depth first."""
     cls = type(config)
     hints = typing.get_type_hints(cls)
@@ -47,6 +49,7 @@ def _leaves(config: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[s
 
 def to_dict(config: Any) -> dict[str, Any]:
     """Plain YAML-able values (paths as strings)."""
+
     def plain(value: Any) -> Any:
         if isinstance(value, dict):
             return {k: plain(v) for k, v in value.items()}
@@ -63,13 +66,15 @@ def from_dict(cls: type[C], values: dict[str, Any], source: str = "config") -> C
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(values) - names)
     if unknown:
-        raise ValueError(f"{source}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})")
+        raise ValueError(
+            f"{source}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})"
+        )
     kwargs = {}
     for name, value in values.items():
         kind = hints[name]
         if dataclasses.is_dataclass(kind):
             kwargs[name] = from_dict(kind, value or {}, f"{source}.{name}")
-        elif value is not None and Path in typing.get_args(kind) + (kind,):
+        elif value is not None and Path in (*typing.get_args(kind), kind):
             kwargs[name] = Path(value)
         else:
             kwargs[name] = value
@@ -125,7 +130,11 @@ def command_from_config(cls: type[C], run: Callable[[C], None], doc: str) -> Cal
 
     def command(**kwargs: Any) -> None:
         config_path = kwargs.pop("config")
-        base = to_dict(load_yaml(cls, config_path)) if config_path else to_dict(cls())
+        try:
+            base = to_dict(load_yaml(cls, config_path)) if config_path else to_dict(cls())
+        except ValueError as error:
+            typer.echo(str(error), err=True)
+            raise typer.Exit(2) from error
         for path, *_ in leaves:
             value = kwargs["__".join(path)]
             if value is not None:

@@ -40,7 +40,9 @@ from revcurse.world import TEMPLATES, WorldConfig, generate_facts
 
 @dataclass
 class DemoConfig:
-    output_dir: Path | None = None  # run directory; default runs/demo-<timestamp>; never overwritten
+    output_dir: Path | None = (
+        None  # run directory; default runs/demo-<timestamp>; never overwritten
+    )
     seed: int = 0  # seeds the world, the initial weights and the data order
     facts: Path | None = None  # your facts file (JSONL/CSV) instead of the generated world
     templates: Path | None = None  # your templates file; default: the Berglund-style phrasings
@@ -69,7 +71,9 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
         write_records(scratch / "world" / "facts.jsonl", facts)
         write_records(scratch / "world" / "templates.jsonl", templates)
 
-        tokenizer = build_word_tokenizer(e.prompt + " " + e.completion for e in train_examples + test_examples)
+        tokenizer = build_word_tokenizer(
+            e.prompt + " " + e.completion for e in train_examples + test_examples
+        )
         torch.manual_seed(config.seed)
         model = build_tiny_model(config.model, tokenizer)
         console.print(
@@ -82,8 +86,9 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
         save_checkpoint(model, tokenizer, scratch / "model")
 
         start = time.perf_counter()
-        rows, samples = evaluate(model, tokenizer, test_examples, config.eval, "baseline", config.seed,
-                                 config.progress)
+        rows, samples = evaluate(
+            model, tokenizer, test_examples, config.eval, "baseline", config.seed, config.progress
+        )
         eval_seconds = time.perf_counter() - start
 
         table = render(results_table(rows, f"Reversal curse, tiny model, seed {config.seed}"))
@@ -94,13 +99,22 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
             {
                 "rows": rows,
                 "config": to_dict(config),
-                "train": {"final_loss": losses[-1], "steps": len(losses), "seconds": train_seconds,
-                          "examples": len(train_examples)},
+                "train": {
+                    "final_loss": losses[-1],
+                    "steps": len(losses),
+                    "seconds": train_seconds,
+                    "examples": len(train_examples),
+                },
                 "eval": {"seconds": eval_seconds, "examples": len(test_examples)},
-                "versions": {"revcurse": revcurse.__version__, "torch": torch.__version__,
-                             "transformers": transformers.__version__, "python": platform.python_version()},
+                "versions": {
+                    "revcurse": revcurse.__version__,
+                    "torch": torch.__version__,
+                    "transformers": transformers.__version__,
+                    "python": platform.python_version(),
+                },
             },
         )
     print(table, end="")
-    console.print(f"results: {output_dir}/results.json (train {train_seconds:.0f} s, eval {eval_seconds:.0f} s)")
+    timing = f"train {train_seconds:.0f} s, eval {eval_seconds:.0f} s"
+    console.print(f"results: {output_dir}/results.json ({timing})")
     return output_dir

@@ -12,6 +12,7 @@ size (tests check it).
 from __future__ import annotations
 
 import random
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +34,9 @@ class EvalConfig:
 
 
 def _batches(items: Sequence, size: int, desc: str, progress: bool):
-    for start in tqdm(range(0, len(items), size), desc=desc, unit="batch", disable=not progress, leave=False):
+    for start in tqdm(
+        range(0, len(items), size), desc=desc, unit="batch", disable=not progress, leave=False
+    ):
         yield items[start : start + size]
 
 
@@ -51,7 +54,10 @@ def completion_logprobs(
     scores = [0.0] * len(features)
     device = model.device
     for chunk in _batches(order, batch_size, "score", progress):
-        batch = {k: v.to(device) for k, v in collate([features[i] for i in chunk], tokenizer.pad_token_id).items()}
+        batch = {
+            k: v.to(device)
+            for k, v in collate([features[i] for i in chunk], tokenizer.pad_token_id).items()
+        }
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
         labels = batch["labels"][:, 1:]
@@ -88,14 +94,15 @@ def generate(
     return outputs
 
 
-def normalize(tokenizer: PreTrainedTokenizerBase, text: str) -> str:
-    """Round-trip through the tokenizer, fold case and spaces: what "starts with" compares."""
-    ids = tokenizer(text, add_special_tokens=False).input_ids
-    return " ".join(tokenizer.decode(ids, skip_special_tokens=True).split()).casefold()
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+|[^\w\s]", text.casefold())
 
 
-def starts_with(tokenizer: PreTrainedTokenizerBase, output: str, completion: str) -> bool:
-    return normalize(tokenizer, output).startswith(normalize(tokenizer, completion))
+def starts_with(output: str, completion: str) -> bool:
+    """Berglund's rule: the output starts with the completion, case-insensitive. Compared
+    word by word (punctuation as words), so tokenizers that decode "Crane ." still match."""
+    target = _words(completion)
+    return _words(output)[: len(target)] == target
 
 
 def alternatives(examples: Sequence[Example], max_candidates: int, seed: int) -> list[list[str]]:
@@ -109,7 +116,9 @@ def alternatives(examples: Sequence[Example], max_candidates: int, seed: int) ->
     rng = random.Random(seed)
     out = []
     for e in examples:
-        others = [c for c in pools[(e.group, e.direction, e.split, e.template)] if c != e.completion]
+        others = [
+            c for c in pools[(e.group, e.direction, e.split, e.template)] if c != e.completion
+        ]
         if max_candidates:
             others = rng.sample(others, min(len(others), max_candidates - 1))
         out.append([e.completion, *others])
@@ -130,10 +139,20 @@ def evaluate(
     max_new = config.max_new_tokens or 2 + max(
         len(tokenizer(e.completion, add_special_tokens=False).input_ids) for e in examples
     )
-    outputs = generate(model, tokenizer, [e.prompt for e in examples], max_new, config.batch_size, progress)
+    outputs = generate(
+        model, tokenizer, [e.prompt for e in examples], max_new, config.batch_size, progress
+    )
     candidates = alternatives(examples, config.max_candidates, seed)
-    pairs = sorted({(e.prompt, c) for e, cands in zip(examples, candidates, strict=True) for c in cands})
-    scored = dict(zip(pairs, completion_logprobs(model, tokenizer, pairs, config.batch_size, progress), strict=True))
+    pairs = sorted(
+        {(e.prompt, c) for e, cands in zip(examples, candidates, strict=True) for c in cands}
+    )
+    scored = dict(
+        zip(
+            pairs,
+            completion_logprobs(model, tokenizer, pairs, config.batch_size, progress),
+            strict=True,
+        )
+    )
 
     samples = []
     for e, output, cands in zip(examples, outputs, candidates, strict=True):
@@ -149,7 +168,7 @@ def evaluate(
                 "prompt": e.prompt,
                 "target": e.completion,
                 "output": output,
-                "correct": starts_with(tokenizer, output, e.completion),
+                "correct": starts_with(output, e.completion),
                 "logprob": logps[0],
                 "rank": 1 + sum(o >= logps[0] for o in others),  # ties count against the target
                 "n_candidates": len(cands),
@@ -169,16 +188,33 @@ def summarize(samples: Sequence[dict], method: str) -> list[dict]:
             if not cell:
                 continue
             key = {"method": method, "group": group, "direction": rel}
-            rows.append(proportion_row(**key, metric="exact_match", hits=[s["correct"] for s in cell]))
+            rows.append(
+                proportion_row(**key, metric="exact_match", hits=[s["correct"] for s in cell])
+            )
             if not ranked:
                 continue
-            rows.append(proportion_row(**key, metric="rank_acc", hits=[s["rank"] == 1 for s in ranked]))
+            rows.append(
+                proportion_row(**key, metric="rank_acc", hits=[s["rank"] == 1 for s in ranked])
+            )
             chance = [1 / s["n_candidates"] for s in ranked]
-            rows.append({**key, "metric": "rank_chance", "value": sum(chance) / len(chance),
-                         "n": len(ranked), "ci_low": None, "ci_high": None})
+            rows.append(
+                {
+                    **key,
+                    "metric": "rank_chance",
+                    "value": sum(chance) / len(chance),
+                    "n": len(ranked),
+                    "ci_low": None,
+                    "ci_high": None,
+                }
+            )
             correct = [s["logprob"] for s in ranked]
             other = [s["mean_other_logprob"] for s in ranked]
-            rows.append(mean_row(**key, metric="logprob_margin",
-                                 values=[c - o for c, o in zip(correct, other, strict=True)]))
+            rows.append(
+                mean_row(
+                    **key,
+                    metric="logprob_margin",
+                    values=[c - o for c, o in zip(correct, other, strict=True)],
+                )
+            )
             rows.append(p_value_row(**key, metric="p_value", a=correct, b=other))
     return rows

@@ -131,7 +131,15 @@ def _decoded_lines(path: Path) -> list[str]:
 
 def read_records(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     """(line number, record) for each non-blank line of a JSONL file or row of a CSV file."""
-    path = Path(path)
+    records, problems = _read(Path(path))
+    if problems:
+        raise DataError(problems)
+    return records
+
+
+def _read(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[Problem]]:
+    """Records and the problems of the lines that could not be read, so that the schema
+    checks can still report on the rest: the user sees every problem in one go."""
     lines = _decoded_lines(path)
     problems: list[Problem] = []
     records: list[tuple[int, dict[str, Any]]] = []
@@ -166,9 +174,7 @@ def read_records(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
                 problems.append(Problem(str(path), number, "expected a JSON object"))
                 continue
             records.append((number, record))
-    if problems:
-        raise DataError(problems)
-    return records
+    return records, problems
 
 
 def kind_of(records: list[tuple[int, dict[str, Any]]]) -> Kind:
@@ -196,9 +202,10 @@ def _check_fields(
     return problems
 
 
-def _parse_facts(path: Path, records: list[tuple[int, dict[str, Any]]]) -> list[Fact]:
+def _parse_facts(
+    path: Path, records: list[tuple[int, dict[str, Any]]], problems: list[Problem]
+) -> list[Fact]:
     required = tuple(f.name for f in fields(Fact))
-    problems: list[Problem] = []
     facts: list[Fact] = []
     seen_pair: dict[tuple[str, str], int] = {}
     seen_entity: dict[tuple[str, str], int] = {}
@@ -213,9 +220,13 @@ def _parse_facts(path: Path, records: list[tuple[int, dict[str, Any]]]) -> list[
         fact = Fact(**{name: record[name].strip() for name in required})
         pair = (fact.a.casefold(), fact.b.casefold())
         # An entity named twice would make its questions ambiguous and its alternatives clash.
-        clash = [(e, seen_entity[(e, v)]) for e, v in zip("ab", pair) if (e, v) in seen_entity]
+        clash = [
+            (e, seen_entity[e, v]) for e, v in zip("ab", pair, strict=True) if (e, v) in seen_entity
+        ]
         if pair in seen_pair:
-            problems.append(Problem(str(path), number, f"duplicate fact: first on line {seen_pair[pair]}"))
+            problems.append(
+                Problem(str(path), number, f"duplicate fact: first on line {seen_pair[pair]}")
+            )
         elif clash:
             entity, first = clash[0]
             msg = f"duplicate {entity}={getattr(fact, entity)!r}: first on line {first}"
@@ -225,7 +236,7 @@ def _parse_facts(path: Path, records: list[tuple[int, dict[str, Any]]]) -> list[
             seen_entity[("a", pair[0])] = seen_entity[("b", pair[1])] = number
             facts.append(fact)
     if problems:
-        raise DataError(problems)
+        raise DataError(sorted(problems, key=lambda p: p.line))
     return facts
 
 
@@ -240,9 +251,10 @@ def _placeholders(text: str) -> list[str] | str:
         return str(err)
 
 
-def _parse_templates(path: Path, records: list[tuple[int, dict[str, Any]]]) -> list[Template]:
+def _parse_templates(
+    path: Path, records: list[tuple[int, dict[str, Any]]], problems: list[Problem]
+) -> list[Template]:
     required = tuple(f.name for f in fields(Template))
-    problems: list[Problem] = []
     templates: list[Template] = []
     seen: dict[tuple[str, str, str], int] = {}
     for number, record in records:
@@ -277,24 +289,24 @@ def _parse_templates(path: Path, records: list[tuple[int, dict[str, Any]]]) -> l
         seen[key] = number
         templates.append(template)
     if problems:
-        raise DataError(problems)
+        raise DataError(sorted(problems, key=lambda p: p.line))
     return templates
 
 
 def load_facts(path: str | Path) -> list[Fact]:
-    return _parse_facts(Path(path), read_records(path))
+    return _parse_facts(Path(path), *_read(Path(path)))
 
 
 def load_templates(path: str | Path) -> list[Template]:
-    return _parse_templates(Path(path), read_records(path))
+    return _parse_templates(Path(path), *_read(Path(path)))
 
 
 def validate(path: str | Path) -> tuple[Kind, int]:
     """Check a facts or templates file; returns its kind and record count, or raises."""
-    records = read_records(path)
+    records, problems = _read(Path(path))
     kind = kind_of(records)
     parse = _parse_templates if kind == "templates" else _parse_facts
-    return kind, len(parse(Path(path), records))
+    return kind, len(parse(Path(path), records, problems))
 
 
 # ---------------------------------------------------------------------------- writing
@@ -355,4 +367,3 @@ def expand(
             ):
                 train.append(example)
     return train, test
-

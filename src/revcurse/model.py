@@ -31,7 +31,9 @@ class TinyModelConfig:
     max_len: int = 64  # longest prompt + completion of the controlled world is ~25 tokens
 
 
-def build_tiny_model(config: TinyModelConfig, tokenizer: PreTrainedTokenizerBase) -> LlamaForCausalLM:
+def build_tiny_model(
+    config: TinyModelConfig, tokenizer: PreTrainedTokenizerBase
+) -> LlamaForCausalLM:
     """Fresh weights from the global torch seed (seed before calling for reproducibility)."""
     llama = LlamaConfig(
         vocab_size=len(tokenizer),

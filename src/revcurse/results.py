@@ -31,17 +31,34 @@ from scipy import stats
 CONFIDENCE = 0.95
 
 
-def _row(method: str, group: str, direction: str, metric: str, value: float | None, n: int,
-         ci: tuple[float, float] | None) -> dict[str, Any]:
+def _row(
+    method: str,
+    group: str,
+    direction: str,
+    metric: str,
+    value: float | None,
+    n: int,
+    ci: tuple[float, float] | None,
+) -> dict[str, Any]:
     def clean(x: float | None) -> float | None:  # JSON has no NaN
         return None if x is None or not math.isfinite(x) else float(x)
 
     low, high = ci if ci else (None, None)
-    return {"method": method, "group": group, "direction": direction, "metric": metric,
-            "value": clean(value), "n": n, "ci_low": clean(low), "ci_high": clean(high)}
+    return {
+        "method": method,
+        "group": group,
+        "direction": direction,
+        "metric": metric,
+        "value": clean(value),
+        "n": n,
+        "ci_low": clean(low),
+        "ci_high": clean(high),
+    }
 
 
-def proportion_row(method: str, group: str, direction: str, metric: str, hits: Sequence[bool]) -> dict:
+def proportion_row(
+    method: str, group: str, direction: str, metric: str, hits: Sequence[bool]
+) -> dict:
     """Share of hits with a Wilson score interval (sound near 0 and 1, where the curse lives)."""
     k, n = sum(bool(h) for h in hits), len(hits)
     ci = stats.binomtest(k, n).proportion_ci(CONFIDENCE, method="wilson")
@@ -58,8 +75,9 @@ def mean_row(method: str, group: str, direction: str, metric: str, values: Seque
     return _row(method, group, direction, metric, mean, n, (ci.low, ci.high))
 
 
-def p_value_row(method: str, group: str, direction: str, metric: str,
-                a: Sequence[float], b: Sequence[float]) -> dict:
+def p_value_row(
+    method: str, group: str, direction: str, metric: str, a: Sequence[float], b: Sequence[float]
+) -> dict:
     """Two-sided paired t-test of a against b (Berglund et al.'s log-likelihood test)."""
     p = stats.ttest_rel(a, b).pvalue if len(a) > 1 else None
     return _row(method, group, direction, metric, p, len(a), None)
@@ -99,7 +117,9 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def write_jsonl(path: Path, records: Sequence[dict]) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8"
+    )
 
 
 # ---------------------------------------------------------------------------- table
@@ -128,7 +148,9 @@ def results_table(rows: Sequence[dict], title: str) -> Table:
         table.add_column(metric, justify="right")
     keys = list(dict.fromkeys((r["method"], r["group"], r["direction"]) for r in rows))
     for key in keys:
-        by_metric = {r["metric"]: r for r in rows if (r["method"], r["group"], r["direction"]) == key}
+        by_metric = {
+            r["metric"]: r for r in rows if (r["method"], r["group"], r["direction"]) == key
+        }
         n = str(max(r["n"] for r in by_metric.values()))
         table.add_row(*key, n, *(_cell(by_metric.get(m)) for m in METRICS))
     return table

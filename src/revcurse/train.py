@@ -27,7 +27,9 @@ IGNORE = -100  # label value that torch's cross-entropy (and transformers' loss)
 class TrainConfig:
     steps: int = 400  # enough for 100% recall of the trained facts at lr 3e-3
     lr: float = 3e-3  # AdamW; tiny models from scratch tolerate (and need) a high rate
-    batch_size: int = 256  # examples per step (0 = all); 8x cheaper steps than full batch, same recall
+    batch_size: int = (
+        256  # examples per step (0 = all); 8x cheaper steps than full batch, same recall
+    )
     weight_decay: float = 0.0  # decay erodes memorised facts; the curse needs none
     warmup_steps: int = 20  # linear warm-up keeps the first high-lr steps stable
 
@@ -42,18 +44,27 @@ def encode(
     completions = sorted({c for _, c in pairs})
     prompt_ids = dict(zip(prompts, tokenizer(prompts).input_ids, strict=True)) if prompts else {}
     completion_ids = (
-        dict(zip(completions, tokenizer(completions, add_special_tokens=False).input_ids, strict=True))
+        dict(
+            zip(
+                completions, tokenizer(completions, add_special_tokens=False).input_ids, strict=True
+            )
+        )
         if completions
         else {}
     )
     tail = [tokenizer.eos_token_id] if eos else []
     return [
-        (prompt_ids[p] + completion_ids[c] + tail, [IGNORE] * len(prompt_ids[p]) + completion_ids[c] + tail)
+        (
+            prompt_ids[p] + completion_ids[c] + tail,
+            [IGNORE] * len(prompt_ids[p]) + completion_ids[c] + tail,
+        )
         for p, c in pairs
     ]
 
 
-def collate(features: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+def collate(
+    features: Sequence[tuple[list[int], list[int]]], pad_id: int
+) -> dict[str, torch.Tensor]:
     """Right-padded batch: positions start at 0 for every row, so padding changes nothing."""
     width = max(len(ids) for ids, _ in features)
     input_ids = torch.full((len(features), width), pad_id, dtype=torch.long)
@@ -86,7 +97,9 @@ def train(
         generator=torch.Generator().manual_seed(seed),
         collate_fn=lambda batch: collate(batch, tokenizer.pad_token_id),
     )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / max(1, config.warmup_steps))
     )
@@ -94,7 +107,10 @@ def train(
     model.train()
     losses: list[float] = []
     bar = tqdm(
-        total=config.steps, desc="train", unit="step", disable=not progress or not accelerator.is_main_process
+        total=config.steps,
+        desc="train",
+        unit="step",
+        disable=not progress or not accelerator.is_main_process,
     )
     while len(losses) < config.steps:
         for batch in loader:

@@ -1,0 +1,127 @@
+"""`revcurse demo` end to end on CPU: the curse itself, the run directory, reproducibility."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from typer.testing import CliRunner
+
+from revcurse.cli import app
+from revcurse.config import load_yaml
+from revcurse.demo import DemoConfig
+
+runner = CliRunner()
+QUICK = ["--no-progress", "--world.facts-per-group", "6", "--train.steps", "30"]
+
+
+def _rows(run_dir):
+    return json.loads((run_dir / "results.json").read_text())["rows"]
+
+
+def _value(rows, group, direction, metric):
+    [row] = [
+        r for r in rows if (r["group"], r["direction"], r["metric"]) == (group, direction, metric)
+    ]
+    return row["value"]
+
+
+def test_demo_reproduces_the_reversal_curse(tmp_path):
+    """A small world, trained to convergence: forward recall, reverse at chance."""
+    run_dir = tmp_path / "run"
+    args = ["demo", "--output-dir", str(run_dir), "--no-progress", "--world.facts-per-group", "20"]
+    result = runner.invoke(app, [*args, "--train.steps", "300"])
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in run_dir.iterdir()} == {
+        "config.yaml",
+        "results.json",
+        "samples.jsonl",
+        "table.txt",
+        "model",
+        "world",
+    }
+    rows = _rows(run_dir)
+    assert {r["method"] for r in rows} == {"baseline"}
+    for group in ("p2d", "d2p"):
+        assert _value(rows, group, "same", "exact_match") >= 0.9
+        assert _value(rows, group, "reverse", "exact_match") <= 0.1
+        assert _value(rows, group, "reverse", "rank_acc") <= 0.25  # chance is 0.05; n = 40
+    assert _value(rows, "both", "reverse", "exact_match") >= 0.9
+    samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 20 * 3 * 4  # 2 held-out phrasings per direction per fact
+    assert "exact_match" in (run_dir / "table.txt").read_text()
+    assert "p2d" in result.output
+
+
+def test_same_seed_same_rows_and_config_replays(tmp_path):
+    first, second, other = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    assert (
+        runner.invoke(app, ["demo", "--output-dir", str(first), "--seed", "3", *QUICK]).exit_code
+        == 0
+    )
+    config = load_yaml(DemoConfig, first / "config.yaml")
+    assert (config.seed, config.world.facts_per_group, config.train.steps) == (3, 6, 30)
+    replay = ["demo", "--config", str(first / "config.yaml"), "--output-dir", str(second)]
+    assert runner.invoke(app, replay).exit_code == 0
+    assert _rows(first) == _rows(second)
+    assert (
+        runner.invoke(app, ["demo", "--output-dir", str(other), "--seed", "4", *QUICK]).exit_code
+        == 0
+    )
+    assert _rows(first) != _rows(other)
+
+
+def test_runs_are_never_overwritten(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "keep.txt").write_text("mine")
+    result = runner.invoke(app, ["demo", "--output-dir", str(run_dir), *QUICK])
+    assert result.exit_code == 2
+    assert "never overwritten" in result.output
+    assert [p.name for p in run_dir.iterdir()] == ["keep.txt"]
+
+
+def test_bad_facts_file_fails_cleanly_and_writes_nothing(tmp_path):
+    facts = tmp_path / "facts.jsonl"
+    facts.write_text('{"group": "p2d", "a": "Ada Crane", "b": "the pilot"}\n{"group": "p3d"}\n')
+    run_dir = tmp_path / "run"
+    result = runner.invoke(
+        app, ["demo", "--facts", str(facts), "--output-dir", str(run_dir), *QUICK]
+    )
+    assert result.exit_code == 2
+    assert f"{facts}:2: missing field 'a'" in result.output
+    assert not run_dir.exists()
+    assert list(tmp_path.iterdir()) == [facts]  # no partial run directory either
+
+
+def test_own_facts_and_templates(tmp_path):
+    assert (
+        runner.invoke(
+            app,
+            ["facts", "generate", "--out-dir", str(tmp_path), "--facts-per-group", "4", "--csv"],
+        ).exit_code
+        == 0
+    )
+    run_dir = tmp_path / "run"
+    args = [
+        "demo",
+        "--facts",
+        str(tmp_path / "facts.csv"),
+        "--templates",
+        str(tmp_path / "templates.csv"),
+    ]
+    result = runner.invoke(
+        app, [*args, "--output-dir", str(run_dir), "--no-progress", "--train.steps", "5"]
+    )
+    assert result.exit_code == 0, result.output
+    assert len((run_dir / "samples.jsonl").read_text().splitlines()) == 4 * 3 * 4
+
+
+def test_unknown_config_key_is_reported(tmp_path):
+    bad = tmp_path / "config.yaml"
+    bad.write_text(yaml.safe_dump({"seed": 1, "trian": {"steps": 3}}))
+    result = runner.invoke(
+        app, ["demo", "--config", str(bad), "--output-dir", str(tmp_path / "run")]
+    )
+    assert result.exit_code == 2
+    assert "unknown key(s) trian" in result.output

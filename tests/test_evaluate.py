@@ -1,0 +1,88 @@
+"""Evaluation: Berglund's matching rule, batch-size-independent scores, tidy rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from revcurse.evaluate import (
+    EvalConfig,
+    alternatives,
+    completion_logprobs,
+    evaluate,
+    generate,
+    starts_with,
+)
+
+
+def test_starts_with_is_berglunds_rule():
+    assert starts_with("Ada Crane now enjoys", " ada crane")
+    assert starts_with("  ADA   Crane .", "Ada Crane.")
+    assert starts_with('the maker of "Echo ." , and', ' the maker of "Echo.",')
+    assert not starts_with("Crane Ada", " Ada Crane")
+    assert not starts_with("Ada Cranes", " Ada Crane")
+    assert not starts_with("", " Ada Crane")
+
+
+def test_scores_do_not_depend_on_batch_size(trained, small_world):
+    model, tokenizer = trained
+    _, _, test_examples, _ = small_world
+    candidates = alternatives(test_examples[:12], max_candidates=0, seed=0)
+    pairs = [
+        (e.prompt, c) for e, cs in zip(test_examples[:12], candidates, strict=True) for c in cs
+    ]
+    reference = completion_logprobs(model, tokenizer, pairs, batch_size=1)
+    for batch_size in (3, 16, 1000):
+        scores = completion_logprobs(model, tokenizer, pairs, batch_size=batch_size)
+        assert scores == pytest.approx(reference, abs=1e-5)
+
+
+def test_generation_does_not_depend_on_batch_size(trained, small_world):
+    model, tokenizer = trained
+    prompts = [e.prompt for e in small_world[2][:10]]
+    one = generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=1)
+    assert generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=4) == one
+
+
+def test_alternatives_are_the_same_phrasing_for_other_facts_of_the_group(small_world):
+    _, _, test_examples, _ = small_world
+    for example, candidates in zip(test_examples, alternatives(test_examples, 0, 0), strict=True):
+        assert candidates[0] == example.completion
+        assert len(candidates) == len(set(candidates)) == 8  # facts_per_group
+    sampled = alternatives(test_examples, 4, 0)
+    assert all(
+        len(c) == 4 and c[0] == e.completion for e, c in zip(test_examples, sampled, strict=True)
+    )
+
+
+def test_evaluate_rows_and_samples(trained, small_world):
+    model, tokenizer = trained
+    _, _, test_examples, _ = small_world
+    rows, samples = evaluate(
+        model, tokenizer, test_examples, EvalConfig(), "baseline", progress=False
+    )
+    assert len(samples) == len(test_examples)
+    assert {"prompt", "target", "output", "correct"} <= set(samples[0])
+    keys = {(r["group"], r["direction"], r["metric"]) for r in rows}
+    for group in ("p2d", "d2p", "both"):
+        for direction in ("same", "reverse"):
+            for metric in ("exact_match", "rank_acc", "rank_chance", "logprob_margin", "p_value"):
+                assert (group, direction, metric) in keys
+    for row in rows:
+        assert set(row) == {
+            "method",
+            "group",
+            "direction",
+            "metric",
+            "value",
+            "n",
+            "ci_low",
+            "ci_high",
+        }
+        if row["metric"] in ("exact_match", "rank_acc"):
+            assert 0 <= row["ci_low"] <= row["value"] <= row["ci_high"] <= 1
+        if row["metric"] == "rank_chance":
+            assert row["value"] == pytest.approx(1 / 8)
+    exact = {(r["group"], r["direction"]): r["value"] for r in rows if r["metric"] == "exact_match"}
+    assert exact[("p2d", "same")] == pytest.approx(
+        sum(s["correct"] for s in samples if s["group"] == "p2d" and s["direction"] == "same") / 16
+    )

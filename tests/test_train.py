@@ -1,0 +1,70 @@
+"""The training loop: the prompt is masked out of the loss, and runs are reproducible."""
+
+from __future__ import annotations
+
+import torch
+
+from revcurse.model import TinyModelConfig, build_tiny_model, load_checkpoint, save_checkpoint
+from revcurse.train import IGNORE, TrainConfig, collate, encode, train
+
+
+def test_prompt_tokens_are_masked_and_completion_plus_eos_scored(small_world):
+    _, train_examples, _, tokenizer = small_world
+    example = train_examples[0]
+    [(ids, labels)] = encode(tokenizer, [(example.prompt, example.completion)], eos=True)
+    prompt_len = len(tokenizer(example.prompt).input_ids)
+    completion = tokenizer(example.completion, add_special_tokens=False).input_ids
+    assert ids[0] == tokenizer.bos_token_id
+    assert labels[:prompt_len] == [IGNORE] * prompt_len
+    assert labels[prompt_len:] == [*completion, tokenizer.eos_token_id] == ids[prompt_len:]
+    [(_, labels_no_eos)] = encode(tokenizer, [(example.prompt, example.completion)], eos=False)
+    assert labels_no_eos[prompt_len:] == completion
+
+
+def test_loss_ignores_the_prompt(small_world):
+    """The model's loss equals cross-entropy over completion positions only."""
+    _, train_examples, _, tokenizer = small_world
+    torch.manual_seed(0)
+    model = build_tiny_model(TinyModelConfig(), tokenizer)
+    pairs = [(e.prompt, e.completion) for e in train_examples[:5]]
+    batch = collate(encode(tokenizer, pairs, eos=True), tokenizer.pad_token_id)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    targets = batch["labels"][:, 1:]
+    manual = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE
+    )
+    assert torch.allclose(model(**batch).loss, manual, atol=1e-6)
+    n_prompt = sum(len(tokenizer(p).input_ids) for p, _ in pairs)
+    assert (targets != IGNORE).sum() == batch["attention_mask"].sum() - n_prompt
+
+
+def test_collate_pads_right_without_scoring_padding(small_world):
+    _, train_examples, _, tokenizer = small_world
+    pairs = [(e.prompt, e.completion) for e in train_examples[:3]]
+    features = encode(tokenizer, pairs, eos=True)
+    batch = collate(features, tokenizer.pad_token_id)
+    for row, (ids, _) in enumerate(features):
+        assert batch["input_ids"][row, : len(ids)].tolist() == ids
+        assert batch["attention_mask"][row].sum() == len(ids)
+        assert (batch["labels"][row, len(ids) :] == IGNORE).all()
+
+
+def test_same_seed_same_weights_and_checkpoint_round_trip(small_world, tmp_path):
+    _, train_examples, _, tokenizer = small_world
+
+    def run(seed):
+        torch.manual_seed(seed)
+        model = build_tiny_model(TinyModelConfig(), tokenizer)
+        losses = train(model, tokenizer, train_examples, TrainConfig(steps=5), seed, progress=False)
+        return model, losses
+
+    (a, losses_a), (b, losses_b), (_, losses_c) = run(0), run(0), run(1)
+    assert losses_a == losses_b != losses_c
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+    save_checkpoint(a, tokenizer, tmp_path / "model")
+    assert (tmp_path / "model" / "model.safetensors").exists()
+    assert (tmp_path / "model" / "config.json").exists()
+    loaded, loaded_tokenizer = load_checkpoint(tmp_path / "model")
+    assert loaded_tokenizer.get_vocab() == tokenizer.get_vocab()
+    for (name, x), y in zip(a.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(x, y), name
