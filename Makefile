@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint readme clean
 
 $(BIN)/revcurse: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ lint: $(BIN)/revcurse
 
 test: lint
 	$(BIN)/pytest
+
+# Regenerate the README's results table from a fresh run.
+readme: $(BIN)/revcurse
+	dir=runs/readme-$$(date +%Y%m%d-%H%M%S) && $(BIN)/revcurse demo --no-progress --output-dir $$dir \
+		&& $(BIN)/python scripts/update_readme.py $$dir
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -20,6 +20,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.utils import logging as hf_logging
 
 
 @dataclass
@@ -52,7 +53,11 @@ def build_tiny_model(
 
 
 def save_checkpoint(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: Path) -> None:
-    model.save_pretrained(path, safe_serialization=True)
+    hf_logging.disable_progress_bar()  # a one-shard bar is noise in the demo's output
+    try:
+        model.save_pretrained(path, safe_serialization=True)
+    finally:
+        hf_logging.enable_progress_bar()
     tokenizer.save_pretrained(path)
 
 
