@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from revcurse.evaluate import (
+    CausalLM,
     EvalConfig,
     alternatives,
     completion_logprobs,
@@ -57,9 +58,7 @@ def test_alternatives_are_the_same_phrasing_for_other_facts_of_the_group(small_w
 def test_evaluate_rows_and_samples(trained, small_world):
     model, tokenizer = trained
     _, _, test_examples, _ = small_world
-    rows, samples = evaluate(
-        model, tokenizer, test_examples, EvalConfig(), "baseline", progress=False
-    )
+    rows, samples = evaluate(CausalLM(model, tokenizer), test_examples, EvalConfig(), "baseline")
     assert len(samples) == len(test_examples)
     assert {"prompt", "target", "output", "correct"} <= set(samples[0])
     keys = {(r["group"], r["direction"], r["metric"]) for r in rows}

@@ -55,11 +55,13 @@ def test_same_seed_same_weights_and_checkpoint_round_trip(small_world, tmp_path)
     def run(seed):
         torch.manual_seed(seed)
         model = build_tiny_model(TinyModelConfig(), tokenizer)
-        losses = train(model, tokenizer, train_examples, TrainConfig(steps=5), seed, progress=False)
-        return model, losses
+        result = train(model, tokenizer, train_examples, TrainConfig(steps=5), seed, progress=False)
+        return model, result
 
-    (a, losses_a), (b, losses_b), (_, losses_c) = run(0), run(0), run(1)
-    assert losses_a == losses_b != losses_c
+    (a, result_a), (b, result_b), (_, result_c) = run(0), run(0), run(1)
+    assert result_a.losses == result_b.losses != result_c.losses
+    assert len(result_a.losses) == 5 and result_a.tokens == result_b.tokens > 0
+    assert result_a.flops == 6 * sum(p.numel() for p in a.parameters()) * result_a.tokens
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
     save_checkpoint(a, tokenizer, tmp_path / "model")
     assert (tmp_path / "model" / "model.safetensors").exists()

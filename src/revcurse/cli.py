@@ -1,6 +1,7 @@
 """The `revcurse` command line.
 
     revcurse demo                      # the reversal curse, reproduced in under a minute
+    revcurse analyze runs/demo-...     # where the one-way map lives in the trained model
     revcurse facts generate --out-dir world/
     revcurse facts validate world/facts.jsonl world/templates.jsonl
 
@@ -57,6 +58,106 @@ def _demo_command():
 
 
 app.command("demo")(_demo_command())
+
+
+def _compare(config) -> None:
+    from revcurse.compare import run_compare
+
+    try:
+        run_compare(config)
+    except (DataError, RunDirExists, ValueError) as error:
+        fail(str(error))
+
+
+def _compare_command():
+    from revcurse.compare import CompareConfig
+
+    return command_from_config(
+        CompareConfig,
+        _compare,
+        "Baseline and every remedy on the same world and training budget, over several seeds: "
+        "one table, a chart and report.md.",
+    )
+
+
+app.command("compare")(_compare_command())
+
+kb_app = typer.Typer(help="A persistent knowledge base of facts (SQLite).", no_args_is_help=True)
+app.add_typer(kb_app, name="kb")
+DB_OPTION = typer.Option("--db", help="The knowledge base file (created if missing).")
+
+
+@kb_app.command("add")
+def kb_add(
+    files: Annotated[list[Path], typer.Argument(help="Facts files (.jsonl or .csv).")],
+    db: Annotated[Path, DB_OPTION] = Path("kb.sqlite"),
+    dense: Annotated[bool, typer.Option(help="Also store all-MiniLM-L6-v2 embeddings.")] = False,
+) -> None:
+    """Add facts to the knowledge base; bad files are reported as FILE:LINE: and add nothing."""
+    from revcurse.facts import load_facts
+    from revcurse.kb import KnowledgeBase
+
+    facts = []
+    problems = []
+    for path in files:
+        try:
+            facts += load_facts(path)
+        except DataError as error:
+            problems += error.problems
+    if problems:
+        fail(str(DataError(problems)))
+    try:
+        with KnowledgeBase(db) as kb:
+            added = kb.add(facts, embed=dense)
+            total = len(kb)
+    except RuntimeError as error:
+        fail(str(error))
+    print(f"{db}: added {added} new facts ({len(facts) - added} already there), {total} in all")
+
+
+@kb_app.command("query")
+def kb_query(
+    text: Annotated[str, typer.Argument(help="A question or any text about an entity.")],
+    db: Annotated[Path, DB_OPTION] = Path("kb.sqlite"),
+    k: Annotated[int, typer.Option(help="How many facts to return.")] = 3,
+    retriever: Annotated[str, typer.Option(help="bm25 or dense.")] = "bm25",
+) -> None:
+    """The k facts that best match TEXT, best first."""
+    from revcurse.kb import KnowledgeBase
+
+    if not db.exists():
+        fail(f"{db}: no such knowledge base (create it with: revcurse kb add FILE --db {db})")
+    try:
+        with KnowledgeBase(db) as kb:
+            hits = kb.query(text, k, retriever)
+    except (ValueError, RuntimeError) as error:
+        fail(str(error))
+    for hit in hits:
+        print(f"{hit.score:.4f}\t{hit.fact.group}\t{hit.fact.a}\t{hit.fact.b}")
+
+
+def _analyze(config) -> None:  # AnalyzeConfig, imported lazily like DemoConfig
+    from revcurse.analyze import run_analyze
+
+    try:
+        run_analyze(config)
+    except (DataError, RunDirExists, ValueError) as error:
+        fail(str(error))
+
+
+def _analyze_command():
+    from revcurse.analyze import AnalyzeConfig, with_run_dir_argument
+
+    return with_run_dir_argument(
+        command_from_config(
+            AnalyzeConfig,
+            _analyze,
+            "Logit lens, causal tracing, probes and weight asymmetry of a demo run (RUN_DIR).",
+        )
+    )
+
+
+app.command("analyze")(_analyze_command())
 
 
 @facts_app.command("validate")

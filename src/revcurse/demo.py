@@ -22,7 +22,7 @@ from rich.console import Console
 
 import revcurse
 from revcurse.config import to_dict, to_yaml
-from revcurse.evaluate import EvalConfig, evaluate
+from revcurse.evaluate import CausalLM, EvalConfig, evaluate
 from revcurse.facts import expand, load_facts, load_templates, write_records
 from revcurse.model import TinyModelConfig, build_tiny_model, count_parameters, save_checkpoint
 from revcurse.results import (
@@ -80,15 +80,14 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
             f"[bold]revcurse demo[/]: {len(facts)} facts, {len(train_examples)} training and "
             f"{len(test_examples)} test examples; model {count_parameters(model):,} parameters"
         )
-        start = time.perf_counter()
-        losses = train(model, tokenizer, train_examples, config.train, config.seed, config.progress)
-        train_seconds = time.perf_counter() - start
+        trained = train(
+            model, tokenizer, train_examples, config.train, config.seed, config.progress
+        )
         save_checkpoint(model, tokenizer, scratch / "model")
 
         start = time.perf_counter()
-        rows, samples = evaluate(
-            model, tokenizer, test_examples, config.eval, "baseline", config.seed, config.progress
-        )
+        lm = CausalLM(model, tokenizer, config.eval.batch_size, config.progress)
+        rows, samples = evaluate(lm, test_examples, config.eval, "baseline", config.seed)
         eval_seconds = time.perf_counter() - start
 
         table = render(results_table(rows, f"Reversal curse, tiny model, seed {config.seed}"))
@@ -100,9 +99,11 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
                 "rows": rows,
                 "config": to_dict(config),
                 "train": {
-                    "final_loss": losses[-1],
-                    "steps": len(losses),
-                    "seconds": train_seconds,
+                    "final_loss": trained.losses[-1],
+                    "steps": len(trained.losses),
+                    "seconds": trained.seconds,
+                    "tokens": trained.tokens,
+                    "flops": trained.flops,
                     "examples": len(train_examples),
                 },
                 "eval": {"seconds": eval_seconds, "examples": len(test_examples)},
@@ -115,6 +116,6 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
             },
         )
     print(table, end="")
-    timing = f"train {train_seconds:.0f} s, eval {eval_seconds:.0f} s"
+    timing = f"train {trained.seconds:.0f} s, eval {eval_seconds:.0f} s"
     console.print(f"results: {output_dir}/results.json ({timing})")
     return output_dir

@@ -16,6 +16,7 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -125,34 +126,53 @@ def alternatives(examples: Sequence[Example], max_candidates: int, seed: int) ->
     return out
 
 
+class LanguageModel(Protocol):
+    """What the evaluator needs: greedy answers and completion log-probabilities. Causal LMs
+    are wrapped by `CausalLM`; other model kinds (e.g. the masked MLM-U model) bring theirs."""
+
+    tokenizer: PreTrainedTokenizerBase
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]: ...
+
+    def logprobs(self, pairs: Sequence[tuple[str, str]]) -> list[float]: ...
+
+
+@dataclass
+class CausalLM:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    batch_size: int = 256
+    progress: bool = False
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+        return generate(
+            self.model, self.tokenizer, prompts, max_new_tokens, self.batch_size, self.progress
+        )
+
+    def logprobs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        return completion_logprobs(
+            self.model, self.tokenizer, pairs, self.batch_size, self.progress
+        )
+
+
 def evaluate(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
+    lm: LanguageModel,
     examples: Sequence[Example],
     config: EvalConfig,
     method: str,
     seed: int = 0,
-    progress: bool = True,
 ) -> tuple[list[dict], list[dict]]:
     """(results rows, samples) for the given test examples."""
-    model.eval()
+    tokenizer = lm.tokenizer
     max_new = config.max_new_tokens or 2 + max(
         len(tokenizer(e.completion, add_special_tokens=False).input_ids) for e in examples
     )
-    outputs = generate(
-        model, tokenizer, [e.prompt for e in examples], max_new, config.batch_size, progress
-    )
+    outputs = lm.generate([e.prompt for e in examples], max_new)
     candidates = alternatives(examples, config.max_candidates, seed)
     pairs = sorted(
         {(e.prompt, c) for e, cands in zip(examples, candidates, strict=True) for c in cands}
     )
-    scored = dict(
-        zip(
-            pairs,
-            completion_logprobs(model, tokenizer, pairs, config.batch_size, progress),
-            strict=True,
-        )
-    )
+    scored = dict(zip(pairs, lm.logprobs(pairs), strict=True))
 
     samples = []
     for e, output, cands in zip(examples, outputs, candidates, strict=True):

@@ -8,7 +8,8 @@ asks only for p(completion | prompt), which is what makes the stored map one-way
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -77,6 +78,17 @@ def collate(
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
+@dataclass
+class TrainResult:
+    losses: list[float]  # one per step
+    tokens: int  # real (non-padding) tokens processed
+    seconds: float
+    flops: float  # 6 x parameters x tokens (forward + backward; Kaplan et al. 2020)
+
+
+Collate = Callable[[Sequence[tuple[list[int], list[int]]]], dict[str, torch.Tensor]]
+
+
 def train(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -84,8 +96,10 @@ def train(
     config: TrainConfig,
     seed: int,
     progress: bool = True,
-) -> list[float]:
-    """Train in place; returns the loss of every step."""
+    collate_fn: Collate | None = None,
+) -> TrainResult:
+    """Train in place. `collate_fn` turns encoded examples into a batch with labels; the
+    default is the causal LM's right-padded batch (other objectives, e.g. MLM-U, pass theirs)."""
     accelerator = Accelerator()
     set_seed(seed)
     features = encode(tokenizer, [(e.prompt, e.completion) for e in examples], eos=True)
@@ -95,7 +109,7 @@ def train(
         batch_size=batch_size,
         shuffle=True,
         generator=torch.Generator().manual_seed(seed),
-        collate_fn=lambda batch: collate(batch, tokenizer.pad_token_id),
+        collate_fn=collate_fn or (lambda batch: collate(batch, tokenizer.pad_token_id)),
     )
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
@@ -106,6 +120,8 @@ def train(
     model, optimizer, loader, schedule = accelerator.prepare(model, optimizer, loader, schedule)
     model.train()
     losses: list[float] = []
+    tokens = 0
+    start = time.perf_counter()
     bar = tqdm(
         total=config.steps,
         desc="train",
@@ -120,6 +136,7 @@ def train(
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss.item())
+            tokens += int(batch["attention_mask"].sum())
             bar.update()
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
             if len(losses) == config.steps:
@@ -127,4 +144,5 @@ def train(
     bar.close()
     model.eval()
     accelerator.free_memory()
-    return losses
+    n_params = sum(p.numel() for p in model.parameters())
+    return TrainResult(losses, tokens, time.perf_counter() - start, 6.0 * n_params * tokens)

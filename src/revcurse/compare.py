@@ -1,0 +1,304 @@
+"""Every remedy on the same world, with the same training budget, over several seeds.
+
+    revcurse compare --seeds 3 --output-dir runs/compare
+
+For each seed: a fresh controlled world (facts plus reading documents), one shared
+tokenizer, and each method from revcurse.remedies: the trained ones start from fresh
+weights and train for the same steps on the same base corpus plus their own additions; the
+prompting ones reuse the baseline model. All are scored by the same evaluator on the same
+held-out questions. The run directory gets the per-seed and aggregated rows
+(results.json), every answer (samples.jsonl), the table, a bar chart (chart.png) and
+report.md with training time and estimated training FLOPs per method.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+import torch
+import transformers
+from rich.console import Console
+from scipy import stats
+
+import revcurse
+from revcurse.config import to_dict, to_yaml
+from revcurse.evaluate import EvalConfig, evaluate
+from revcurse.facts import GROUPS, expand, write_records
+from revcurse.model import TinyModelConfig
+from revcurse.reading import reading_documents
+from revcurse.remedies import REMEDIES, parse_methods
+from revcurse.remedies.reverse_training import SEGMENT_MARKER
+from revcurse.remedies.setting import RemedyConfig, Setting
+from revcurse.results import (
+    CONFIDENCE,
+    default_run_dir,
+    render,
+    results_table,
+    run_directory,
+    write_json,
+    write_jsonl,
+)
+from revcurse.tokenizer import build_word_tokenizer
+from revcurse.train import TrainConfig
+from revcurse.world import TEMPLATES, WorldConfig, generate_facts
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+
+
+@dataclass
+class CompareConfig:
+    output_dir: Path | None = None  # run directory; default runs/compare-<timestamp>
+    seeds: int = 3  # independent worlds and initialisations; CIs are across seeds
+    seed: int = 0  # the first seed; the others follow it
+    methods: str = "all"  # comma-separated methods, or all (see revcurse.remedies)
+    progress: bool = True  # progress bars on stderr
+    world: WorldConfig = field(default_factory=lambda: WorldConfig(facts_per_group=30))
+    model: TinyModelConfig = field(default_factory=lambda: TinyModelConfig(max_len=128))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=800, batch_size=128))
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    remedies: RemedyConfig = field(default_factory=RemedyConfig)
+
+
+def build_setting(config: CompareConfig, seed: int, workdir: Path) -> Setting:
+    facts = generate_facts(config.world, seed)
+    train, test = expand(facts, TEMPLATES, config.world.teach_test_phrasings)
+    reading = reading_documents(
+        config.remedies.reading_documents, config.remedies.distractors, TEMPLATES, facts, seed
+    )
+    texts = [e.prompt + " " + e.completion for e in [*train, *test, *reading]]
+    tokenizer = build_word_tokenizer([*texts, SEGMENT_MARKER])
+    return Setting(
+        facts=facts,
+        templates=list(TEMPLATES),
+        train=train,
+        test=test,
+        reading=reading,
+        tokenizer=tokenizer,
+        model=config.model,
+        budget=config.train,
+        remedies=config.remedies,
+        seed=seed,
+        workdir=workdir,
+        eval_batch_size=config.eval.batch_size,
+        progress=config.progress,
+    )
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+    """One row per method, group, direction and metric: the mean over seeds with a t interval
+    across seeds (with one seed, that run's own interval); p-values combined by Fisher."""
+    by_key: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_key[(row["method"], row["group"], row["direction"], row["metric"])].append(row)
+    out = []
+    for (method, group, direction, metric), runs in by_key.items():
+        values = [r["value"] for r in runs if r["value"] is not None]
+        row = {
+            "method": method,
+            "group": group,
+            "direction": direction,
+            "metric": metric,
+            "value": None,
+            "n": sum(r["n"] for r in runs),
+            "ci_low": None,
+            "ci_high": None,
+        }
+        if metric == "p_value" and values:
+            row["value"] = float(stats.combine_pvalues(values, method="fisher").pvalue)
+        elif len(values) == 1:
+            row.update(value=values[0], ci_low=runs[0]["ci_low"], ci_high=runs[0]["ci_high"])
+        elif values:
+            mean = statistics.fmean(values)
+            half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1) * stats.sem(values)
+            spread = 0.0 if half != half else float(half)  # identical values: sem is 0 or nan
+            row.update(value=mean, ci_low=mean - spread, ci_high=mean + spread)
+        out.append(row)
+    return out
+
+
+def chart(rows: list[dict], path: Path) -> None:
+    """Exact match per method on the one-way facts, same vs reverse, with 95% CIs."""
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    cells = [(g, d) for g in ("p2d", "d2p") for d in ("same", "reverse")]
+    lookup = {
+        (r["method"], r["group"], r["direction"]): r for r in rows if r["metric"] == "exact_match"
+    }
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(methods) + 2), 3.6))
+    width = 0.8 / len(cells)
+    for i, (group, direction) in enumerate(cells):
+        xs, ys, lo, hi = [], [], [], []
+        for j, method in enumerate(methods):
+            row = lookup.get((method, group, direction))
+            if row is None or row["value"] is None:
+                continue
+            xs.append(j + (i - (len(cells) - 1) / 2) * width)
+            ys.append(row["value"])
+            lo.append(row["value"] - (row["ci_low"] if row["ci_low"] is not None else row["value"]))
+            hi.append(
+                (row["ci_high"] if row["ci_high"] is not None else row["value"]) - row["value"]
+            )
+        hatch = "//" if direction == "reverse" else None
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=f"{group} {direction}", hatch=hatch)
+    ax.set_xticks(range(len(methods)), methods, rotation=20)
+    ax.set_ylabel("exact match")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("One-way facts: trained direction (same) vs reverse")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown_table(rows: list[dict], metrics: tuple[str, ...]) -> str:
+    def cell(row: dict | None) -> str:
+        if row is None or row["value"] is None:
+            return "-"
+        if row["metric"] == "p_value":
+            return f"{row['value']:.2g}"
+        ci = f" [{row['ci_low']:.2f}, {row['ci_high']:.2f}]" if row["ci_low"] is not None else ""
+        return f"{row['value']:.2f}{ci}"
+
+    index = {(r["method"], r["group"], r["direction"], r["metric"]): r for r in rows}
+    keys = list(dict.fromkeys((r["method"], r["group"], r["direction"]) for r in rows))
+    lines = [
+        "| method | group | direction | " + " | ".join(metrics) + " |",
+        "|---" * (3 + len(metrics)) + "|",
+    ]
+    for key in keys:
+        lines.append(
+            "| " + " | ".join([*key, *(cell(index.get((*key, m))) for m in metrics)]) + " |"
+        )
+    return "\n".join(lines)
+
+
+def run_compare(config: CompareConfig, console: Console | None = None) -> Path:
+    console = console or Console(stderr=True)
+    methods = parse_methods(config.methods)
+    if config.seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {config.seeds}")
+    output_dir = config.output_dir or default_run_dir("compare")
+    seed_rows: list[dict] = []
+    samples: list[dict] = []
+    costs: list[dict] = []
+    with run_directory(output_dir) as scratch:
+        (scratch / "config.yaml").write_text(to_yaml(config), encoding="utf-8")
+        for seed in range(config.seed, config.seed + config.seeds):
+            setting = build_setting(config, seed, scratch)
+            write_records(scratch / "world" / f"facts-seed{seed}.jsonl", setting.facts)
+            console.print(
+                f"[bold]seed {seed}[/]: {len(setting.facts)} facts, {len(setting.train)} fact "
+                f"sentences + {len(setting.reading)} reading documents, "
+                f"{len(setting.test)} questions"
+            )
+            for method in methods:
+                start = time.perf_counter()
+                treatment = REMEDIES[method](setting)
+                test = treatment.test or setting.test
+                rows, method_samples = evaluate(treatment.lm, test, config.eval, method, seed)
+                seconds = time.perf_counter() - start
+                for row in [*rows, *treatment.rows]:
+                    seed_rows.append({**row, "seed": seed})
+                samples += [{**s, "seed": seed} for s in method_samples]
+                costs.append(
+                    {
+                        "method": method,
+                        "seed": seed,
+                        "train_seconds": treatment.cost.seconds,
+                        "train_tokens": treatment.cost.tokens,
+                        "train_flops": treatment.cost.flops,
+                        "final_loss": treatment.cost.losses[-1],
+                        "wall_seconds": seconds,
+                    }
+                )
+                one_way = [r for r in rows if r["metric"] == "exact_match" and r["group"] != "both"]
+                summary = ", ".join(
+                    f"{r['group']} {r['direction']} {r['value']:.2f}" for r in one_way
+                )
+                console.print(f"  {method:<16} {summary}  ({seconds:.0f} s)")
+        rows = aggregate([{k: v for k, v in r.items() if k != "seed"} for r in seed_rows])
+        table = render(results_table(rows, f"revcurse compare, {config.seeds} seed(s)"))
+        (scratch / "table.txt").write_text(table, encoding="utf-8")
+        chart(rows, scratch / "chart.png")
+        cost_summary = summarize_costs(costs)
+        (scratch / "report.md").write_text(report(config, rows, cost_summary), encoding="utf-8")
+        write_jsonl(scratch / "samples.jsonl", samples)
+        write_json(
+            scratch / "results.json",
+            {
+                "rows": rows,
+                "seed_rows": seed_rows,
+                "costs": costs,
+                "config": to_dict(config),
+                "versions": {
+                    "revcurse": revcurse.__version__,
+                    "torch": torch.__version__,
+                    "transformers": transformers.__version__,
+                    "python": platform.python_version(),
+                },
+            },
+        )
+    print(table, end="")
+    console.print(f"results: {output_dir}/report.md")
+    return output_dir
+
+
+def summarize_costs(costs: list[dict]) -> list[dict]:
+    out = []
+    for method in dict.fromkeys(c["method"] for c in costs):
+        runs = [c for c in costs if c["method"] == method]
+        out.append(
+            {
+                "method": method,
+                "train_seconds": statistics.fmean(c["train_seconds"] for c in runs),
+                "train_flops": statistics.fmean(c["train_flops"] for c in runs),
+                "wall_seconds": statistics.fmean(c["wall_seconds"] for c in runs),
+            }
+        )
+    return out
+
+
+def report(config: CompareConfig, rows: list[dict], costs: list[dict]) -> str:
+    metrics = ("exact_match", "rank_acc", "rank_chance", "logprob_margin", "p_value")
+    main = [r for r in rows if r["metric"] in metrics]
+    extra = [r for r in rows if r["metric"] not in metrics]
+    lines = [
+        "# revcurse compare",
+        "",
+        f"{config.seeds} seed(s) from {config.seed}; "
+        f"{config.world.facts_per_group} facts per group ({', '.join(GROUPS)}), "
+        f"{config.remedies.reading_documents} reading documents; every "
+        f"trained method: {config.train.steps} steps of {config.train.batch_size} sequences from "
+        "fresh weights. Values are means over seeds with 95% t intervals across seeds "
+        "(one seed: the run's own interval); p-values are combined with Fisher's method.",
+        "",
+        "![exact match per method](chart.png)",
+        "",
+        markdown_table(main, metrics),
+        "",
+    ]
+    if extra:
+        names = tuple(dict.fromkeys(r["metric"] for r in extra))
+        lines += ["## Remedy-specific measurements", "", markdown_table(extra, names), ""]
+    lines += [
+        "## Cost",
+        "",
+        "Training FLOPs are estimated as 6 x parameters x tokens; prompting methods reuse the "
+        "baseline model, so they report its training. Wall time includes evaluation.",
+        "",
+        "| method | train seconds | train FLOPs | wall seconds |",
+        "|---|---|---|---|",
+        *(
+            f"| {c['method']} | {c['train_seconds']:.1f} | {c['train_flops']:.2e} | "
+            f"{c['wall_seconds']:.1f} |"
+            for c in costs
+        ),
+        "",
+    ]
+    return "\n".join(lines)

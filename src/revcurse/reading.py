@@ -1,0 +1,83 @@
+"""Facts in context: statements, prompts with context, and the reading documents that teach
+a from-scratch model to answer from its context.
+
+A pretrained LLM learned from web text to answer a question from a passage that states the
+fact, in either order; a tiny model trained from scratch has never read anything. So that
+the in-context remedies can be measured on it, its training text gets *reading documents*:
+a few statements about fictitious people, then a question about one of them, in either
+direction, with the answer. Each document pairs names and descriptions afresh, drawn from
+entities that none of the world's facts uses, so nothing can be memorised: the only way to
+answer is to read. The world's one-way facts never appear in a reading document.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Sequence
+from dataclasses import replace
+
+from revcurse.facts import DIRECTIONS, SAME_DIRECTION, Example, Fact, Template
+from revcurse.world import ADJECTIVES, FIRST_NAMES, LAST_NAMES, ROLES, THINGS
+
+# One statement form per direction: name first ("a is b") or description first ("b is a").
+STATEMENTS = {"a2b": "{a} is {b}.", "b2a": "{b} is {a}."}
+
+
+def statement(fact: Fact, direction: str | None = None) -> str:
+    """The fact in words; by default in the direction its group was trained (one-way form)."""
+    return STATEMENTS[direction or SAME_DIRECTION[fact.group]].format(a=fact.a, b=fact.b)
+
+
+def with_context(statements: Sequence[str], question: str) -> str:
+    return " ".join([*statements, question])
+
+
+def in_context(
+    example: Example, fact: Fact, distractors: Sequence[Fact], rng: random.Random
+) -> Example:
+    """The example with its fact and the distractor facts stated, shuffled, before the question."""
+    statements = [statement(f) for f in [fact, *distractors]]
+    rng.shuffle(statements)
+    return replace(example, prompt=with_context(statements, example.prompt))
+
+
+def reading_documents(
+    n: int,
+    max_distractors: int,
+    templates: Sequence[Template],
+    exclude: Sequence[Fact],
+    seed: int,
+) -> list[Example]:
+    """n documents: 1 + U{0..max_distractors} fresh statements, then a question (any template,
+    either direction) about one of them. Names and descriptions of `exclude` are never used."""
+    rng = random.Random(seed)
+    used = {f.a for f in exclude} | {f.b for f in exclude}
+    names = [f"{x} {y}" for x, y in itertools.product(FIRST_NAMES, LAST_NAMES)]
+    descriptions = [
+        f"the {r} of the {a} {t}" for r, a, t in itertools.product(ROLES, ADJECTIVES, THINGS)
+    ]
+    names = [x for x in names if x not in used]
+    descriptions = [x for x in descriptions if x not in used]
+    documents = []
+    for _ in range(n):
+        k = 1 + rng.randint(0, max_distractors)
+        facts = [
+            Fact("both", a, b)
+            for a, b in zip(rng.sample(names, k), rng.sample(descriptions, k), strict=True)
+        ]
+        statements = [statement(f, rng.choice(DIRECTIONS)) for f in facts]
+        rng.shuffle(statements)
+        question = rng.choice(templates).fill(facts[0], -1, -1)
+        documents.append(
+            Example(
+                fact=-1,
+                group="both",
+                direction=question.direction,
+                split="train",
+                template=-1,
+                prompt=with_context(statements, question.prompt),
+                completion=question.completion,
+            )
+        )
+    return documents

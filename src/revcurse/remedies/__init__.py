@@ -1,0 +1,41 @@
+"""Remedies for the reversal curse, by name: each module's `apply(Setting) -> Treatment`.
+
+    revcurse compare --methods baseline,in_context,bidirectional
+
+See revcurse.remedies.setting for what a remedy receives and returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from revcurse.remedies import (
+    baseline,
+    bidirectional,
+    in_context,
+    knowledge_base,
+    mlm_u,
+    reverse_training,
+)
+from revcurse.remedies.setting import Setting, Treatment
+
+REMEDIES: dict[str, Callable[[Setting], Treatment]] = {
+    "baseline": baseline.apply,
+    "in_context": in_context.apply,
+    "knowledge_base": knowledge_base.apply,
+    "bidirectional": bidirectional.apply,
+    "reverse_training": reverse_training.apply,
+    "mlm_u": mlm_u.apply,
+}
+
+
+def parse_methods(text: str) -> list[str]:
+    """'all' or a comma-separated list of known names."""
+    names = list(REMEDIES) if text.strip() == "all" else [m.strip() for m in text.split(",")]
+    unknown = [m for m in names if m not in REMEDIES]
+    if unknown or not names:
+        raise ValueError(
+            f"--methods: unknown {', '.join(unknown) or 'empty list'} "
+            f"(known: all, {', '.join(REMEDIES)})"
+        )
+    return names

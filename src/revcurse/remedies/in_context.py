@@ -1,0 +1,27 @@
+"""Remedy 1, in context: state the fact (and distractor facts, shuffled) before the question.
+
+The baseline model, unchanged; only the prompt differs. The thesis: a model that cannot
+reverse a fact stored in its weights reverses it from its context, because reading is a
+skill it learned from text (here: from the reading documents, which never mention the
+world's facts).
+"""
+
+from __future__ import annotations
+
+import random
+
+from revcurse.reading import in_context
+from revcurse.remedies.setting import Setting, Treatment
+
+
+def apply(setting: Setting) -> Treatment:
+    model, cost = setting.base
+    k = setting.remedies.distractors
+
+    rng = random.Random(setting.seed)
+    posed = []
+    for example in setting.test:
+        fact = setting.facts[example.fact]
+        others = [f for i, f in enumerate(setting.facts) if i != example.fact]
+        posed.append(in_context(example, fact, rng.sample(others, min(k, len(others))), rng))
+    return Treatment(setting.causal_lm(model), cost, posed)

@@ -1,0 +1,141 @@
+"""Remedy 3c, any-order objective MLM-U (Kitouni et al. 2024), for models trained from scratch.
+
+A bidirectional (BERT-style) transformer of the same size learns to fill masked tokens,
+with the mask rate of each sequence drawn from U(0, 1): every token is predicted from every
+subset of the others, so no direction is privileged, which is their explanation of the
+reversal curse (the "factorization curse") and its cure. Kitouni et al. report 100%
+backward key-value retrieval where left-to-right training fails.
+
+Answering: the prompt is followed by n [MASK] slots (n = longest answer + 2), filled left
+to right, one greedy token per pass, stopping at </s>. So that n need not equal the
+answer's length, training sequences are padded with </s> tokens that are masked and
+predicted like any other token (as diffusion LMs do). A completion's log-probability is the
+chain rule over its tokens, each predicted with the tokens before it revealed and the rest
+still masked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerBase
+
+from revcurse.model import TinyModelConfig
+from revcurse.remedies.setting import Setting, Treatment
+from revcurse.train import IGNORE, Collate
+
+
+def build_masked_model(
+    config: TinyModelConfig, tokenizer: PreTrainedTokenizerBase
+) -> BertForMaskedLM:
+    """The tiny model's size, bidirectional attention (fresh weights from the torch seed)."""
+    bert = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=config.d_model,
+        num_hidden_layers=config.n_layers,
+        num_attention_heads=config.n_heads,
+        intermediate_size=config.d_ff,
+        max_position_embeddings=config.max_len,
+        type_vocab_size=1,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return BertForMaskedLM(bert)
+
+
+def mlm_u_collate(tokenizer: PreTrainedTokenizerBase, seed: int) -> Collate:
+    """Batches for MLM-U: </s>-padded rows, each masked at a rate drawn from U(0, 1)."""
+    generator = torch.Generator().manual_seed(seed)
+    eos, mask = tokenizer.eos_token_id, tokenizer.mask_token_id
+
+    def collate(features: Sequence[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+        width = max(len(ids) for ids, _ in features)
+        ids = torch.full((len(features), width), eos, dtype=torch.long)
+        for row, (tokens, _) in enumerate(features):
+            ids[row, : len(tokens)] = torch.tensor(tokens)
+        rate = torch.rand(len(features), 1, generator=generator)
+        masked = torch.rand(ids.shape, generator=generator) < rate
+        masked[:, 0] = False  # <s> stays: it anchors position 0
+        empty = ~masked.any(dim=1)  # at least one prediction per row
+        masked[empty, 1 + torch.randint(width - 1, (int(empty.sum()),), generator=generator)] = True
+        labels = torch.where(masked, ids, torch.full_like(ids, IGNORE))
+        inputs = torch.where(masked, torch.full_like(ids, mask), ids)
+        return {"input_ids": inputs, "attention_mask": torch.ones_like(ids), "labels": labels}
+
+    return collate
+
+
+@dataclass
+class MaskedLM:
+    """The evaluator's interface (revcurse.evaluate.LanguageModel) for a masked model."""
+
+    model: BertForMaskedLM
+    tokenizer: PreTrainedTokenizerBase
+    slots: int = 0  # [MASK] slots after the prompt; set from the longest answer
+    batch_size: int = 256
+
+    @torch.no_grad()
+    def _logprobs_at(self, rows: list[list[int]], positions: list[int]) -> torch.Tensor:
+        """log-softmax over the vocabulary at one position of each (equal-length-padded) row."""
+        out = []
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start : start + self.batch_size]
+            width = max(len(r) for r in chunk)
+            ids = torch.full((len(chunk), width), self.tokenizer.eos_token_id, dtype=torch.long)
+            attention = torch.zeros_like(ids)
+            for i, r in enumerate(chunk):
+                ids[i, : len(r)] = torch.tensor(r)
+                attention[i, : len(r)] = 1
+            logits = self.model(input_ids=ids, attention_mask=attention).logits
+            where = torch.tensor(positions[start : start + self.batch_size])
+            out.append(torch.log_softmax(logits[torch.arange(len(chunk)), where].float(), -1))
+        return torch.cat(out)
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+        self.model.eval()
+        n = self.slots or max_new_tokens
+        mask, eos = self.tokenizer.mask_token_id, self.tokenizer.eos_token_id
+        rows = [ids + [mask] * n for ids in self.tokenizer(list(prompts)).input_ids]
+        starts = [len(r) - n for r in rows]
+        for step in range(n):
+            positions = [s + step for s in starts]
+            best = self._logprobs_at(rows, positions).argmax(-1).tolist()
+            for row, position, token in zip(rows, positions, best, strict=True):
+                row[position] = token
+        answers = []
+        for row, start in zip(rows, starts, strict=True):
+            answer = row[start:]
+            answer = answer[: answer.index(eos)] if eos in answer else answer
+            answers.append(self.tokenizer.decode(answer, skip_special_tokens=True))
+        return answers
+
+    def logprobs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        self.model.eval()
+        mask = self.tokenizer.mask_token_id
+        prompts = self.tokenizer([p for p, _ in pairs]).input_ids
+        answers = self.tokenizer([c for _, c in pairs], add_special_tokens=False).input_ids
+        n = max([self.slots, *(len(a) for a in answers)])
+        rows, positions, targets, owner = [], [], [], []
+        for i, (prompt, answer) in enumerate(zip(prompts, answers, strict=True)):
+            for j, token in enumerate(answer):  # token j given tokens < j, the rest masked
+                rows.append(prompt + answer[:j] + [mask] * (n - j))
+                positions.append(len(prompt) + j)
+                targets.append(token)
+                owner.append(i)
+        picked = self._logprobs_at(rows, positions)[torch.arange(len(rows)), torch.tensor(targets)]
+        scores = torch.zeros(len(pairs)).index_add_(0, torch.tensor(owner), picked)
+        return scores.tolist()
+
+
+def apply(setting: Setting) -> Treatment:
+    torch.manual_seed(setting.seed)
+    model = build_masked_model(setting.model, setting.tokenizer)
+    model, cost = setting.train_model(
+        model=model, collate_fn=mlm_u_collate(setting.tokenizer, setting.seed)
+    )
+    slots = 2 + max(
+        len(setting.tokenizer(e.completion, add_special_tokens=False).input_ids)
+        for e in setting.test
+    )
+    return Treatment(MaskedLM(model, setting.tokenizer, slots, setting.eval_batch_size), cost)

