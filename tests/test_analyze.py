@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from revcurse.analyze import (
+from revcurse.analysis import (
     KINDS,
     POSITIONS,
     AnalyzeConfig,
@@ -267,3 +269,90 @@ def test_bad_option_exits_2(demo_run, tmp_path):
     assert result.exit_code == 2
     assert "--trace.noise-samples: must be at least 1" in result.output
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------- README sentences
+
+
+@pytest.fixture(scope="module")
+def update_readme():
+    """scripts/update_readme.py, imported from its file (scripts/ is not a package)."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / "update_readme.py"
+    spec = importlib.util.spec_from_file_location("update_readme", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _analysis_results(mlp_position: int = 6, reverse_margin: float = 0.3) -> dict:
+    """A results.json of `revcurse analyze` with only the rows the README sentences read:
+    forward MLP peaks at `mlp_position` (an index into POSITIONS), attention at layer 0
+    of the last token, nothing to restore in reverse, a probe that reads d2p names only."""
+    rows = []
+
+    def add(group, rel, metric, value, ci=None):
+        low, high = ci or (None, None)
+        row = dict(method="analysis", group=group, direction=rel, metric=metric, value=value)
+        rows.append({**row, "n": 20, "ci_low": low, "ci_high": high})
+
+    for group, probed, probe_acc in (("p2d", "reverse", 0.49), ("d2p", "same", 0.77)):
+        for rel, scale in (("same", 1.0), ("reverse", 0.0)):
+            for kind, layer, position, effect in (
+                ("hidden", 1, 6, 0.8),
+                ("mlp", 1, mlp_position, 0.75),
+                ("attn", 0, 6, 0.6),
+            ):
+                add(group, rel, f"trace_{kind}_peak_layer", layer)
+                add(group, rel, f"trace_{kind}_peak_position", position)
+                add(group, rel, f"trace_{kind}_peak_effect", effect * scale)
+            subject_effect = 0.75 if mlp_position == POSITIONS.index("subject last") else 0.02
+            add(group, rel, "trace_mlp_layer1_subject_last", subject_effect * scale)
+        add(group, "reverse", "trace_clean_prob", 0.01)
+        add(group, probed, "probe_chance", 0.55)
+        for layer in range(3):
+            final = probe_acc if layer == 2 else 0.5
+            ci = (final - 0.03, final + 0.03)
+            add(group, probed, f"probe_acc_prompt_end_layer{layer}", final, ci)
+            add(group, probed, f"probe_acc_layer{layer}", 0.5, (0.46, 0.54))
+        add(group, "same", "assoc_margin", 2.0, (1.4, 2.6))
+        ci = (reverse_margin - 0.6, reverse_margin + 0.6)
+        add(group, "reverse", "assoc_margin", reverse_margin, ci)
+    return {
+        "rows": rows,
+        "config": {
+            "seed": 0,
+            "cpu_threads": 1,
+            "trace": {"facts_per_group": 20, "noise_samples": 10},
+        },
+        "demo_seed": 0,
+        "positions": list(POSITIONS),
+        "seconds": {"total": 7.0},
+        "versions": {"torch": "2.13.0+cpu"},
+    }
+
+
+def test_readme_sentences_are_phrased_from_the_numbers(update_readme):
+    text = " ".join(update_readme.analyze_text(_analysis_results()).split())
+    assert "`revcurse demo --seed 0` then `revcurse analyze RUN_DIR --seed 0`" in text
+    assert "at the last prompt position, not at the subject as ROME found" in text
+    assert "restoring MLP 1's output there brings p(answer) back by +0.75" in text
+    assert "no subject position recovers more than +0.02" in text
+    assert "are not answered even unnoised" in text
+    assert "for d2p facts (0.77 [0.74, 0.80] vs chance 0.55) but not for p2d facts" in text
+    assert "(B -> A, no more than random)" in text
+
+
+def test_readme_sentences_follow_a_moved_peak(update_readme):
+    results = _analysis_results(POSITIONS.index("subject last"), reverse_margin=1.0)
+    text = " ".join(update_readme.analyze_text(results).split())
+    assert "at the subject's last token, as ROME found in large models" in text
+    assert "the subject's own states recover up to +0.75" in text
+    assert "(attention peaks at layer 0 at the last prompt position (+0.60) for p2d" in text
+    assert "+1.00 [0.40, 1.60] in p2d facts (B -> A, less)" in text
+
+
+def test_readme_has_both_results_blocks():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name in ("demo", "analyze"):
+        assert readme.count(f"<!-- results:{name}:start -->") == 1
+        assert readme.count(f"<!-- results:{name}:end -->") == 1

@@ -155,7 +155,7 @@ def test_mlm_u_collate_masks_at_a_uniform_rate(small_world):
 def test_masked_lm_scores_chain_rule_and_batch_independence(small_world):
     _, _, test_examples, tokenizer = small_world
     torch.manual_seed(0)
-    model = build_masked_model(CompareConfig().model, tokenizer).eval()
+    model = build_masked_model(CompareConfig().tiny, tokenizer).eval()
     pairs = [(e.prompt, e.completion) for e in test_examples[:6]]
     one = MaskedLM(model, tokenizer, slots=12, batch_size=1).logprobs(pairs)
     many = MaskedLM(model, tokenizer, slots=12, batch_size=64).logprobs(pairs)

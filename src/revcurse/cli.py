@@ -40,10 +40,11 @@ def _demo(
     config,
 ) -> None:  # the config type lives in revcurse.demo, imported lazily (torch is slow)
     from revcurse.demo import run_demo
+    from revcurse.pretrained import ModelNotFound
 
     try:
         run_demo(config)
-    except (DataError, RunDirExists, ValueError) as error:
+    except (DataError, RunDirExists, ValueError, ModelNotFound) as error:
         fail(str(error))
 
 
@@ -137,7 +138,7 @@ def kb_query(
 
 
 def _analyze(config) -> None:  # AnalyzeConfig, imported lazily like DemoConfig
-    from revcurse.analyze import run_analyze
+    from revcurse.analysis import run_analyze
 
     try:
         run_analyze(config)
@@ -146,7 +147,7 @@ def _analyze(config) -> None:  # AnalyzeConfig, imported lazily like DemoConfig
 
 
 def _analyze_command():
-    from revcurse.analyze import AnalyzeConfig, with_run_dir_argument
+    from revcurse.analysis import AnalyzeConfig, with_run_dir_argument
 
     return with_run_dir_argument(
         command_from_config(

@@ -13,7 +13,6 @@ report.md with training time and estimated training FLOPs per method.
 
 from __future__ import annotations
 
-import platform
 import statistics
 import time
 from collections import defaultdict
@@ -21,12 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
-import torch
-import transformers
 from rich.console import Console
 from scipy import stats
 
-import revcurse
 from revcurse.config import to_dict, to_yaml
 from revcurse.evaluate import EvalConfig, evaluate
 from revcurse.facts import GROUPS, expand, write_records
@@ -41,6 +37,7 @@ from revcurse.results import (
     render,
     results_table,
     run_directory,
+    versions,
     write_json,
     write_jsonl,
 )
@@ -60,7 +57,7 @@ class CompareConfig:
     methods: str = "all"  # comma-separated methods, or all (see revcurse.remedies)
     progress: bool = True  # progress bars on stderr
     world: WorldConfig = field(default_factory=lambda: WorldConfig(facts_per_group=30))
-    model: TinyModelConfig = field(default_factory=lambda: TinyModelConfig(max_len=128))
+    tiny: TinyModelConfig = field(default_factory=lambda: TinyModelConfig(max_len=128))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=800, batch_size=128))
     eval: EvalConfig = field(default_factory=EvalConfig)
     remedies: RemedyConfig = field(default_factory=RemedyConfig)
@@ -81,7 +78,7 @@ def build_setting(config: CompareConfig, seed: int, workdir: Path) -> Setting:
         test=test,
         reading=reading,
         tokenizer=tokenizer,
-        model=config.model,
+        model=config.tiny,
         budget=config.train,
         remedies=config.remedies,
         seed=seed,
@@ -236,12 +233,7 @@ def run_compare(config: CompareConfig, console: Console | None = None) -> Path:
                 "seed_rows": seed_rows,
                 "costs": costs,
                 "config": to_dict(config),
-                "versions": {
-                    "revcurse": revcurse.__version__,
-                    "torch": torch.__version__,
-                    "transformers": transformers.__version__,
-                    "python": platform.python_version(),
-                },
+                "versions": versions(),
             },
         )
     print(table, end="")

