@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint readme clean
+.PHONY: demo test lint readme readme-compare clean
 
 $(BIN)/revcurse: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,10 +27,19 @@ lint: $(BIN)/revcurse
 test: lint
 	$(BIN)/pytest
 
-# Regenerate the README's results table from a fresh run.
+# Regenerate the README's demo table and analysis paragraph from fresh runs (~1 min),
+# and its remedy comparison (several minutes: every method, 3 seeds).
 readme: $(BIN)/revcurse
-	dir=runs/readme-$$(date +%Y%m%d-%H%M%S) && $(BIN)/revcurse demo --no-progress --output-dir $$dir \
-		&& $(BIN)/python scripts/update_readme.py $$dir
+	dir=runs/readme-$$(date +%Y%m%d-%H%M%S) \
+	&& $(BIN)/revcurse demo --no-progress --output-dir $$dir/demo \
+	&& $(BIN)/revcurse analyze $$dir/demo --no-progress --output-dir $$dir/analyze \
+	&& $(BIN)/python scripts/update_readme.py $$dir/demo \
+	&& $(BIN)/python scripts/update_readme.py --analyze $$dir/analyze
+
+readme-compare: $(BIN)/revcurse
+	dir=runs/readme-compare-$$(date +%Y%m%d-%H%M%S) \
+	&& $(BIN)/revcurse compare --no-progress --output-dir $$dir \
+	&& $(BIN)/python scripts/update_readme.py --compare $$dir
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

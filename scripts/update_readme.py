@@ -2,6 +2,7 @@
 
     python scripts/update_readme.py runs/demo-20261126-093000
     python scripts/update_readme.py --analyze runs/analyze-20261126-093500
+    python scripts/update_readme.py --compare runs/compare-20261126-094000
 
 The first replaces the text between `<!-- results:demo:start -->` and
 `<!-- results:demo:end -->` with the demo run's table.txt and the command that reproduces
@@ -9,7 +10,9 @@ it. The second replaces the text between `<!-- results:analyze:start -->` and
 `<!-- results:analyze:end -->` with sentences phrased from the analysis run's results.json
 (the wording follows the numbers: where the trace peaks, whether the probe beats chance,
 whether the reverse association differs from random) and copies its trace.png to
-docs/analyze_trace.png.
+docs/analyze_trace.png. The third fills `<!-- results:compare:* -->` with the compare run's
+one-way rows (exact match and rank accuracy per method), its remedy-specific rows and costs,
+and copies its chart.png to docs/compare_chart.png.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 TRACE_FIGURE = "docs/analyze_trace.png"
+COMPARE_FIGURE = "docs/compare_chart.png"
 ONE_WAY = ("p2d", "d2p")  # the groups whose reverse direction was never trained
 KINDS = ("hidden", "mlp", "attn")  # the states causal tracing restores
 # A p(answer) or an effect on it below this is called nothing (probabilities are in [0, 1]).
@@ -273,8 +277,48 @@ def analyze_block(run_dir: Path) -> str:
     return f"![Causal tracing of the demo model]({TRACE_FIGURE})\n\n{analyze_text(results)}"
 
 
+# ---------------------------------------------------------------------------- compare
+
+
+def compare_block(run_dir: Path) -> str:
+    """The chart, the one-way facts' rows and the cost of each method, from a compare run."""
+    from revcurse.compare import markdown_table, summarize_costs
+
+    results = json.loads((run_dir / "results.json").read_text())
+    shutil.copyfile(run_dir / "chart.png", ROOT / COMPARE_FIGURE)
+    rows = [r for r in results["rows"] if r["group"] in ONE_WAY]
+    main = [r for r in rows if r["metric"] in ("exact_match", "rank_acc", "rank_chance")]
+    extra = [r for r in rows if r["metric"].startswith("retrieval_recall")]
+    config = results["config"]
+    command = (
+        f"revcurse compare --seeds {config['seeds']} --seed {config['seed']}"
+        if config["methods"] == "all"
+        else f"revcurse compare --seeds {config['seeds']} --methods {config['methods']}"
+    )
+    costs = summarize_costs(results["costs"])
+    cost_lines = [
+        "| method | train seconds | train FLOPs |",
+        "|---|---|---|",
+        *(f"| {c['method']} | {c['train_seconds']:.0f} | {c['train_flops']:.1e} |" for c in costs),
+    ]
+    parts = [
+        f"![Exact match per method]({COMPARE_FIGURE})",
+        "",
+        f"`{command}` (means over seeds, 95% t intervals across seeds):",
+        "",
+        markdown_table(main, ("exact_match", "rank_acc", "rank_chance")),
+    ]
+    if extra:
+        names = tuple(dict.fromkeys(r["metric"] for r in extra))
+        parts += ["", markdown_table(extra, names)]
+    return "\n".join([*parts, "", *cost_lines])
+
+
 def main(argv: list[str]) -> None:
-    if len(argv) == 2 and argv[0] == "--analyze":
+    if len(argv) == 2 and argv[0] == "--compare":
+        replace_block("compare", compare_block(Path(argv[1])))
+        print(f"{README}: comparison from {argv[1]}, figure {COMPARE_FIGURE}")
+    elif len(argv) == 2 and argv[0] == "--analyze":
         replace_block("analyze", analyze_block(Path(argv[1])))
         print(f"{README}: analysis from {argv[1]}, figure {TRACE_FIGURE}")
     elif len(argv) == 1 and not argv[0].startswith("-"):

@@ -11,13 +11,18 @@ Bad input ends with `FILE:LINE: what is wrong` on stderr and exit status 2.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from revcurse.analysis import AnalyzeConfig, run_analyze, with_run_dir_argument
+from revcurse.compare import CompareConfig, run_compare
 from revcurse.config import command_from_config
+from revcurse.demo import DemoConfig, run_demo
 from revcurse.facts import DataError, validate, write_records
+from revcurse.pretrained import ModelNotFound
 from revcurse.results import RunDirExists
 
 app = typer.Typer(
@@ -36,52 +41,47 @@ def fail(message: str) -> None:
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
-def _demo(
-    config,
-) -> None:  # the config type lives in revcurse.demo, imported lazily (torch is slow)
-    from revcurse.demo import run_demo
-    from revcurse.pretrained import ModelNotFound
-
-    try:
-        run_demo(config)
-    except (DataError, RunDirExists, ValueError, ModelNotFound) as error:
-        fail(str(error))
+# What users get wrong (bad files, existing run folders, bad options, unknown models): one
+# line and exit 2, never a traceback.
+BAD_INPUT = (DataError, RunDirExists, ValueError, ModelNotFound)
 
 
-def _demo_command():
-    from revcurse.demo import DemoConfig
+def recipe(config_cls: type, run: Callable[[Any], object], doc: str) -> Callable[..., None]:
+    """A command whose options are the recipe's config fields (revcurse.config)."""
 
-    return command_from_config(
+    def call(config: Any) -> None:
+        try:
+            run(config)
+        except BAD_INPUT as error:
+            fail(str(error))
+
+    return command_from_config(config_cls, call, doc)
+
+
+app.command("demo")(
+    recipe(
         DemoConfig,
-        _demo,
+        run_demo,
         "Train a tiny model on fictitious facts and print the reversal curse (<1 min on a laptop).",
     )
-
-
-app.command("demo")(_demo_command())
-
-
-def _compare(config) -> None:
-    from revcurse.compare import run_compare
-
-    try:
-        run_compare(config)
-    except (DataError, RunDirExists, ValueError) as error:
-        fail(str(error))
-
-
-def _compare_command():
-    from revcurse.compare import CompareConfig
-
-    return command_from_config(
+)
+app.command("compare")(
+    recipe(
         CompareConfig,
-        _compare,
+        run_compare,
         "Baseline and every remedy on the same world and training budget, over several seeds: "
         "one table, a chart and report.md.",
     )
-
-
-app.command("compare")(_compare_command())
+)
+app.command("analyze")(
+    with_run_dir_argument(
+        recipe(
+            AnalyzeConfig,
+            run_analyze,
+            "Logit lens, causal tracing, probes and weight asymmetry of a demo run (RUN_DIR).",
+        )
+    )
+)
 
 kb_app = typer.Typer(help="A persistent knowledge base of facts (SQLite).", no_args_is_help=True)
 app.add_typer(kb_app, name="kb")
@@ -135,30 +135,6 @@ def kb_query(
         fail(str(error))
     for hit in hits:
         print(f"{hit.score:.4f}\t{hit.fact.group}\t{hit.fact.a}\t{hit.fact.b}")
-
-
-def _analyze(config) -> None:  # AnalyzeConfig, imported lazily like DemoConfig
-    from revcurse.analysis import run_analyze
-
-    try:
-        run_analyze(config)
-    except (DataError, RunDirExists, ValueError) as error:
-        fail(str(error))
-
-
-def _analyze_command():
-    from revcurse.analysis import AnalyzeConfig, with_run_dir_argument
-
-    return with_run_dir_argument(
-        command_from_config(
-            AnalyzeConfig,
-            _analyze,
-            "Logit lens, causal tracing, probes and weight asymmetry of a demo run (RUN_DIR).",
-        )
-    )
-
-
-app.command("analyze")(_analyze_command())
 
 
 @facts_app.command("validate")

@@ -58,7 +58,8 @@ class CompareConfig:
     progress: bool = True  # progress bars on stderr
     world: WorldConfig = field(default_factory=lambda: WorldConfig(facts_per_group=30))
     tiny: TinyModelConfig = field(default_factory=lambda: TinyModelConfig(max_len=128))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=800, batch_size=128))
+    # ~50 passes over the fact sentences, ~1.6 over the reading documents
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1000, batch_size=64))
     eval: EvalConfig = field(default_factory=EvalConfig)
     remedies: RemedyConfig = field(default_factory=RemedyConfig)
 

@@ -30,7 +30,7 @@ from revcurse.train import Collate, TrainConfig, TrainResult, train
 @dataclass
 class RemedyConfig:
     distractors: int = 2  # in_context/reading: other facts stated beside the true one
-    reading_documents: int = 3000  # fresh-pairing documents that teach reading from context
+    reading_documents: int = 20000  # drawn afresh each: too many to memorise, so read them
     kb_top_k: int = 3  # knowledge_base: retrieved facts placed in the prompt
     kb_retriever: str = "bm25"  # knowledge_base: bm25 (SQLite FTS5) or dense (all-MiniLM-L6-v2)
     reversal: str = "entity"  # reverse_training: token, word, entity or segment
@@ -65,7 +65,11 @@ class Setting:
         if model is None:
             torch.manual_seed(self.seed)
             model = build_tiny_model(self.model, self.tokenizer)
-        corpus = [*self.train, *self.reading, *(extra or [])]
+        facts_text = [*self.train, *(extra or [])]
+        # Reading documents are many (each drawn afresh, so none can be memorised); the fact
+        # sentences are repeated to make up about half of the corpus whatever their number.
+        repeat = max(1, round(len(self.reading) / len(facts_text)))
+        corpus = [*facts_text * repeat, *self.reading]
         result = train(
             model, self.tokenizer, corpus, self.budget, self.seed, self.progress, collate_fn
         )
