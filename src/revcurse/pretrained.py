@@ -109,6 +109,12 @@ def load_pretrained(name: str) -> tuple[PreTrainedModel, Tokenizer]:
     except (OSError, ValueError, RuntimeError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelNotFound(f"model '{name}': cannot load ({first_line})") from err
+    if gguf_file:
+        # transformers dequantised the GGUF weights to float32 on load; what remains marked
+        # "quantized" is only the origin, and it would forbid saving the fine-tuned model.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.eval(), tokenizer
