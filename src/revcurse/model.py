@@ -36,21 +36,28 @@ class TinyModelConfig:
     max_len: int = 64  # longest prompt + completion of the controlled world is ~25 tokens
 
 
+def sizes(config: TinyModelConfig, tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
+    """The config's sizes under transformers' names (shared by Llama, BERT and kin)."""
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": config.d_model,
+        "intermediate_size": config.d_ff,
+        "num_hidden_layers": config.n_layers,
+        "num_attention_heads": config.n_heads,
+        "max_position_embeddings": config.max_len,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
 def build_tiny_model(
     config: TinyModelConfig, tokenizer: PreTrainedTokenizerBase
 ) -> LlamaForCausalLM:
     """Fresh weights from the global torch seed (seed before calling for reproducibility)."""
     llama = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=config.d_model,
-        intermediate_size=config.d_ff,
-        num_hidden_layers=config.n_layers,
-        num_attention_heads=config.n_heads,
+        **sizes(config, tokenizer),
         num_key_value_heads=config.n_heads,
-        max_position_embeddings=config.max_len,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,  # separate in/out maps: the asymmetry analysis reads both
     )
     return LlamaForCausalLM(llama)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerBase
 
-from revcurse.model import TinyModelConfig
+from revcurse.model import TinyModelConfig, sizes
 from revcurse.remedies.setting import Setting, Treatment
 from revcurse.train import IGNORE, Collate
 
@@ -31,16 +31,7 @@ def build_masked_model(
     config: TinyModelConfig, tokenizer: PreTrainedTokenizerBase
 ) -> BertForMaskedLM:
     """The tiny model's size, bidirectional attention (fresh weights from the torch seed)."""
-    bert = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=config.d_model,
-        num_hidden_layers=config.n_layers,
-        num_attention_heads=config.n_heads,
-        intermediate_size=config.d_ff,
-        max_position_embeddings=config.max_len,
-        type_vocab_size=1,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    bert = BertConfig(**sizes(config, tokenizer), type_vocab_size=1)
     return BertForMaskedLM(bert)
 
 
