@@ -125,3 +125,14 @@ def test_unknown_config_key_is_reported(tmp_path):
     )
     assert result.exit_code == 2
     assert "unknown key(s) trian" in result.output
+
+
+def test_every_option_has_help():
+    """An option's help is the comment beside its default; a reformatted line loses it."""
+    from revcurse.analysis import AnalyzeConfig
+    from revcurse.compare import CompareConfig
+    from revcurse.config import _leaves
+
+    for cls in (DemoConfig, CompareConfig, AnalyzeConfig):
+        missing = ["--" + ".".join(path) for path, _, _, text in _leaves(cls()) if not text]
+        assert not missing, f"{cls.__name__}: no help for {missing}"

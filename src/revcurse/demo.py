@@ -37,9 +37,7 @@ from revcurse.world import TEMPLATES, WorldConfig, generate_facts
 
 @dataclass
 class DemoConfig:
-    output_dir: Path | None = (
-        None  # run directory; default runs/demo-<timestamp>; never overwritten
-    )
+    output_dir: Path | None = None  # default runs/demo-<timestamp>; never overwritten
     seed: int = 0  # seeds the world, the initial weights and the data order
     facts: Path | None = None  # your facts file (JSONL/CSV) instead of the generated world
     templates: Path | None = None  # your templates file; default: the Berglund-style phrasings

@@ -12,7 +12,6 @@ size (tests check it).
 from __future__ import annotations
 
 import random
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,8 +21,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from revcurse.facts import GROUPS, Example
-from revcurse.results import mean_row, p_value_row, proportion_row
+from revcurse.facts import GROUPS, Example, words
+from revcurse.results import mean_row, p_value_row, proportion_row, row
 from revcurse.train import IGNORE, collate, encode
 
 
@@ -50,6 +49,7 @@ def completion_logprobs(
     progress: bool = False,
 ) -> list[float]:
     """Sum of log p(completion tokens | prompt) for each (prompt, completion)."""
+    model.eval()
     features = encode(tokenizer, pairs, eos=False)
     order = sorted(range(len(features)), key=lambda i: -len(features[i][0]))  # longest first
     scores = [0.0] * len(features)
@@ -79,6 +79,7 @@ def generate(
     progress: bool = False,
 ) -> list[str]:
     """Greedy continuations (left-padded batches; generate derives positions from the mask)."""
+    model.eval()
     tokenizer.padding_side = "left"
     outputs: list[str] = []
     for chunk in _batches(list(prompts), batch_size, "generate", progress):
@@ -95,15 +96,11 @@ def generate(
     return outputs
 
 
-def _words(text: str) -> list[str]:
-    return re.findall(r"\w+|[^\w\s]", text.casefold())
-
-
 def starts_with(output: str, completion: str) -> bool:
     """Berglund's rule: the output starts with the completion, case-insensitive. Compared
     word by word (punctuation as words), so tokenizers that decode "Crane ." still match."""
-    target = _words(completion)
-    return _words(output)[: len(target)] == target
+    target = words(completion.casefold())
+    return words(output.casefold())[: len(target)] == target
 
 
 def alternatives(examples: Sequence[Example], max_candidates: int, seed: int) -> list[list[str]]:
@@ -218,14 +215,13 @@ def summarize(samples: Sequence[dict], method: str) -> list[dict]:
             )
             chance = [1 / s["n_candidates"] for s in ranked]
             rows.append(
-                {
+                row(
                     **key,
-                    "metric": "rank_chance",
-                    "value": sum(chance) / len(chance),
-                    "n": len(ranked),
-                    "ci_low": None,
-                    "ci_high": None,
-                }
+                    metric="rank_chance",
+                    value=sum(chance) / len(chance),
+                    n=len(ranked),
+                    ci=None,
+                )
             )
             correct = [s["logprob"] for s in ranked]
             other = [s["mean_other_logprob"] for s in ranked]

@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
@@ -34,6 +35,11 @@ SPLITS = ("train", "test")
 SAME_DIRECTION = {"p2d": "a2b", "d2p": "b2a", "both": "a2b"}
 
 Kind = Literal["facts", "templates"]
+
+
+def words(text: str) -> list[str]:
+    """Words and punctuation marks, in order: how answers are compared and text reversed."""
+    return re.findall(r"\w+|[^\w\s]", text)
 
 
 def relation(group: str, direction: str) -> str:

