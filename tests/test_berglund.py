@@ -1,4 +1,5 @@
-"""load_berglund on the published Experiment 1 data, and on small broken copies of its layout."""
+"""load_berglund and `revcurse berglund` on the published Experiment 1 data, and on small
+broken copies of its layout."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
-from revcurse.berglund import BerglundData, load_berglund
+from revcurse.berglund import BerglundData, load_berglund, select
+from revcurse.cli import app
+from revcurse.config import _leaves, load_yaml
 from revcurse.facts import DataError
+from revcurse.reproduce import BerglundConfig
 
 # /work/main/tests -> /work/shared here; a fresh clone with shared/ beside it in CI.
 EXP1 = Path(__file__).resolve().parents[2] / "shared/datasets/berglund2023/exp1"
@@ -223,3 +228,120 @@ def test_hub_without_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
     with pytest.raises(RuntimeError, match=r"pip install 'revcurse\[hub\]'"):
         load_berglund("lberglund/reversal_curse")
+
+
+# ---------------------------------------------------------------------------- subsets
+
+
+def test_select_keeps_drawn_facts_and_first_phrasings(data: BerglundData) -> None:
+    subset = select(data, facts_per_group=4, train_phrasings=3, test_phrasings=2, seed=1)
+    assert Counter(f.group for f in subset.facts) == {"p2d": 4, "d2p": 4, "both": 4}
+    assert set(subset.facts) < set(data.facts)
+    # both trains (and is tested) both ways: 2 directions for its 4 facts, 1 for the others.
+    assert len(subset.train) == (4 + 4 + 8) * 3
+    assert len(subset.test) == 12 * 2 * 2
+    for e in subset.train + subset.test:
+        assert e.template < (3 if e.split == "train" else 2)
+        fact = subset.facts[e.fact]
+        assert fact.a in (e.prompt if e.direction == "a2b" else e.completion)
+    assert len(subset.randomized) == 8 * 2  # the reverse lines of p2d and d2p facts
+    assert select(data, 4, seed=1).facts == subset.facts
+    assert select(data, 4, seed=2).facts != subset.facts
+    assert select(data) == data
+
+
+def test_select_refuses_negative_sizes(small: Path) -> None:
+    with pytest.raises(ValueError, match="--train-phrasings must be 0"):
+        select(load_berglund(small), train_phrasings=-1)
+
+
+# ---------------------------------------------------------------------------- the command
+
+runner = CliRunner()
+
+
+def _rows(run_dir: Path) -> dict[tuple[str, str, str, str], dict]:
+    rows = json.loads((run_dir / "results.json").read_text())["rows"]
+    return {(r["method"], r["group"], r["direction"], r["metric"]): r for r in rows}
+
+
+def test_berglund_command_on_the_published_files(data: BerglundData, tmp_path: Path) -> None:
+    """Every published line, a few steps: the pipeline and the run directory (~15 s)."""
+    run_dir = tmp_path / "run"
+    args = ["--data", str(EXP1), "--output-dir", str(run_dir), "--no-progress"]
+    quick = ["--train.steps", "3", "--eval.max-candidates", "5"]
+    result = runner.invoke(app, ["berglund", *args, *quick])
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in run_dir.iterdir()} == {
+        "config.yaml",
+        "results.json",
+        "samples.jsonl",
+        "table.txt",
+    }
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["data"] == {"facts": 90, "train": 3600, "test": 1800}
+    assert results["train"]["steps"] == 3
+    rows = _rows(run_dir)
+    for method in ("untrained", "trained"):
+        for group in ("p2d", "d2p", "both"):
+            for direction in ("same", "reverse"):
+                row = rows[method, group, direction, "exact_match"]
+                assert row["n"] == 300 and 0 <= row["ci_low"] <= row["value"] <= row["ci_high"]
+                chance = rows[method, group, direction, "rank_chance"]["value"]
+                assert chance == pytest.approx(0.2)
+        for group in ("p2d", "d2p"):  # the 17 lines whose random draw is the true entity: out
+            tested = rows[method, group, "reverse", "random_p_value"]["n"]
+            assert tested == {"p2d": 287, "d2p": 296}[group]
+            assert rows[method, group, "reverse", "random_ks_p_value"]["n"] == tested
+        assert (method, "both", "reverse", "random_p_value") not in rows
+    samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 2 * 1800
+    assert sum("random_logprob" in s for s in samples) == 2 * (287 + 296)
+    table = (run_dir / "table.txt").read_text()
+    assert "random_ks_p_value" in table and "GPT-3 175B" in table
+    assert "untrained" in result.output
+    config = load_yaml(BerglundConfig, run_dir / "config.yaml")
+    assert (config.train.steps, config.eval.max_candidates) == (3, 5)
+
+
+def test_berglund_command_shows_the_curse(data: BerglundData, tmp_path: Path) -> None:
+    """5 facts a group, trained to recall: same direction high, reversed ~0 (~20 s)."""
+    run_dir = tmp_path / "run"
+    args = ["--data", str(EXP1), "--output-dir", str(run_dir), "--no-progress"]
+    subset = ["--facts-per-group", "5", "--train.steps", "200", "--train.batch-size", "64"]
+    result = runner.invoke(app, ["berglund", *args, *subset])
+    assert result.exit_code == 0, result.output
+    rows = _rows(run_dir)
+
+    def value(method: str, group: str, direction: str, metric: str = "exact_match") -> float:
+        return rows[method, group, direction, metric]["value"]
+
+    for group in ("p2d", "d2p", "both"):
+        for direction in ("same", "reverse"):
+            assert value("untrained", group, direction) == 0
+    assert value("trained", "p2d", "same") >= 0.5  # GPT-3: 50%; descriptions are long
+    assert value("trained", "d2p", "same") >= 0.8  # GPT-3: 96.7%
+    for group in ("p2d", "d2p"):
+        assert value("trained", group, "reverse") == 0
+        assert value("trained", group, "reverse", "rank_acc") <= 0.4  # chance 0.2, n = 50
+    assert value("trained", "both", "reverse") >= 0.8  # trained both ways: no curse
+
+
+def test_berglund_command_bad_input(tmp_path: Path, small: Path) -> None:
+    missing = runner.invoke(app, ["berglund", "--data", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2
+    assert missing.output.strip() == f"{tmp_path / 'nowhere'}:0: no such folder" + (
+        ", nor a hub dataset id like lberglund/reversal_curse"
+    )
+    negative = runner.invoke(app, ["berglund", "--data", str(small), "--facts-per-group", "-1"])
+    assert negative.exit_code == 2
+    assert "--facts-per-group must be 0 (all) or more, got -1" in negative.output
+    small.joinpath("d2p_prompts_test.jsonl").unlink()
+    broken = runner.invoke(app, ["berglund", "--data", str(small)])
+    assert broken.exit_code == 2
+    assert "d2p_prompts_test.jsonl:0: missing file" in broken.output
+
+
+def test_every_berglund_option_has_help() -> None:
+    missing = [path for path, _, _, text in _leaves(BerglundConfig()) if not text]
+    assert not missing

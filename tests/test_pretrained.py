@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 
 import pytest
@@ -9,7 +10,7 @@ from typer.testing import CliRunner
 
 from revcurse.cli import app
 from revcurse.model import save_checkpoint
-from revcurse.pretrained import PRESETS, ModelNotFound, load_pretrained, resolve
+from revcurse.pretrained import PRESETS, ModelNotFound, chat_formatted, load_pretrained, resolve
 
 runner = CliRunner()
 
@@ -61,6 +62,39 @@ def test_demo_fine_tunes_a_pretrained_folder(trained, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "pretrained model" in (run_dir / "table.txt").read_text()
+
+
+CHAT = (
+    "{{ bos_token }}{% for m in messages %}<{{ m.role }}> {{ m.content }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<assistant>{% endif %}"
+)
+
+
+def test_chat_formatted_poses_each_prompt_as_a_user_turn(small_world):
+    _, train_examples, _, word_tokenizer = small_world
+    tokenizer = copy.deepcopy(word_tokenizer)  # the session's tokenizer stays as it is
+    with pytest.raises(ValueError, match="no chat template"):
+        chat_formatted(train_examples[:1], tokenizer)
+    tokenizer.chat_template = CHAT
+    example = train_examples[0]
+    [chat] = chat_formatted([example], tokenizer)
+    # The template's BOS is dropped: the tokenizer adds its own when it encodes the prompt.
+    assert chat.prompt == f"<user> {example.prompt}\n<assistant>"
+    assert tokenizer(chat.prompt).input_ids.count(tokenizer.bos_token_id) == 1
+    assert (chat.completion, chat.fact, chat.group) == (
+        example.completion,
+        example.fact,
+        example.group,
+    )
+
+
+def test_demo_chat_template_without_one_exits_2(tmp_path):
+    result = runner.invoke(
+        app, ["demo", "--chat-template", "--no-progress", "--output-dir", str(tmp_path / "run")]
+    )
+    assert result.exit_code == 2
+    assert "has no chat template" in result.output
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_demo_unknown_model_exits_2_and_writes_nothing(tmp_path):

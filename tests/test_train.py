@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
+from peft.tuners.lora import LoraModel
 
 from revcurse.model import TinyModelConfig, build_tiny_model, load_checkpoint, save_checkpoint
 from revcurse.train import IGNORE, TrainConfig, collate, encode, train
@@ -70,3 +72,51 @@ def test_same_seed_same_weights_and_checkpoint_round_trip(small_world, tmp_path)
     assert loaded_tokenizer.get_vocab() == tokenizer.get_vocab()
     for (name, x), y in zip(a.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert torch.equal(x, y), name
+
+
+def test_lora_trains_only_the_adapters_then_merges_them(small_world, monkeypatch):
+    """Before the merge the base weights are untouched; the merged plain model answers as the
+    model with adapters did."""
+    _, train_examples, _, tokenizer = small_world
+    torch.manual_seed(0)
+    model = build_tiny_model(TinyModelConfig(), tokenizer)
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    pairs = [(e.prompt, e.completion) for e in train_examples[:8]]
+    batch = collate(encode(tokenizer, pairs, eos=True), tokenizer.pad_token_id)
+    seen = {}
+    merge = LoraModel.merge_and_unload
+
+    def check_then_merge(self, *args, **kwargs):
+        seen["trainable"] = [n for n, p in self.named_parameters() if p.requires_grad]
+        seen["base"] = {
+            n.replace("base_layer.", ""): p.detach().clone()
+            for n, p in self.model.named_parameters()
+            if "lora_" not in n
+        }
+        with torch.no_grad():
+            seen["logits"] = self.model(**batch).logits
+        return merge(self, *args, **kwargs)
+
+    monkeypatch.setattr(LoraModel, "merge_and_unload", check_then_merge)
+    config = TrainConfig(steps=30, lr=1e-2, finetune="lora", lora_rank=4)
+    result = train(model, tokenizer, train_examples, config, seed=0, progress=False)
+
+    assert seen["trainable"] and all("lora_" in n for n in seen["trainable"])
+    assert seen["base"].keys() == initial.keys()
+    assert all(torch.equal(seen["base"][k], initial[k]) for k in initial)
+    assert result.losses[-1] < result.losses[0] - 0.5
+    assert list(model.state_dict()) == list(initial)  # a plain model again
+    assert all(p.requires_grad for p in model.parameters())
+    up = "model.layers.0.mlp.up_proj.weight"
+    assert not torch.equal(model.state_dict()[up], initial[up])  # the adapters' update, merged
+    with torch.no_grad():
+        assert torch.allclose(model(**batch).logits, seen["logits"], atol=1e-5)
+
+
+def test_bad_finetune_options_are_one_line_value_errors(small_world):
+    _, train_examples, _, tokenizer = small_world
+    model = build_tiny_model(TinyModelConfig(), tokenizer)
+    with pytest.raises(ValueError, match=r"^--train\.finetune: unknown mode 'qlora' \(auto, full"):
+        train(model, tokenizer, train_examples, TrainConfig(finetune="qlora"), 0, False)
+    with pytest.raises(ValueError, match=r"--train\.lora-rank: must be at least 1"):
+        train(model, tokenizer, train_examples, TrainConfig(lora_rank=0), 0, False, pretrained=True)

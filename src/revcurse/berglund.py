@@ -30,13 +30,17 @@ How the published lines become revcurse data:
 - `randomized` maps (prompt, true completion) of a reverse test line to the completion of the
   `_randomized` file's line with the same position and prompt. The published files keep the
   true completion in 17 of those 600 lines (the draw did not exclude the true entity).
+
+`select` keeps a seeded subset of the facts of each group and the first paraphrases of each
+direction, renumbering the facts, for runs smaller than the published 90 x 30.
 """
 
 from __future__ import annotations
 
+import random
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from revcurse.facts import DIRECTIONS, GROUPS, DataError, Example, Fact, Problem, read_records
@@ -54,7 +58,10 @@ EXAMPLE_FILES: dict[str, tuple[str, str, str | None]] = {
 }
 # Reverse test files whose `<stem>_randomized.jsonl` twin swaps the completion for another entity.
 RANDOMIZED_OF = ("p2d_reverse_prompts_test", "d2p_reverse_prompts_test")
+HUB_ID = "lberglund/reversal_curse"
 HUB_SUBFOLDER = "name_description_dataset"
+# The project's reference copy of the published data, beside the checkout (if there).
+PUBLISHED = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "berglund2023"
 
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 # Only used without names.txt: a name opens b2a completions (" Uriah Hawthorne now enjoys...").
@@ -157,13 +164,53 @@ def load_berglund(source: str | Path) -> BerglundData:
     return data
 
 
+def select(
+    data: BerglundData,
+    facts_per_group: int = 0,
+    train_phrasings: int = 0,
+    test_phrasings: int = 0,
+    seed: int = 0,
+) -> BerglundData:
+    """`facts_per_group` facts of each group drawn with `seed`, each with its first
+    `train_phrasings` training and `test_phrasings` test lines per direction (0 = all)."""
+    for name, value in [
+        ("facts_per_group", facts_per_group),
+        ("train_phrasings", train_phrasings),
+        ("test_phrasings", test_phrasings),
+    ]:
+        if value < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be 0 (all) or more, got {value}")
+    rng = random.Random(seed)
+    kept: list[int] = []
+    for group in GROUPS:
+        ids = [i for i, f in enumerate(data.facts) if f.group == group]
+        kept += sorted(rng.sample(ids, min(facts_per_group, len(ids)))) if facts_per_group else ids
+    new_id = {old: new for new, old in enumerate(kept)}
+
+    def keep(examples: list[Example], phrasings: int) -> list[Example]:
+        return [
+            replace(e, fact=new_id[e.fact])
+            for e in examples
+            if e.fact in new_id and (not phrasings or e.template < phrasings)
+        ]
+
+    test = keep(data.test, test_phrasings)
+    asked = {(e.prompt, e.completion) for e in test}
+    return BerglundData(
+        facts=[data.facts[i] for i in kept],
+        train=keep(data.train, train_phrasings),
+        test=test,
+        randomized={k: v for k, v in data.randomized.items() if k in asked},
+    )
+
+
 def _resolve(source: str | Path) -> Path:
     path = Path(source)
     if path.is_dir():
         return path
     if isinstance(source, str) and _HUB_ID.fullmatch(source):
         return _download(source)
-    msg = "no such folder, nor a hub dataset id like lberglund/reversal_curse"
+    msg = f"no such folder, nor a hub dataset id like {HUB_ID}"
     raise DataError([Problem(str(source), 0, msg)])
 
 
@@ -175,7 +222,12 @@ def _download(repo_id: str) -> Path:
         msg = f"reading {repo_id} from the hub needs: pip install 'revcurse[hub]'"
         raise RuntimeError(msg) from err
     pattern = f"{HUB_SUBFOLDER}/**"
-    root = snapshot_download(repo_id, repo_type="dataset", allow_patterns=[pattern])
+    try:
+        root = snapshot_download(repo_id, repo_type="dataset", allow_patterns=[pattern])
+    except OSError as err:  # offline, or no such dataset (the hub's errors are OSErrors)
+        reason = str(err).strip().splitlines()[0]
+        msg = f"no such folder, and no hub dataset could be read ({reason})"
+        raise DataError([Problem(repo_id, 0, msg)]) from err
     return Path(root) / HUB_SUBFOLDER
 
 

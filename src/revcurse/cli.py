@@ -1,6 +1,8 @@
 """The `revcurse` command line.
 
     revcurse demo                      # the reversal curse, reproduced in under a minute
+    revcurse berglund                  # Berglund et al.'s Experiment 1 from the published files
+    revcurse pairs --model smollm2-135m --limit 100   # their Experiment 2 on a local model
     revcurse analyze runs/demo-...     # where the one-way map lives in the trained model
     revcurse facts generate --out-dir world/
     revcurse facts validate world/facts.jsonl world/templates.jsonl
@@ -22,7 +24,9 @@ from revcurse.compare import CompareConfig, run_compare
 from revcurse.config import command_from_config
 from revcurse.demo import DemoConfig, run_demo
 from revcurse.facts import DataError, validate, write_records
+from revcurse.pairs import PairsConfig, run_pairs
 from revcurse.pretrained import ModelNotFound
+from revcurse.reproduce import BerglundConfig, run_berglund
 from revcurse.results import RunDirExists
 
 app = typer.Typer(
@@ -63,6 +67,24 @@ app.command("demo")(
         DemoConfig,
         run_demo,
         "Train a tiny model on fictitious facts and print the reversal curse (<1 min on a laptop).",
+    )
+)
+app.command("berglund")(
+    recipe(
+        BerglundConfig,
+        run_berglund,
+        "Berglund et al.'s Experiment 1 from the published files: train on the fictitious "
+        "celebrities, then test the held-out paraphrases both ways, before and after training, "
+        "with their exact-match rule and their log-likelihood test against random names.",
+    )
+)
+app.command("pairs")(
+    recipe(
+        PairsConfig,
+        run_pairs,
+        "Berglund et al.'s Experiment 2 on a local model, untrained: ask each real celebrity's "
+        "parent and each parent's child (greedy answers, and the right name ranked among names "
+        "drawn from the file).",
     )
 )
 app.command("compare")(

@@ -22,11 +22,13 @@ from pathlib import Path
 import matplotlib
 from rich.console import Console
 from scipy import stats
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from revcurse.config import to_dict, to_yaml
 from revcurse.evaluate import EvalConfig, evaluate
 from revcurse.facts import GROUPS, expand, write_records
 from revcurse.model import TinyModelConfig
+from revcurse.pretrained import load_pretrained
 from revcurse.reading import reading_documents
 from revcurse.remedies import REMEDIES, parse_methods
 from revcurse.remedies.reverse_training import SEGMENT_MARKER
@@ -57,6 +59,7 @@ class CompareConfig:
     methods: str = "all"  # comma-separated methods, or all (see revcurse.remedies)
     progress: bool = True  # progress bars on stderr
     world: WorldConfig = field(default_factory=lambda: WorldConfig(facts_per_group=30))
+    model: str = "tiny"  # tiny (from scratch) or a pretrained model, as in revcurse demo
     tiny: TinyModelConfig = field(default_factory=lambda: TinyModelConfig(max_len=128))
     # ~50 passes over the fact sentences, ~1.6 over the reading documents
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1000, batch_size=64))
@@ -64,14 +67,25 @@ class CompareConfig:
     remedies: RemedyConfig = field(default_factory=RemedyConfig)
 
 
-def build_setting(config: CompareConfig, seed: int, workdir: Path) -> Setting:
+def build_setting(
+    config: CompareConfig,
+    seed: int,
+    workdir: Path,
+    pretrained: tuple[PreTrainedModel, PreTrainedTokenizerBase] | None = None,
+) -> Setting:
+    """One seed's world. A tiny model gets a word tokenizer over it and reading documents
+    to learn to read from; a `pretrained` (model, tokenizer) only uses them as generic text."""
     facts = generate_facts(config.world, seed)
     train, test = expand(facts, TEMPLATES, config.world.teach_test_phrasings)
     reading = reading_documents(
         config.remedies.reading_documents, config.remedies.distractors, TEMPLATES, facts, seed
     )
-    texts = [e.prompt + " " + e.completion for e in [*train, *test, *reading]]
-    tokenizer = build_word_tokenizer([*texts, SEGMENT_MARKER])
+    if pretrained:
+        model, tokenizer = pretrained
+    else:
+        model = None
+        texts = [e.prompt + " " + e.completion for e in [*train, *test, *reading]]
+        tokenizer = build_word_tokenizer([*texts, SEGMENT_MARKER])
     return Setting(
         facts=facts,
         templates=list(TEMPLATES),
@@ -86,6 +100,7 @@ def build_setting(config: CompareConfig, seed: int, workdir: Path) -> Setting:
         workdir=workdir,
         eval_batch_size=config.eval.batch_size,
         progress=config.progress,
+        pretrained=model,
     )
 
 
@@ -189,13 +204,16 @@ def run_compare(config: CompareConfig, console: Console | None = None) -> Path:
     if config.seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {config.seeds}")
     output_dir = config.output_dir or default_run_dir("compare")
+    pretrained = load_pretrained(config.model) if config.model != "tiny" else None
+    if pretrained and config.methods.strip() == "all":
+        methods.remove("mlm_u")  # a masked model trained from scratch: tiny only
     seed_rows: list[dict] = []
     samples: list[dict] = []
     costs: list[dict] = []
     with run_directory(output_dir) as scratch:
         (scratch / "config.yaml").write_text(to_yaml(config), encoding="utf-8")
         for seed in range(config.seed, config.seed + config.seeds):
-            setting = build_setting(config, seed, scratch)
+            setting = build_setting(config, seed, scratch, pretrained)
             write_records(scratch / "world" / f"facts-seed{seed}.jsonl", setting.facts)
             console.print(
                 f"[bold]seed {seed}[/]: {len(setting.facts)} facts, {len(setting.train)} fact "

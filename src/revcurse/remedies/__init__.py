@@ -12,10 +12,13 @@ from collections.abc import Callable
 from revcurse.remedies import (
     baseline,
     bidirectional,
+    hebbian,
     in_context,
     knowledge_base,
     mlm_u,
     reverse_training,
+    rome,
+    self_distill,
 )
 from revcurse.remedies.setting import Setting, Treatment
 
@@ -26,6 +29,9 @@ REMEDIES: dict[str, Callable[[Setting], Treatment]] = {
     "bidirectional": bidirectional.apply,
     "reverse_training": reverse_training.apply,
     "mlm_u": mlm_u.apply,
+    "self_distill": self_distill.apply,
+    "hebbian": hebbian.apply,
+    "rome": rome.apply,
 }
 
 

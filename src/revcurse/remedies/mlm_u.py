@@ -120,6 +120,8 @@ class MaskedLM:
 
 
 def apply(setting: Setting) -> Treatment:
+    if setting.pretrained is not None:
+        raise ValueError("mlm_u trains a masked model from scratch: use it with --model tiny")
     torch.manual_seed(setting.seed)
     model = build_masked_model(setting.model, setting.tokenizer)
     model, cost = setting.train_model(

@@ -14,7 +14,8 @@ text plus the reading documents) for the same number of steps, plus its own addi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -35,6 +36,17 @@ class RemedyConfig:
     kb_retriever: str = "bm25"  # knowledge_base: bm25 (SQLite FTS5) or dense (all-MiniLM-L6-v2)
     reversal: str = "entity"  # reverse_training: token, word, entity or segment
     segment_max: int = 3  # reverse_training, segment mode: longest segment in words
+    distill_samples: int = 5  # self_distill: answers sampled per question, fact in context
+    distill_agree: int = 3  # self_distill: keep an answer the teacher gave this often
+    distill_temperature: float = 1.0  # self_distill: the teacher's sampling temperature
+    distill_steps: int = 300  # self_distill: closed-book steps on its answers (+ replay)
+    hebbian_source: str = "pair"  # hebbian: post activity, pair (answer token) or context
+    hebbian_positions: str = "answer"  # hebbian: answer (every answer token) or last
+    hebbian_layers: str = "all"  # hebbian: all, middle or indices, e.g. 0,1
+    hebbian_rate: float = 1.0  # hebbian: a stored key recalls rate x its value
+    rome_layer: str = "middle"  # rome: the edited layer, middle ((n_layers - 1) // 2) or an index
+    rome_steps: int = 30  # rome: Adam steps that optimise each value vector
+    generic_documents: int = 200  # hebbian/rome statistics and perplexity drift: documents
 
 
 @dataclass
@@ -54,24 +66,38 @@ class Setting:
     workdir: Path  # where a remedy may keep files (the run directory)
     eval_batch_size: int = 256
     progress: bool = False
+    pretrained: PreTrainedModel | None = None  # start from these weights (never trained in place)
 
     def train_model(
         self,
         extra: list[Example] | None = None,
         model: PreTrainedModel | None = None,
         collate_fn: Collate | None = None,
+        steps: int | None = None,
     ) -> tuple[PreTrainedModel, TrainResult]:
-        """Fresh weights (seeded), trained on the base corpus plus `extra` for the budget."""
-        if model is None:
+        """Fresh weights (seeded) or `model`, trained on the base corpus plus `extra` for the
+        budget's steps (or `steps`)."""
+        if model is None and self.pretrained is not None:
+            model = copy.deepcopy(self.pretrained)
+        elif model is None:
             torch.manual_seed(self.seed)
             model = build_tiny_model(self.model, self.tokenizer)
-        facts_text = [*self.train, *(extra or [])]
-        # Reading documents are many (each drawn afresh, so none can be memorised); the fact
-        # sentences are repeated to make up about half of the corpus whatever their number.
-        repeat = max(1, round(len(self.reading) / len(facts_text)))
-        corpus = [*facts_text * repeat, *self.reading]
+        corpus = [*self.train, *(extra or [])]
+        if self.pretrained is None:
+            # A tiny model learns to read from the reading documents, which are many (each
+            # drawn afresh, so none can be memorised); the fact sentences are repeated to make
+            # up about half of the corpus whatever their number. A pretrained model can read.
+            corpus = corpus * max(1, round(len(self.reading) / len(corpus))) + self.reading
+        budget = replace(self.budget, steps=steps or self.budget.steps)
         result = train(
-            model, self.tokenizer, corpus, self.budget, self.seed, self.progress, collate_fn
+            model,
+            self.tokenizer,
+            corpus,
+            budget,
+            self.seed,
+            self.progress,
+            collate_fn,
+            pretrained=self.pretrained is not None,
         )
         return model, result
 
@@ -89,3 +115,15 @@ class Treatment:
     cost: TrainResult  # training that produced it (shared runs are reported for each user)
     test: list[Example] | None = None  # the test questions as posed; None: closed book
     rows: list[dict] = field(default_factory=list)  # the remedy's own measurements
+
+
+def plus(first: TrainResult, then: TrainResult | None = None, seconds: float = 0.0) -> TrainResult:
+    """The cost of `first` followed by `then` (continued training) and `seconds` of other
+    work (generation, edits): losses of both, tokens, time and FLOPs summed."""
+    then = then or TrainResult([], 0, 0.0, 0.0)
+    return TrainResult(
+        first.losses + then.losses,
+        first.tokens + then.tokens,
+        first.seconds + then.seconds + seconds,
+        first.flops + then.flops,
+    )

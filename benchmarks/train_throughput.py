@@ -1,0 +1,122 @@
+"""Training tokens/s of revcurse's train() against a bare PyTorch loop, side by side.
+
+    .venv/bin/python benchmarks/train_throughput.py                       # the demo's tiny model
+    .venv/bin/python benchmarks/train_throughput.py --model smollm2-135m --steps 4 --batch-size 8
+
+Both loops start from the same weights and take the same batches (the same shuffle) through
+forward, backward and an AdamW step with the same warm-up, in float32, on the same device;
+the bare loop leaves out everything else train() does (accelerate, the progress bar, the
+per-step loss and token bookkeeping). The default is the demo's workload: its tiny model,
+world and batch size. After an untimed warm-up, each loop runs `--repeats` times,
+alternating, and its fastest run counts. Prints tokens/s of each and the ratio train()/bare
+(target >= 0.9x); exit status 1 below the target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from revcurse.facts import expand
+from revcurse.model import TinyModelConfig, make_model
+from revcurse.train import TrainConfig, collate, encode, train
+from revcurse.world import TEMPLATES, WorldConfig, generate_facts
+
+TARGET = 0.9
+
+
+def bare_loop(model, features, config: TrainConfig, seed: int, pad_id: int) -> list[float]:
+    """The textbook loop: DataLoader, forward, backward, AdamW, warm-up; one sync at the end."""
+    device = next(model.parameters()).device
+    loader = DataLoader(
+        features,
+        batch_size=config.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+        collate_fn=lambda batch: collate(batch, pad_id),
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / max(1, config.warmup_steps))
+    )
+    model.train()
+    losses = []
+    while len(losses) < config.steps:
+        for batch in loader:
+            loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.detach())
+            if len(losses) == config.steps:
+                break
+    model.eval()
+    return torch.stack(losses).tolist()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny", help="tiny, or a pretrained --model name")
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    parser.add_argument("--lr", type=float, default=TrainConfig.lr)
+    parser.add_argument("--facts-per-group", type=int, default=WorldConfig.facts_per_group)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    facts = generate_facts(WorldConfig(facts_per_group=args.facts_per_group), args.seed)
+    examples, _ = expand(facts, TEMPLATES)
+    texts = (e.prompt + " " + e.completion for e in examples)
+    model, tokenizer = make_model(args.model, TinyModelConfig(), texts, args.seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+    start_weights = {k: v.clone() for k, v in model.state_dict().items()}
+    config = TrainConfig(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, finetune="full"
+    )  # no checkpoint folder: no checkpoints
+    features = encode(tokenizer, [(e.prompt, e.completion) for e in examples], eos=True)
+
+    def timed(run: Callable[[], Any]) -> tuple[float, Any]:
+        model.load_state_dict(start_weights)
+        start = time.perf_counter()
+        out = run()  # both end on the host: losses as Python floats
+        return time.perf_counter() - start, out
+
+    warm_up = dataclasses.replace(config, steps=2)  # first-touch allocations, untimed
+    bare_loop(model, features, warm_up, args.seed, tokenizer.pad_token_id)
+    seconds: dict[str, list[float]] = {"bare": [], "train": []}
+    for _ in range(args.repeats):
+        took, bare_losses = timed(
+            lambda: bare_loop(model, features, config, args.seed, tokenizer.pad_token_id)
+        )
+        seconds["bare"].append(took)
+        took, trained = timed(
+            lambda: train(model, tokenizer, examples, config, args.seed, progress=False)
+        )
+        seconds["train"].append(took)
+    drift = max(abs(a - b) for a, b in zip(trained.losses, bare_losses, strict=True))
+    bare_rate, train_rate = (trained.tokens / min(seconds[k]) for k in ("bare", "train"))
+    ratio = train_rate / bare_rate
+    params = sum(p.numel() for p in model.parameters())
+    print(
+        f"{args.model} ({params / 1e6:.2f}M parameters) on {device}, "
+        f"{torch.get_num_threads()} threads: {args.steps} steps of {args.batch_size} examples, "
+        f"{trained.tokens} tokens"
+    )
+    for name, rate in (("bare PyTorch loop", bare_rate), ("revcurse train()", train_rate)):
+        print(f"{name:<18} {rate:>12,.0f} tokens/s (best of {args.repeats})")
+    print(f"ratio train()/bare: {ratio:.2f}x (target >= {TARGET}x); losses differ by {drift:.1e}")
+    return 0 if ratio >= TARGET else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

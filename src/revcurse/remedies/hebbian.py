@@ -1,0 +1,122 @@
+"""Remedy 4b, Hebbian edit: strengthen the weights between units a reverse question
+activates and the units that should answer it. No optimizer, no gradient.
+
+    revcurse compare --methods baseline,hebbian --remedies.hebbian-rate 1.0
+
+For each treated fact, the reverse question in every training phrasing is run teacher-
+forced with its answer (the pair B -> A). At each position that predicts an answer token
+(`hebbian_positions`: all of them, or only the prompt's last), in each chosen FFN layer:
+- pre-synaptic activity x: down_proj's input (the FFN's hidden units), minus its mean over
+  generic text (the covariance form of Hebb's rule, so that units active everywhere, e.g.
+  on the template's words, do not pick up every fact);
+- post-synaptic activity y (`hebbian_source`):
+  - pair:    the output unit of the answer's next token: its unembedding direction, as
+             long as the residual stream at that position;
+  - context: what the model itself does when the fact is in its context: the residual
+             stream after the layer, reading the fact, minus the same without it.
+Then W_down += rate * sum over positions of y x^T / |x|^2 (divided by the number of
+layers), so a key seen again adds `rate` times its value.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+from transformers import PreTrainedModel
+
+from revcurse.analysis.hooks import captured_inputs, captured_outputs, decoder_layers
+from revcurse.facts import Example
+from revcurse.reading import in_context
+from revcurse.remedies.ffn import TeacherForced, add_to_weight, down_proj, keys, parse_layers
+from revcurse.remedies.setting import Setting, Treatment
+from revcurse.remedies.targets import edited, generic_texts, reverse_phrasings
+
+METHOD = "hebbian"
+SOURCES = ("pair", "context")
+POSITIONS = ("answer", "last")
+
+
+@torch.no_grad()
+def activity(
+    model: PreTrainedModel, forced: TeacherForced, layers: list[int]
+) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+    """(down_proj inputs, residual stream after the layer) per layer, (n, width, d)."""
+    blocks = decoder_layers(model)
+    with (
+        captured_inputs({i: down_proj(model, i) for i in layers}) as pre,
+        captured_outputs({i: blocks[i] for i in layers}) as post,
+    ):
+        model.model(
+            input_ids=forced.batch["input_ids"],
+            attention_mask=forced.batch["attention_mask"],
+            use_cache=False,
+        )
+    return {i: pre[i].float() for i in layers}, {i: post[i].float() for i in layers}
+
+
+def answer_mask(forced: TeacherForced, positions: str) -> torch.Tensor:
+    if positions == "answer":
+        return forced.answer
+    mask = torch.zeros_like(forced.answer)
+    mask[torch.arange(len(mask)), forced.last_prompt_position()] = True
+    return mask
+
+
+def context_shift(
+    setting: Setting, model: PreTrainedModel, asked: list[Example], layers: list[int]
+) -> dict[int, torch.Tensor]:
+    """Per layer, (n, width, d): residual stream with the fact in context minus without,
+    aligned at the closed-book sequence's positions (the question and answer end both)."""
+    rng = random.Random(setting.seed)
+    posed = []
+    for example in asked:
+        others = [f for i, f in enumerate(setting.facts) if i != example.fact]
+        distractors = rng.sample(others, min(setting.remedies.distractors, len(others)))
+        posed.append(in_context(example, setting.facts[example.fact], distractors, rng))
+    closed = TeacherForced.of(setting.tokenizer, asked)
+    opened = TeacherForced.of(setting.tokenizer, posed)
+    _, without = activity(model, closed, layers)
+    _, with_fact = activity(model, opened, layers)
+    lengths = closed.batch["attention_mask"].sum(1)
+    offsets = opened.batch["attention_mask"].sum(1) - lengths  # the context's length
+    shift = {}
+    for layer in layers:
+        out = torch.zeros_like(without[layer])
+        for row, (n, k) in enumerate(zip(lengths.tolist(), offsets.tolist(), strict=True)):
+            out[row, :n] = with_fact[layer][row, k : k + n] - without[layer][row, :n]
+        shift[layer] = out
+    return shift
+
+
+def hebbian_edit(setting: Setting, model: PreTrainedModel, treated: list[int]) -> None:
+    config = setting.remedies
+    asked = reverse_phrasings(setting, treated, "train")
+    if config.hebbian_source not in SOURCES or config.hebbian_positions not in POSITIONS:
+        raise ValueError(
+            f"--remedies.hebbian-source must be one of {SOURCES} and --remedies.hebbian-positions "
+            f"one of {POSITIONS}; got {config.hebbian_source!r}, {config.hebbian_positions!r}"
+        )
+    layers = parse_layers(config.hebbian_layers, len(decoder_layers(model)))
+    forced = TeacherForced.of(setting.tokenizer, asked)
+    pre, post = activity(model, forced, layers)
+    mask = answer_mask(forced, config.hebbian_positions)
+    if config.hebbian_source == "context":
+        target = context_shift(setting, model, asked, layers)
+    else:
+        unembed = model.get_output_embeddings().weight.float()
+        direction = torch.nn.functional.normalize(unembed[forced.next_token.clamp(min=0)], dim=-1)
+    generic = generic_texts(setting)
+    for layer in layers:
+        mean_key = keys(model, setting.tokenizer, generic, layer).mean(dim=0)
+        x = (pre[layer] - mean_key)[mask]
+        if config.hebbian_source == "context":
+            y = target[layer][mask]
+        else:
+            y = direction[mask] * post[layer][mask].norm(dim=-1, keepdim=True)
+        delta = (y.T / x.pow(2).sum(-1).clamp(min=1e-6)) @ x
+        add_to_weight(model, layer, config.hebbian_rate / len(layers) * delta)
+
+
+def apply(setting: Setting) -> Treatment:
+    return edited(METHOD, setting, lambda model, treated: hebbian_edit(setting, model, treated))

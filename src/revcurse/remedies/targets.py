@@ -1,0 +1,154 @@
+"""Which facts a weight-changing remedy treats, and how its effect is measured.
+
+The remedies that bake a fact's reverse into existing weights (self_distill, hebbian, rome)
+treat half of the one-way facts and leave the other half untouched as controls: the
+treated facts' reverse recall is the effect, the controls' is the placebo (it must stay at
+chance), and the untouched facts' answers measure locality.
+
+Metrics use EasyEdit's names (Yao et al. 2023; Meng et al. 2022):
+- reliability:    reverse questions in the phrasings the remedy used (its edit prompts);
+- generalization: reverse questions in held-out phrasings (the test split);
+- locality:       share of the untouched facts' answers (every question about them) that
+                  the treatment left unchanged;
+- ppl_drift:      perplexity of generic text (reading documents) after / before, minus 1.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+
+from transformers import PreTrainedModel
+
+from revcurse.evaluate import CausalLM, EvalConfig, answer_tokens, starts_with
+from revcurse.facts import Example
+from revcurse.remedies.setting import Setting, Treatment, plus
+from revcurse.results import proportion_row, row
+from revcurse.train import TrainResult
+
+OTHER_DIRECTION = {"p2d": "b2a", "d2p": "a2b"}  # the reverse of each one-way group
+
+
+def split_one_way(setting: Setting) -> tuple[list[int], list[int]]:
+    """(treated, control) fact ids: alternate one-way facts of each group."""
+    treated, control = [], []
+    for group in OTHER_DIRECTION:
+        ids = [i for i, f in enumerate(setting.facts) if f.group == group]
+        treated += ids[::2]
+        control += ids[1::2]
+    return treated, control
+
+
+def reverse_phrasings(setting: Setting, fact_ids: Sequence[int], split: str) -> list[Example]:
+    """The reverse-direction questions of these one-way facts in the given template split."""
+    return [
+        template.fill(setting.facts[i], i, t)
+        for i in fact_ids
+        for t, template in enumerate(setting.templates)
+        if template.split == split and template.direction == OTHER_DIRECTION[setting.facts[i].group]
+    ]
+
+
+def questions_about(setting: Setting, fact_ids: Sequence[int]) -> list[Example]:
+    """Every test question (both directions) about these facts."""
+    wanted = set(fact_ids)
+    return [e for e in setting.test if e.fact in wanted]
+
+
+def answers(lm: CausalLM, examples: Sequence[Example]) -> list[str]:
+    """Greedy answers, as long as the evaluator's (the longest completion plus 2 tokens)."""
+    max_new = answer_tokens(lm.tokenizer, [e.completion for e in examples], EvalConfig())
+    return lm.generate([e.prompt for e in examples], max_new)
+
+
+def hits(lm: CausalLM, examples: Sequence[Example]) -> list[bool]:
+    return [
+        starts_with(o, e.completion) for o, e in zip(answers(lm, examples), examples, strict=True)
+    ]
+
+
+def by_group(
+    method: str, metric: str, examples: Sequence[Example], flags: Sequence[bool]
+) -> list[dict]:
+    """One proportion row per one-way group (direction: reverse)."""
+    return [
+        proportion_row(
+            method,
+            group,
+            "reverse",
+            metric,
+            [f for e, f in zip(examples, flags, strict=True) if e.group == group],
+        )
+        for group in OTHER_DIRECTION
+        if any(e.group == group for e in examples)
+    ]
+
+
+def generic_texts(setting: Setting) -> list[str]:
+    """Text about nothing the remedies touch: the first reading documents, whole."""
+    return [e.prompt + e.completion for e in setting.reading[: setting.remedies.generic_documents]]
+
+
+def mean_nll(lm: CausalLM, texts: Sequence[str]) -> float:
+    """Mean negative log-likelihood per token of whole documents."""
+    pairs = [("", text) for text in texts]
+    logps = lm.logprobs(pairs)
+    n_tokens = sum(len(lm.tokenizer(c, add_special_tokens=False).input_ids) for _, c in pairs)
+    return -sum(logps) / n_tokens
+
+
+def effect_rows(
+    method: str,
+    setting: Setting,
+    before: CausalLM,
+    after: CausalLM,
+    treated: Sequence[int],
+    control: Sequence[int],
+) -> list[dict]:
+    """Reliability, generalization (treated facts), control reverse recall, locality and
+    perplexity drift of a treatment that turned `before` into `after`."""
+    edit_prompts = reverse_phrasings(setting, treated, "train")
+    held_out = reverse_phrasings(setting, treated, "test")
+    controls = reverse_phrasings(setting, control, "test")
+    untouched = questions_about(setting, sorted(set(range(len(setting.facts))) - set(treated)))
+    unchanged = [
+        a == b for a, b in zip(answers(before, untouched), answers(after, untouched), strict=True)
+    ]
+    generic = generic_texts(setting)
+    drift = math.exp(mean_nll(after, generic) - mean_nll(before, generic)) - 1
+    return [
+        *by_group(method, "reliability", edit_prompts, hits(after, edit_prompts)),
+        *by_group(method, "generalization", held_out, hits(after, held_out)),
+        *by_group(method, "control_exact_match", controls, hits(after, controls)),
+        proportion_row(method, "untouched", "all", "locality", unchanged),
+        row(method, "generic", "all", "ppl_drift", drift, len(generic), None),
+    ]
+
+
+def treated_result(
+    method: str,
+    setting: Setting,
+    changed: PreTrainedModel,
+    cost: TrainResult,
+    rows: Sequence[dict] = (),
+) -> Treatment:
+    """The treatment of a remedy that changed a copy of the baseline model: answers the
+    treated facts' questions; its rows plus the effect rows."""
+    treated, control = split_one_way(setting)
+    before, after = setting.causal_lm(setting.base[0]), setting.causal_lm(changed)
+    effects = effect_rows(method, setting, before, after, treated, control)
+    return Treatment(after, cost, questions_about(setting, treated), [*rows, *effects])
+
+
+def edited(
+    method: str, setting: Setting, edit: Callable[[PreTrainedModel, list[int]], None]
+) -> Treatment:
+    """Apply a weight edit to a copy of the baseline model for the treated facts."""
+    base_model, base_cost = setting.base
+    start = time.perf_counter()
+    model = copy.deepcopy(base_model)
+    edit(model, split_one_way(setting)[0])
+    seconds = time.perf_counter() - start
+    return treated_result(method, setting, model, plus(base_cost, seconds=seconds))

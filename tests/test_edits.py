@@ -1,0 +1,151 @@
+"""Remedies that change the baseline's weights: self-distillation, Hebbian and ROME edits."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from revcurse.compare import CompareConfig, build_setting
+from revcurse.remedies import REMEDIES
+from revcurse.remedies.ffn import TeacherForced, down_proj, keys, parse_layers
+from revcurse.remedies.hebbian import hebbian_edit
+from revcurse.remedies.rome import edit_fact, second_moment, subject_of, subject_positions
+from revcurse.remedies.self_distill import first_sentence, questions, teach
+from revcurse.remedies.targets import reverse_phrasings, split_one_way
+from revcurse.train import TrainConfig
+from revcurse.world import WorldConfig
+
+
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory):
+    """A small world whose baseline model has learned its facts (~10 s)."""
+    config = CompareConfig(world=WorldConfig(facts_per_group=4), progress=False)
+    config.remedies.reading_documents = 200
+    config.remedies.generic_documents = 50
+    config.remedies.distill_steps = 20
+    config.train = TrainConfig(steps=200, batch_size=32)
+    return build_setting(config, seed=0, workdir=tmp_path_factory.mktemp("edits"))
+
+
+def test_treated_and_control_facts_split_each_one_way_group(setting):
+    treated, control = split_one_way(setting)
+    assert not set(treated) & set(control)
+    for group in ("p2d", "d2p"):
+        ids = [i for i, f in enumerate(setting.facts) if f.group == group]
+        assert sorted(i for i in treated + control if i in ids) == ids
+        assert len([i for i in treated if i in ids]) == len(ids) // 2
+    assert all(setting.facts[i].group != "both" for i in treated + control)
+
+
+def test_reverse_phrasings_ask_for_the_other_entity(setting):
+    treated, _ = split_one_way(setting)
+    for example in reverse_phrasings(setting, treated, "train"):
+        fact = setting.facts[example.fact]
+        assert example.relation == "reverse" and example.split == "train"
+        subject = subject_of(fact, example)
+        assert subject in example.prompt and subject not in example.completion
+
+
+def test_parse_layers():
+    assert parse_layers("all", 3) == [0, 1, 2]
+    assert parse_layers("middle", 2) == [0]  # an edit needs attention after it
+    assert parse_layers("middle", 30) == [14]
+    assert parse_layers("-1,0", 4) == [0, 3]
+    with pytest.raises(ValueError, match="outside"):
+        parse_layers("5", 2)
+    with pytest.raises(ValueError, match="expected"):
+        parse_layers("first", 2)
+
+
+def test_teacher_forced_marks_the_positions_that_predict_the_answer(setting):
+    example = reverse_phrasings(setting, split_one_way(setting)[0], "train")[0]
+    forced = TeacherForced.of(setting.tokenizer, [example])
+    answer_ids = setting.tokenizer(example.completion, add_special_tokens=False).input_ids
+    assert forced.next_token[forced.answer].tolist() == answer_ids
+    prompt_length = len(setting.tokenizer(example.prompt).input_ids)
+    assert forced.last_prompt_position().item() == prompt_length - 1
+
+
+def test_hebbian_edit_changes_only_the_chosen_ffn_outputs(setting):
+    base, _ = setting.base
+    treated, _ = split_one_way(setting)
+    setting.remedies.hebbian_layers = "1"
+    edited = copy.deepcopy(base)
+    hebbian_edit(setting, edited, treated)
+    changed = {
+        name
+        for (name, p), q in zip(base.named_parameters(), edited.parameters(), strict=True)
+        if not torch.equal(p, q)
+    }
+    assert changed == {"model.layers.1.mlp.down_proj.weight"}
+
+    setting.remedies.hebbian_rate = 0.0
+    unchanged = copy.deepcopy(base)
+    hebbian_edit(setting, unchanged, treated)
+    assert all(
+        torch.equal(p, q) for p, q in zip(base.parameters(), unchanged.parameters(), strict=True)
+    )
+    setting.remedies.hebbian_rate, setting.remedies.hebbian_layers = 1.0, "all"
+
+
+def test_hebbian_rejects_unknown_options(setting):
+    setting.remedies.hebbian_source = "telepathy"
+    with pytest.raises(ValueError, match="hebbian-source"):
+        hebbian_edit(setting, copy.deepcopy(setting.base[0]), split_one_way(setting)[0])
+    setting.remedies.hebbian_source = "pair"
+
+
+def test_rome_update_is_rank_one_and_writes_the_value_at_the_key(setting):
+    base, _ = setting.base
+    model = copy.deepcopy(base)
+    fact_id = split_one_way(setting)[0][0]
+    asked = reverse_phrasings(setting, [fact_id], "train")
+    subjects = [subject_of(setting.facts[fact_id], e) for e in asked]
+    inverse = torch.linalg.inv(second_moment(model, setting, 0))
+    before = down_proj(model, 0).weight.detach().clone()
+    edit_fact(model, setting.tokenizer, asked, subjects, 0, inverse, steps=5)
+    delta = down_proj(model, 0).weight.detach() - before
+    assert torch.linalg.matrix_rank(delta).item() == 1
+    # Other keys move in proportion to their C^-1 similarity with k*: keys of generic text
+    # move far less, on average, than the edited key.
+    forced = TeacherForced.of(setting.tokenizer, asked)
+    where = subject_positions(setting.tokenizer, asked, subjects)
+    generic = keys(base, setting.tokenizer, ["the silent theater is far away ."], 0)
+    assert forced.batch["input_ids"][0, where[0]].item() != setting.tokenizer.pad_token_id
+    assert (delta @ generic.T).norm(dim=0).mean() < delta.norm()
+
+
+def test_first_sentence():
+    assert first_sentence(" Ada Crane. Q: who") == " Ada Crane."
+    assert first_sentence(" Ada Crane now enjoys a quiet life. Then") == (
+        " Ada Crane now enjoys a quiet life."
+    )
+    assert first_sentence("no stop\nnext line") == "no stop"
+
+
+def test_teacher_uses_no_ground_truth(setting, monkeypatch):
+    """The teacher's answers depend only on what the model generates."""
+    base, _ = setting.base
+    asked = questions(setting, split_one_way(setting)[0])[:6]
+    monkeypatch.setattr(
+        "revcurse.remedies.self_distill.generate",
+        lambda model, tokenizer, prompts, *args, **kwargs: [" Zed Quux. more"] * len(prompts),
+    )
+    answered = teach(setting, base, asked)
+    assert [a.completion for a in answered] == [" Zed Quux."] * len(asked)
+    assert [a.prompt for a in answered] == [q.prompt for q in asked]  # closed book
+
+
+@pytest.mark.parametrize("method", ["self_distill", "hebbian", "rome"])
+def test_weight_remedies_report_edit_metrics_on_treated_facts(setting, method):
+    treatment = REMEDIES[method](setting)
+    treated, _ = split_one_way(setting)
+    assert {e.fact for e in treatment.test} == set(treated)
+    metrics = {r["metric"] for r in treatment.rows}
+    assert {"reliability", "generalization", "control_exact_match", "locality"} <= metrics
+    assert "ppl_drift" in metrics
+    if method == "self_distill":
+        assert {"teacher_accuracy", "teacher_agreed"} <= metrics
+        assert treatment.cost.seconds > setting.base[1].seconds
