@@ -12,9 +12,10 @@ import torch
 from typer.testing import CliRunner
 
 from revcurse.cli import app
-from revcurse.compare import CompareConfig, aggregate, build_setting, run_compare
+from revcurse.compare import CompareConfig, aggregate, build_setting, run_compare, starting_point
 from revcurse.facts import Fact
 from revcurse.kb import KnowledgeBase
+from revcurse.reader import ReaderConfig
 from revcurse.reading import reading_documents, statement
 from revcurse.remedies import REMEDIES, parse_methods
 from revcurse.remedies.bidirectional import reversed_phrasings
@@ -28,12 +29,13 @@ ADA = Fact("p2d", "Ada Crane", "the pilot of the glass river")
 
 
 def small_setting(tmp_path, **remedies):
-    config = CompareConfig(world=WorldConfig(facts_per_group=4))
+    config = CompareConfig(world=WorldConfig(facts_per_group=4), progress=False)
     config.remedies.reading_documents = 40
     for key, value in remedies.items():
         setattr(config.remedies, key, value)
     config.train = TrainConfig(steps=3, batch_size=16)
-    return build_setting(config, seed=0, workdir=tmp_path)
+    config.reader = ReaderConfig(documents=20, train=TrainConfig(steps=2), cache_dir=tmp_path)
+    return build_setting(config, seed=0, workdir=tmp_path, start=starting_point(config))
 
 
 def test_reverse_text_modes(small_world):
@@ -171,6 +173,7 @@ def test_bidirectional_training_cures_the_reverse_of_one_way_facts(tmp_path):
     config.remedies.reading_documents = 0
     config.train = TrainConfig(steps=250, batch_size=64)
     config.seeds, config.progress, config.output_dir = 1, False, tmp_path / "run"
+    config.reader = ReaderConfig(documents=10, train=TrainConfig(steps=2), cache_dir=tmp_path)
     run_compare(config)
     rows = json.loads((tmp_path / "run" / "results.json").read_text())["rows"]
     value = {
@@ -230,6 +233,12 @@ def test_compare_end_to_end_writes_everything(tmp_path):
         "2",
         "--remedies.reading-documents",
         "10",
+        "--reader.documents",
+        "10",
+        "--reader.train.steps",
+        "2",
+        "--reader.cache-dir",
+        str(tmp_path / "cache"),
         "--output-dir",
         str(out),
         "--no-progress",

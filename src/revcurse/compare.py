@@ -29,6 +29,7 @@ from revcurse.evaluate import EvalConfig, evaluate
 from revcurse.facts import GROUPS, expand, write_records
 from revcurse.model import TinyModelConfig
 from revcurse.pretrained import load_pretrained
+from revcurse.reader import ReaderConfig, load_or_train_reader
 from revcurse.reading import reading_documents
 from revcurse.remedies import REMEDIES, parse_methods
 from revcurse.remedies.reverse_training import SEGMENT_MARKER
@@ -45,7 +46,7 @@ from revcurse.results import (
 )
 from revcurse.tokenizer import build_word_tokenizer
 from revcurse.train import TrainConfig
-from revcurse.world import TEMPLATES, WorldConfig, generate_facts
+from revcurse.world import TEMPLATES, WorldConfig, generate_facts, vocabulary
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
@@ -65,27 +66,35 @@ class CompareConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1000, batch_size=64))
     eval: EvalConfig = field(default_factory=EvalConfig)
     remedies: RemedyConfig = field(default_factory=RemedyConfig)
+    reader: ReaderConfig = field(default_factory=ReaderConfig)  # tiny: learns to read first
+
+
+def starting_point(
+    config: CompareConfig, console: Console | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The weights every causal remedy starts from: the pretrained model, or for `tiny` the
+    cached reader (revcurse.reader) with the tokenizer of the world's whole vocabulary."""
+    if config.model != "tiny":
+        return load_pretrained(config.model)
+    tokenizer = build_word_tokenizer([*vocabulary(), SEGMENT_MARKER])
+    reader = load_or_train_reader(config.reader, config.tiny, tokenizer, config.progress, console)
+    return reader, tokenizer
 
 
 def build_setting(
     config: CompareConfig,
     seed: int,
     workdir: Path,
-    pretrained: tuple[PreTrainedModel, PreTrainedTokenizerBase] | None = None,
+    start: tuple[PreTrainedModel, PreTrainedTokenizerBase],
 ) -> Setting:
-    """One seed's world. A tiny model gets a word tokenizer over it and reading documents
-    to learn to read from; a `pretrained` (model, tokenizer) only uses them as generic text."""
+    """One seed's world. A tiny model keeps reading its reading documents while it learns the
+    facts; a pretrained one only uses them as generic text (edit statistics, perplexity)."""
     facts = generate_facts(config.world, seed)
     train, test = expand(facts, TEMPLATES, config.world.teach_test_phrasings)
     reading = reading_documents(
         config.remedies.reading_documents, config.remedies.distractors, TEMPLATES, facts, seed
     )
-    if pretrained:
-        model, tokenizer = pretrained
-    else:
-        model = None
-        texts = [e.prompt + " " + e.completion for e in [*train, *test, *reading]]
-        tokenizer = build_word_tokenizer([*texts, SEGMENT_MARKER])
+    model, tokenizer = start
     return Setting(
         facts=facts,
         templates=list(TEMPLATES),
@@ -100,7 +109,8 @@ def build_setting(
         workdir=workdir,
         eval_batch_size=config.eval.batch_size,
         progress=config.progress,
-        pretrained=model,
+        start=model,
+        pretrained=config.model != "tiny",
     )
 
 
@@ -204,8 +214,8 @@ def run_compare(config: CompareConfig, console: Console | None = None) -> Path:
     if config.seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {config.seeds}")
     output_dir = config.output_dir or default_run_dir("compare")
-    pretrained = load_pretrained(config.model) if config.model != "tiny" else None
-    if pretrained and config.methods.strip() == "all":
+    initial = starting_point(config, console)
+    if config.model != "tiny" and config.methods.strip() == "all":
         methods.remove("mlm_u")  # a masked model trained from scratch: tiny only
     seed_rows: list[dict] = []
     samples: list[dict] = []
@@ -213,7 +223,7 @@ def run_compare(config: CompareConfig, console: Console | None = None) -> Path:
     with run_directory(output_dir) as scratch:
         (scratch / "config.yaml").write_text(to_yaml(config), encoding="utf-8")
         for seed in range(config.seed, config.seed + config.seeds):
-            setting = build_setting(config, seed, scratch, pretrained)
+            setting = build_setting(config, seed, scratch, initial)
             write_records(scratch / "world" / f"facts-seed{seed}.jsonl", setting.facts)
             console.print(
                 f"[bold]seed {seed}[/]: {len(setting.facts)} facts, {len(setting.train)} fact "

@@ -88,3 +88,10 @@ def generate_facts(config: WorldConfig, seed: int) -> list[Fact]:
             zip(names, descriptions, strict=True)
         )
     ]
+
+
+def vocabulary() -> list[str]:
+    """Texts holding every word a world of any seed, its phrasings and its reading documents
+    can use: one tiny tokenizer (and so one reader) serves every seed."""
+    phrasings = [t.prompt.format(a="", b="") + t.completion.format(a="", b="") for t in TEMPLATES]
+    return [*FIRST_NAMES, *LAST_NAMES, *ROLES, *ADJECTIVES, *THINGS, "the of is .", *phrasings]

@@ -120,7 +120,7 @@ class MaskedLM:
 
 
 def apply(setting: Setting) -> Treatment:
-    if setting.pretrained is not None:
+    if setting.pretrained:
         raise ValueError("mlm_u trains a masked model from scratch: use it with --model tiny")
     torch.manual_seed(setting.seed)
     model = build_masked_model(setting.model, setting.tokenizer)

@@ -8,8 +8,10 @@ A remedy receives the world (facts, phrasings, training text), the shared tokeni
 the training budget, and returns what answers the test questions: a model (trained by the
 remedy, or the shared baseline model) and, for prompting remedies, how each question is
 posed. `revcurse compare` scores every treatment with the same evaluator. Every trained
-remedy starts from fresh weights and trains on the same base corpus (the facts' training
-text plus the reading documents) for the same number of steps, plus its own additions.
+causal remedy starts from the same weights (the tiny reader, revcurse.reader, or the
+pretrained model) and trains on the same base corpus (the facts' training text, plus for a
+tiny model the reading documents) for the same number of steps, plus its own additions;
+self_distill and the edits start from the trained baseline instead.
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ class Setting:
     workdir: Path  # where a remedy may keep files (the run directory)
     eval_batch_size: int = 256
     progress: bool = False
-    pretrained: PreTrainedModel | None = None  # start from these weights (never trained in place)
+    start: PreTrainedModel | None = None  # weights causal remedies start from (copied)
+    pretrained: bool = False  # start is a real LLM: LoRA by default, no reading documents
 
     def train_model(
         self,
@@ -75,18 +78,18 @@ class Setting:
         collate_fn: Collate | None = None,
         steps: int | None = None,
     ) -> tuple[PreTrainedModel, TrainResult]:
-        """Fresh weights (seeded) or `model`, trained on the base corpus plus `extra` for the
-        budget's steps (or `steps`)."""
-        if model is None and self.pretrained is not None:
-            model = copy.deepcopy(self.pretrained)
+        """A copy of `start` (else fresh weights, seeded) or `model`, trained on the base
+        corpus plus `extra` for the budget's steps (or `steps`)."""
+        if model is None and self.start is not None:
+            model = copy.deepcopy(self.start)
         elif model is None:
             torch.manual_seed(self.seed)
             model = build_tiny_model(self.model, self.tokenizer)
         corpus = [*self.train, *(extra or [])]
-        if self.pretrained is None:
-            # A tiny model learns to read from the reading documents, which are many (each
-            # drawn afresh, so none can be memorised); the fact sentences are repeated to make
-            # up about half of the corpus whatever their number. A pretrained model can read.
+        if not self.pretrained:
+            # A tiny model keeps reading the reading documents (so as not to forget how),
+            # which are many (each drawn afresh, so none can be memorised); the fact sentences
+            # are repeated to make up about half of the corpus whatever their number.
             corpus = corpus * max(1, round(len(self.reading) / len(corpus))) + self.reading
         budget = replace(self.budget, steps=steps or self.budget.steps)
         result = train(
@@ -97,7 +100,7 @@ class Setting:
             self.seed,
             self.progress,
             collate_fn,
-            pretrained=self.pretrained is not None,
+            pretrained=self.pretrained,
         )
         return model, result
 

@@ -1,0 +1,101 @@
+"""A tiny model that has learned to read, before it sees any fact: the remedies' start.
+
+    revcurse compare            # trains the reader once (minutes), then loads it from the cache
+
+A pretrained LLM answers from a passage because it has read the web; a tiny model trained
+from scratch has read nothing. So that the in-context remedies (in_context, knowledge_base,
+self_distill's teacher) can be measured on it, it first reads `documents` reading documents
+(revcurse.reading): statements about fictitious people, a question in either direction and
+its answer. Then every causal remedy fine-tunes a copy of this reader on the world's facts.
+
+The reader depends on its config, the model size and the world's vocabulary, never on a
+seed's facts (its documents use fresh pairings of names and descriptions), so it is
+trained once and cached in `cache_dir` under a hash of all three.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from revcurse.model import TinyModelConfig, build_tiny_model, load_checkpoint, save_checkpoint
+from revcurse.reading import reading_documents
+from revcurse.train import TrainConfig, train
+from revcurse.world import TEMPLATES
+
+DEFAULT_CACHE = Path(os.environ.get("REVCURSE_CACHE", "~/.cache/revcurse")).expanduser()
+
+
+@dataclass
+class ReaderConfig:
+    documents: int = 60000  # each read about once: too many to memorise, so it learns to read
+    distractors: int = 2  # up to this many other statements beside the one asked about
+    seed: int = 0  # the documents and initial weights (not the world's seed: one reader)
+    # 3e-3 (the facts' rate) never learns to copy from the context; 1e-3 does
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(steps=3000, lr=1e-3, batch_size=64)
+    )
+    cache_dir: Path = (
+        DEFAULT_CACHE / "readers"
+    )  # trained readers by config hash; env REVCURSE_CACHE
+
+
+def cache_key(
+    config: ReaderConfig, tiny: TinyModelConfig, tokenizer: PreTrainedTokenizerBase
+) -> str:
+    spec = {
+        "reader": {k: v for k, v in asdict(config).items() if k != "cache_dir"},
+        "tiny": asdict(tiny),
+        "vocabulary": sorted(tokenizer.get_vocab().items()),
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def train_reader(
+    config: ReaderConfig,
+    tiny: TinyModelConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    progress: bool = True,
+) -> PreTrainedModel:
+    documents = reading_documents(config.documents, config.distractors, TEMPLATES, [], config.seed)
+    torch.manual_seed(config.seed)
+    model = build_tiny_model(tiny, tokenizer)
+    train(model, tokenizer, documents, config.train, config.seed, progress)
+    return model
+
+
+def load_or_train_reader(
+    config: ReaderConfig,
+    tiny: TinyModelConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    progress: bool = True,
+    console: Console | None = None,
+) -> PreTrainedModel:
+    """The cached reader for this config, trained and cached first if there is none."""
+    console = console or Console(stderr=True)
+    folder = Path(config.cache_dir).expanduser() / cache_key(config, tiny, tokenizer)
+    if (folder / "model.safetensors").exists():
+        console.print(f"reader: {folder} (cached)")
+        return load_checkpoint(folder)[0]
+    console.print(
+        f"reader: learning to read from {config.documents} documents "
+        f"({config.train.steps} steps, once; cached in {folder})"
+    )
+    model = train_reader(config, tiny, tokenizer, progress)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".partial-"))
+    save_checkpoint(model, tokenizer, scratch)
+    try:
+        os.replace(scratch, folder)  # atomic: a reader is cached whole or not at all
+    except OSError:  # another run cached the same reader first
+        shutil.rmtree(scratch, ignore_errors=True)
+    return model
