@@ -13,9 +13,15 @@ from revcurse.remedies import REMEDIES
 from revcurse.remedies.ffn import TeacherForced, down_proj, keys, parse_layers
 from revcurse.remedies.hebbian import hebbian_edit
 from revcurse.remedies.rome import edit_fact, second_moment, subject_of, subject_positions
-from revcurse.remedies.self_distill import first_sentence, questions, teach
+from revcurse.remedies.self_distill import (
+    first_sentence,
+    kl_objective,
+    questions,
+    teach,
+    teacher_logprobs,
+)
 from revcurse.remedies.targets import reverse_phrasings, split_one_way
-from revcurse.train import TrainConfig
+from revcurse.train import TrainConfig, encode
 from revcurse.world import WorldConfig
 
 
@@ -136,12 +142,33 @@ def test_teacher_uses_no_ground_truth(setting, monkeypatch):
         "revcurse.remedies.self_distill.generate",
         lambda model, tokenizer, prompts, *args, **kwargs: [" Zed Quux. more"] * len(prompts),
     )
-    answered = teach(setting, base, asked)
+    posed, answered = teach(setting, base, asked)
     assert [a.completion for a in answered] == [" Zed Quux."] * len(asked)
     assert [a.prompt for a in answered] == [q.prompt for q in asked]  # closed book
+    assert all(
+        p.prompt.endswith(q.prompt) and p.prompt != q.prompt
+        for p, q in zip(posed, asked, strict=True)
+    )
 
 
-@pytest.mark.parametrize("method", ["self_distill", "hebbian", "rome"])
+def test_kl_objective_is_zero_for_the_teachers_own_distributions(setting):
+    """Teacher = the model itself without context: KL 0; rows without a teacher: plain CE."""
+    base, _ = setting.base
+    answers = questions(setting, split_one_way(setting)[0])[:4]
+    teacher = teacher_logprobs(base, setting.tokenizer, answers, answers)
+    collate_fn, loss_fn = kl_objective(setting.tokenizer, teacher)
+    features = encode(setting.tokenizer, [(a.prompt, a.completion) for a in answers], eos=True)
+    with torch.no_grad():
+        assert loss_fn(base, collate_fn(features)).item() == pytest.approx(0.0, abs=1e-5)
+        pairs = [(e.prompt, e.completion) for e in setting.reading[:4]]
+        others = encode(setting.tokenizer, pairs, eos=True)
+        batch = collate_fn(others)
+        assert not batch["distilled"].any()
+        expected = base(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}).loss
+        assert loss_fn(base, batch).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("method", ["self_distill", "self_distill_kl", "hebbian", "rome"])
 def test_weight_remedies_report_edit_metrics_on_treated_facts(setting, method):
     treatment = REMEDIES[method](setting)
     treated, _ = split_one_way(setting)

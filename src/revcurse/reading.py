@@ -42,6 +42,19 @@ def in_context(
     return replace(example, prompt=with_context(statements, example.prompt))
 
 
+def posed_in_context(
+    examples: Sequence[Example], facts: Sequence[Fact], distractors: int, seed: int
+) -> list[Example]:
+    """Each example with its fact and up to `distractors` other facts (seeded) before it."""
+    rng = random.Random(seed)
+    posed = []
+    for example in examples:
+        others = [f for i, f in enumerate(facts) if i != example.fact]
+        chosen = rng.sample(others, min(distractors, len(others)))
+        posed.append(in_context(example, facts[example.fact], chosen, rng))
+    return posed
+
+
 def reading_documents(
     n: int,
     max_distractors: int,

@@ -126,6 +126,7 @@ class TrainResult:
     flops: float  # 6 x parameters x tokens (forward + backward; Kaplan et al. 2020)
 
 
+LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
 Collate = Callable[[Sequence[tuple[list[int], list[int]]]], dict[str, torch.Tensor]]
 
 
@@ -203,11 +204,13 @@ def train(
     collate_fn: Collate | None = None,
     pretrained: bool = False,
     checkpoint_dir: Path | None = None,
+    loss_fn: LossFn | None = None,
 ) -> TrainResult:
     """Train in place. `collate_fn` turns encoded examples into a batch with labels; the
     default is the causal LM's right-padded batch (other objectives, e.g. MLM-U, pass theirs).
     `pretrained` models get LoRA adapters under `finetune: auto`, merged into `model` at the
-    end. With `checkpoint_dir`, training continues from the checkpoint found there, if any."""
+    end. With `checkpoint_dir`, training continues from the checkpoint found there, if any.
+    `loss_fn(model, batch)` replaces the model's own loss (e.g. distillation's KL)."""
     lora = _uses_lora(config, pretrained)
     accelerator = Accelerator()
     set_seed(seed)
@@ -249,7 +252,7 @@ def train(
     while len(done.losses) < config.steps:
         done.epoch_order = order.get_state()
         for batch in itertools.islice(loader, len(done.losses) - done.epoch_step, None):
-            loss = trainee(**batch).loss
+            loss = loss_fn(trainee, batch) if loss_fn else trainee(**batch).loss
             accelerator.backward(loss)
             optimizer.step()
             schedule.step()

@@ -30,6 +30,7 @@ REMEDIES: dict[str, Callable[[Setting], Treatment]] = {
     "reverse_training": reverse_training.apply,
     "mlm_u": mlm_u.apply,
     "self_distill": self_distill.apply,
+    "self_distill_kl": self_distill.apply_kl,
     "hebbian": hebbian.apply,
     "rome": rome.apply,
 }

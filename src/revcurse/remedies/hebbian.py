@@ -20,14 +20,12 @@ layers), so a key seen again adds `rate` times its value.
 
 from __future__ import annotations
 
-import random
-
 import torch
 from transformers import PreTrainedModel
 
 from revcurse.analysis.hooks import captured_inputs, captured_outputs, decoder_layers
 from revcurse.facts import Example
-from revcurse.reading import in_context
+from revcurse.reading import posed_in_context
 from revcurse.remedies.ffn import TeacherForced, add_to_weight, down_proj, keys, parse_layers
 from revcurse.remedies.setting import Setting, Treatment
 from revcurse.remedies.targets import edited, generic_texts, reverse_phrasings
@@ -68,12 +66,7 @@ def context_shift(
 ) -> dict[int, torch.Tensor]:
     """Per layer, (n, width, d): residual stream with the fact in context minus without,
     aligned at the closed-book sequence's positions (the question and answer end both)."""
-    rng = random.Random(setting.seed)
-    posed = []
-    for example in asked:
-        others = [f for i, f in enumerate(setting.facts) if i != example.fact]
-        distractors = rng.sample(others, min(setting.remedies.distractors, len(others)))
-        posed.append(in_context(example, setting.facts[example.fact], distractors, rng))
+    posed = posed_in_context(asked, setting.facts, setting.remedies.distractors, setting.seed)
     closed = TeacherForced.of(setting.tokenizer, asked)
     opened = TeacherForced.of(setting.tokenizer, posed)
     _, without = activity(model, closed, layers)

@@ -8,20 +8,12 @@ world's facts).
 
 from __future__ import annotations
 
-import random
-
-from revcurse.reading import in_context
+from revcurse.reading import posed_in_context
 from revcurse.remedies.setting import Setting, Treatment
 
 
 def apply(setting: Setting) -> Treatment:
     model, cost = setting.base
     k = setting.remedies.distractors
-
-    rng = random.Random(setting.seed)
-    posed = []
-    for example in setting.test:
-        fact = setting.facts[example.fact]
-        others = [f for i, f in enumerate(setting.facts) if i != example.fact]
-        posed.append(in_context(example, fact, rng.sample(others, min(k, len(others))), rng))
+    posed = posed_in_context(setting.test, setting.facts, k, setting.seed)
     return Treatment(setting.causal_lm(model), cost, posed)

@@ -13,6 +13,9 @@ the weights (Kujanpää et al. 2024 call this knowledge injection by prompt dist
    times (the most frequent one, if several qualify).
 3. Student: the same model keeps training, without the context, on (question -> own
    answer) plus a replay of its base corpus, for `distill_steps` steps.
+   `self_distill_kl` (prompt baking) instead matches, token by token along the same
+   answers, the teacher's whole next-token distribution: KL(teacher with context ||
+   student without it); the replay keeps its cross-entropy.
 Reported: teacher accuracy (the kept answers, judged afterwards against the truth), and
 the effect rows of revcurse.remedies.targets (treated facts vs untouched controls).
 """
@@ -20,22 +23,22 @@ the effect rows of revcurse.remedies.targets (treated facts vs untouched control
 from __future__ import annotations
 
 import copy
-import random
 import re
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import replace
 
 import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from revcurse.evaluate import EvalConfig, answer_tokens, generate, starts_with
 from revcurse.facts import Example
-from revcurse.reading import in_context
+from revcurse.reading import posed_in_context
 from revcurse.remedies.setting import Setting, Treatment, plus
 from revcurse.remedies.targets import OTHER_DIRECTION, split_one_way, treated_result
 from revcurse.results import proportion_row
-
-METHOD = "self_distill"
+from revcurse.train import IGNORE, Collate, LossFn, collate, encode
 
 
 def first_sentence(text: str) -> str:
@@ -54,16 +57,13 @@ def questions(setting: Setting, fact_ids: list[int]) -> list[Example]:
     ]
 
 
-def teach(setting: Setting, model, asked: list[Example]) -> list[Example | None]:
-    """The teacher's self-consistent answer to each question (None: no answer agreed on)."""
+def teach(
+    setting: Setting, model: PreTrainedModel, asked: list[Example]
+) -> tuple[list[Example], list[Example | None]]:
+    """The questions posed with their fact in context, and the teacher's self-consistent
+    answer to each (None: no answer given `distill_agree` times)."""
     config = setting.remedies
-    rng = random.Random(setting.seed)
-    others = list(range(len(setting.facts)))
-    posed = []
-    for example in asked:
-        pool = [setting.facts[i] for i in others if i != example.fact]
-        distractors = rng.sample(pool, min(config.distractors, len(pool)))
-        posed.append(in_context(example, setting.facts[example.fact], distractors, rng))
+    posed = posed_in_context(asked, setting.facts, config.distractors, setting.seed)
     max_new = answer_tokens(setting.tokenizer, [e.completion for e in setting.train], EvalConfig())
     torch.manual_seed(setting.seed)
     samples = [
@@ -83,21 +83,86 @@ def teach(setting: Setting, model, asked: list[Example]) -> list[Example | None]
         answer, count = votes.most_common(1)[0]
         agreed = count >= config.distill_agree and answer.strip()
         kept.append(replace(example, completion=" " + answer.strip()) if agreed else None)
-    return kept
+    return posed, kept
 
 
-def apply(setting: Setting) -> Treatment:
+@torch.no_grad()
+def teacher_logprobs(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    posed: list[Example],
+    answers: list[Example],
+) -> dict[tuple[int, ...], torch.Tensor]:
+    """For each answer (keyed by its closed-book token ids, as training encodes it): the
+    teacher's log-probabilities, fact in context, at every position that predicts one of
+    its tokens or the end of text."""
+    model.eval()
+    student = encode(tokenizer, [(a.prompt, a.completion) for a in answers], eos=True)
+    teacher = encode(
+        tokenizer, [(p.prompt, a.completion) for p, a in zip(posed, answers, strict=True)], True
+    )
+    out = {}
+    for (ids, _), (teacher_ids, labels) in zip(student, teacher, strict=True):
+        logits = model(input_ids=torch.tensor([teacher_ids], device=model.device)).logits[0, :-1]
+        scored = torch.tensor(labels[1:], device=logits.device) != IGNORE
+        out[tuple(ids)] = torch.log_softmax(logits[scored].float(), dim=-1).cpu()
+    return out
+
+
+def kl_objective(
+    tokenizer: PreTrainedTokenizerBase, teacher: dict[tuple[int, ...], torch.Tensor]
+) -> tuple[Collate, LossFn]:
+    """Batches that carry the teacher's distributions, and the loss that matches them:
+    KL(teacher || student) per answer token of distilled rows, cross-entropy elsewhere."""
+    vocabulary = next(iter(teacher.values())).shape[-1]
+
+    def collate_fn(features: Sequence[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+        batch = collate(features, tokenizer.pad_token_id)
+        n, width = batch["input_ids"].shape
+        target = torch.zeros(n, width - 1, vocabulary)
+        distilled = torch.zeros(n, dtype=torch.bool)
+        for row, (ids, labels) in enumerate(features):
+            if (logprobs := teacher.get(tuple(ids))) is not None:
+                positions = (torch.tensor(labels[1:]) != IGNORE).nonzero().squeeze(-1)
+                target[row, positions] = logprobs
+                distilled[row] = True
+        return {**batch, "teacher": target, "distilled": distilled}
+
+    def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+        logprobs = torch.log_softmax(model(**inputs).logits[:, :-1].float(), dim=-1)
+        labels = batch["labels"][:, 1:]
+        scored = labels != IGNORE
+        cross_entropy = -logprobs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        target = batch["teacher"]
+        kl = (target.exp() * (target - logprobs)).sum(-1)
+        per_token = torch.where(batch["distilled"][:, None], kl, cross_entropy)
+        return (per_token * scored).sum() / scored.sum()
+
+    return collate_fn, loss_fn
+
+
+def distill(setting: Setting, method: str, kl: bool) -> Treatment:
     base_model, base_cost = setting.base
     treated = split_one_way(setting)[0]
     asked = questions(setting, treated)
 
     start = time.perf_counter()
-    answered = teach(setting, base_model, asked)
-    teaching = time.perf_counter() - start
+    posed, answered = teach(setting, base_model, asked)
     distilled = [a for a in answered if a is not None]
+    collate_fn, loss_fn = None, None
+    if kl and distilled:
+        kept = [p for p, a in zip(posed, answered, strict=True) if a is not None]
+        teacher = teacher_logprobs(base_model, setting.tokenizer, kept, distilled)
+        collate_fn, loss_fn = kl_objective(setting.tokenizer, teacher)
+    teaching = time.perf_counter() - start
 
     student, cost = setting.train_model(
-        extra=distilled, model=copy.deepcopy(base_model), steps=setting.remedies.distill_steps
+        extra=distilled,
+        model=copy.deepcopy(base_model),
+        collate_fn=collate_fn,
+        steps=setting.remedies.distill_steps,
+        loss_fn=loss_fn,
     )
     rows = []
     for group in OTHER_DIRECTION:
@@ -108,7 +173,15 @@ def apply(setting: Setting) -> Treatment:
                 if a is not None and q.group == group and q.relation == direction
             ]
             if judged:
-                rows.append(proportion_row(METHOD, group, direction, "teacher_accuracy", judged))
+                rows.append(proportion_row(method, group, direction, "teacher_accuracy", judged))
     agreed = [a is not None for a in answered]
-    rows.append(proportion_row(METHOD, "treated", "all", "teacher_agreed", agreed))
-    return treated_result(METHOD, setting, student, plus(base_cost, cost, teaching), rows)
+    rows.append(proportion_row(method, "treated", "all", "teacher_agreed", agreed))
+    return treated_result(method, setting, student, plus(base_cost, cost, teaching), rows)
+
+
+def apply(setting: Setting) -> Treatment:
+    return distill(setting, "self_distill", kl=False)
+
+
+def apply_kl(setting: Setting) -> Treatment:
+    return distill(setting, "self_distill_kl", kl=True)

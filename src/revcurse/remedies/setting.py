@@ -27,7 +27,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from revcurse.evaluate import CausalLM, LanguageModel
 from revcurse.facts import Example, Fact, Template
 from revcurse.model import TinyModelConfig, build_tiny_model
-from revcurse.train import Collate, TrainConfig, TrainResult, train
+from revcurse.train import Collate, LossFn, TrainConfig, TrainResult, train
 
 
 @dataclass
@@ -77,6 +77,7 @@ class Setting:
         model: PreTrainedModel | None = None,
         collate_fn: Collate | None = None,
         steps: int | None = None,
+        loss_fn: LossFn | None = None,
     ) -> tuple[PreTrainedModel, TrainResult]:
         """A copy of `start` (else fresh weights, seeded) or `model`, trained on the base
         corpus plus `extra` for the budget's steps (or `steps`)."""
@@ -101,6 +102,7 @@ class Setting:
             self.progress,
             collate_fn,
             pretrained=self.pretrained,
+            loss_fn=loss_fn,
         )
         return model, result
 
