@@ -2,7 +2,7 @@
 
     python scripts/update_readme.py runs/demo-20261126-093000
     python scripts/update_readme.py --analyze runs/analyze-20261126-093500
-    python scripts/update_readme.py --compare runs/compare-20261126-094000
+    python scripts/update_readme.py --compare runs/compare-20261126-094000 [BLOCK]
 
 The first replaces the text between `<!-- results:demo:start -->` and
 `<!-- results:demo:end -->` with the demo run's table.txt and the command that reproduces
@@ -10,9 +10,9 @@ it. The second replaces the text between `<!-- results:analyze:start -->` and
 `<!-- results:analyze:end -->` with sentences phrased from the analysis run's results.json
 (the wording follows the numbers: where the trace peaks, whether the probe beats chance,
 whether the reverse association differs from random) and copies its trace.png to
-docs/analyze_trace.png. The third fills `<!-- results:compare:* -->` with the compare run's
-one-way rows (exact match and rank accuracy per method), its remedy-specific rows and costs,
-and copies its chart.png to docs/compare_chart.png.
+docs/analyze_trace.png. The third fills `<!-- results:BLOCK:* -->` (default: compare) with
+the compare run's one-way rows (exact match and rank accuracy per method), its
+remedy-specific rows and costs, and copies its chart.png to docs/BLOCK_chart.png.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 TRACE_FIGURE = "docs/analyze_trace.png"
-COMPARE_FIGURE = "docs/compare_chart.png"
 ONE_WAY = ("p2d", "d2p")  # the groups whose reverse direction was never trained
 KINDS = ("hidden", "mlp", "attn")  # the states causal tracing restores
 # A p(answer) or an effect on it below this is called nothing (probabilities are in [0, 1]).
@@ -280,33 +279,44 @@ def analyze_block(run_dir: Path) -> str:
 # ---------------------------------------------------------------------------- compare
 
 
-def compare_block(run_dir: Path) -> str:
-    """The chart, the one-way facts' rows and the cost of each method, from a compare run."""
+def compare_block(run_dir: Path, name: str) -> str:
+    """The chart, the one-way facts' rows, every remedy-specific row and the cost of each
+    method, from a compare run; the chart is copied to docs/<name>_chart.png."""
     from revcurse.compare import markdown_table, summarize_costs
 
     results = json.loads((run_dir / "results.json").read_text())
-    shutil.copyfile(run_dir / "chart.png", ROOT / COMPARE_FIGURE)
-    rows = [r for r in results["rows"] if r["group"] in ONE_WAY]
-    main = [r for r in rows if r["metric"] in ("exact_match", "rank_acc", "rank_chance")]
-    extra = [r for r in rows if r["metric"].startswith("retrieval_recall")]
+    figure = f"docs/{name}_chart.png"
+    shutil.copyfile(run_dir / "chart.png", ROOT / figure)
+    main_metrics = ("exact_match", "rank_acc", "rank_chance")
+    main = [r for r in results["rows"] if r["group"] in ONE_WAY and r["metric"] in main_metrics]
+    extra = [
+        r
+        for r in results["rows"]
+        if r["metric"] not in (*main_metrics, "logprob_margin", "p_value")
+    ]
     config = results["config"]
-    command = (
-        f"revcurse compare --seeds {config['seeds']} --seed {config['seed']}"
-        if config["methods"] == "all"
-        else f"revcurse compare --seeds {config['seeds']} --methods {config['methods']}"
-    )
+    options = [f"--seeds {config['seeds']}", f"--seed {config['seed']}"]
+    if config["model"] != "tiny":
+        options.insert(0, f"--model {config['model']}")
+    if config["methods"] != "all":
+        options.append(f"--methods {config['methods']}")
     costs = summarize_costs(results["costs"])
     cost_lines = [
-        "| method | train seconds | train FLOPs |",
-        "|---|---|---|",
-        *(f"| {c['method']} | {c['train_seconds']:.0f} | {c['train_flops']:.1e} |" for c in costs),
+        "| method | train seconds | train FLOPs | wall seconds |",
+        "|---|---|---|---|",
+        *(
+            f"| {c['method']} | {c['train_seconds']:.0f} | {c['train_flops']:.1e} | "
+            f"{c['wall_seconds']:.0f} |"
+            for c in costs
+        ),
     ]
     parts = [
-        f"![Exact match per method]({COMPARE_FIGURE})",
+        f"![Exact match per method]({figure})",
         "",
-        f"`{command}` (means over seeds, 95% t intervals across seeds):",
+        f"`revcurse compare {' '.join(options)}` (means over seeds, 95% t intervals across "
+        "seeds; one seed: Wilson intervals):",
         "",
-        markdown_table(main, ("exact_match", "rank_acc", "rank_chance")),
+        markdown_table(main, main_metrics),
     ]
     if extra:
         names = tuple(dict.fromkeys(r["metric"] for r in extra))
@@ -315,9 +325,10 @@ def compare_block(run_dir: Path) -> str:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) == 2 and argv[0] == "--compare":
-        replace_block("compare", compare_block(Path(argv[1])))
-        print(f"{README}: comparison from {argv[1]}, figure {COMPARE_FIGURE}")
+    if len(argv) in (2, 3) and argv[0] == "--compare":
+        name = argv[2] if len(argv) == 3 else "compare"
+        replace_block(name, compare_block(Path(argv[1]), name))
+        print(f"{README}: {name} block from {argv[1]}, figure docs/{name}_chart.png")
     elif len(argv) == 2 and argv[0] == "--analyze":
         replace_block("analyze", analyze_block(Path(argv[1])))
         print(f"{README}: analysis from {argv[1]}, figure {TRACE_FIGURE}")

@@ -77,10 +77,12 @@ def test_teacher_forced_marks_the_positions_that_predict_the_answer(setting):
     assert forced.last_prompt_position().item() == prompt_length - 1
 
 
-def test_hebbian_edit_changes_only_the_chosen_ffn_outputs(setting):
+@pytest.mark.parametrize("source", ["context", "pair"])
+def test_hebbian_edit_changes_only_the_chosen_ffn_outputs(setting, source, monkeypatch):
     base, _ = setting.base
     treated, _ = split_one_way(setting)
-    setting.remedies.hebbian_layers = "1"
+    monkeypatch.setattr(setting.remedies, "hebbian_layers", "1")
+    monkeypatch.setattr(setting.remedies, "hebbian_source", source)
     edited = copy.deepcopy(base)
     hebbian_edit(setting, edited, treated)
     changed = {
@@ -90,20 +92,18 @@ def test_hebbian_edit_changes_only_the_chosen_ffn_outputs(setting):
     }
     assert changed == {"model.layers.1.mlp.down_proj.weight"}
 
-    setting.remedies.hebbian_rate = 0.0
+    monkeypatch.setattr(setting.remedies, "hebbian_rate", 0.0)
     unchanged = copy.deepcopy(base)
     hebbian_edit(setting, unchanged, treated)
     assert all(
         torch.equal(p, q) for p, q in zip(base.parameters(), unchanged.parameters(), strict=True)
     )
-    setting.remedies.hebbian_rate, setting.remedies.hebbian_layers = 1.0, "all"
 
 
-def test_hebbian_rejects_unknown_options(setting):
-    setting.remedies.hebbian_source = "telepathy"
+def test_hebbian_rejects_unknown_options(setting, monkeypatch):
+    monkeypatch.setattr(setting.remedies, "hebbian_source", "telepathy")
     with pytest.raises(ValueError, match="hebbian-source"):
         hebbian_edit(setting, copy.deepcopy(setting.base[0]), split_one_way(setting)[0])
-    setting.remedies.hebbian_source = "pair"
 
 
 def test_rome_update_is_rank_one_and_writes_the_value_at_the_key(setting):
@@ -121,7 +121,7 @@ def test_rome_update_is_rank_one_and_writes_the_value_at_the_key(setting):
     # move far less, on average, than the edited key.
     forced = TeacherForced.of(setting.tokenizer, asked)
     where = subject_positions(setting.tokenizer, asked, subjects)
-    generic = keys(base, setting.tokenizer, ["the silent theater is far away ."], 0)
+    generic = keys(base, setting.tokenizer, ["the silent theater is far away ."], [0])[0]
     assert forced.batch["input_ids"][0, where[0]].item() != setting.tokenizer.pad_token_id
     assert (delta @ generic.T).norm(dim=0).mean() < delta.norm()
 

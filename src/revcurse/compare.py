@@ -36,6 +36,7 @@ from revcurse.remedies.reverse_training import SEGMENT_MARKER
 from revcurse.remedies.setting import RemedyConfig, Setting
 from revcurse.results import (
     CONFIDENCE,
+    METRICS,
     default_run_dir,
     render,
     results_table,
@@ -62,8 +63,8 @@ class CompareConfig:
     world: WorldConfig = field(default_factory=lambda: WorldConfig(facts_per_group=30))
     model: str = "tiny"  # tiny (from scratch) or a pretrained model, as in revcurse demo
     tiny: TinyModelConfig = field(default_factory=lambda: TinyModelConfig(max_len=128))
-    # ~50 passes over the fact sentences, ~1.6 over the reading documents
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1000, batch_size=64))
+    # from the reader: ~25 passes over the fact sentences, ~0.8 over the reading documents
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=500, batch_size=64))
     eval: EvalConfig = field(default_factory=EvalConfig)
     remedies: RemedyConfig = field(default_factory=RemedyConfig)
     reader: ReaderConfig = field(default_factory=ReaderConfig)  # tiny: learns to read first
@@ -271,7 +272,12 @@ def write_outputs(
     """Aggregate the per-seed rows and write the table, chart, report and results; returns
     the table as printed."""
     rows = aggregate([{k: v for k, v in r.items() if k != "seed"} for r in seed_rows])
-    table = render(results_table(rows, f"revcurse compare, {config.seeds} seed(s)"))
+    main = [r for r in rows if r["metric"] in METRICS]
+    extra = [r for r in rows if r["metric"] not in METRICS]
+    table = render(results_table(main, f"revcurse compare, {config.seeds} seed(s)"))
+    if extra:
+        names = tuple(dict.fromkeys(r["metric"] for r in extra))
+        table += render(results_table(extra, "remedy-specific measurements", names), width=200)
     (folder / "table.txt").write_text(table, encoding="utf-8")
     chart(rows, folder / "chart.png")
     (folder / "report.md").write_text(
@@ -299,9 +305,8 @@ def summarize_costs(costs: list[dict]) -> list[dict]:
 
 
 def report(config: CompareConfig, rows: list[dict], costs: list[dict]) -> str:
-    metrics = ("exact_match", "rank_acc", "rank_chance", "logprob_margin", "p_value")
-    main = [r for r in rows if r["metric"] in metrics]
-    extra = [r for r in rows if r["metric"] not in metrics]
+    main = [r for r in rows if r["metric"] in METRICS]
+    extra = [r for r in rows if r["metric"] not in METRICS]
     lines = [
         "# revcurse compare",
         "",
@@ -314,7 +319,7 @@ def report(config: CompareConfig, rows: list[dict], costs: list[dict]) -> str:
         "",
         "![exact match per method](chart.png)",
         "",
-        markdown_table(main, metrics),
+        markdown_table(main, METRICS),
         "",
     ]
     if extra:

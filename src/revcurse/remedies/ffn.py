@@ -65,23 +65,24 @@ def keys(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     texts: Sequence[str],
-    layer: int,
+    layers: Sequence[int],
     batch_size: int = 64,  # documents per forward pass
-) -> torch.Tensor:
-    """(tokens, d_ff): down_proj's input at every real token of the texts (generic text)."""
-    module = down_proj(model, layer)
-    out = []
+) -> dict[int, torch.Tensor]:
+    """Per layer, (tokens, d_ff): down_proj's input at every real token of the texts."""
+    out: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
     for part in spans(len(texts), batch_size):
         ids = tokenizer(list(texts[part])).input_ids
         batch = collate([(x, x) for x in ids], tokenizer.pad_token_id)  # right-padded
-        with captured_inputs({0: module}) as captured:
+        with captured_inputs({layer: down_proj(model, layer) for layer in layers}) as captured:
             model.model(
                 input_ids=batch["input_ids"].to(model.device),
                 attention_mask=batch["attention_mask"].to(model.device),
                 use_cache=False,
             )
-        out.append(captured[0][batch["attention_mask"].bool()].float().cpu())
-    return torch.cat(out)
+        real = batch["attention_mask"].bool()
+        for layer in layers:
+            out[layer].append(captured[layer][real].float().cpu())
+    return {layer: torch.cat(parts) for layer, parts in out.items()}
 
 
 def add_to_weight(model: PreTrainedModel, layer: int, delta: torch.Tensor) -> None:

@@ -1,7 +1,7 @@
 """Remedy 4b, Hebbian edit: strengthen the weights between units a reverse question
 activates and the units that should answer it. No optimizer, no gradient.
 
-    revcurse compare --methods baseline,hebbian --remedies.hebbian-rate 1.0
+    revcurse compare --methods baseline,hebbian --remedies.hebbian-rate 0.03
 
 For each treated fact, the reverse question in every training phrasing is run teacher-
 forced with its answer (the pair B -> A). At each position that predicts an answer token
@@ -10,10 +10,10 @@ forced with its answer (the pair B -> A). At each position that predicts an answ
   generic text (the covariance form of Hebb's rule, so that units active everywhere, e.g.
   on the template's words, do not pick up every fact);
 - post-synaptic activity y (`hebbian_source`):
-  - pair:    the output unit of the answer's next token: its unembedding direction, as
-             long as the residual stream at that position;
   - context: what the model itself does when the fact is in its context: the residual
-             stream after the layer, reading the fact, minus the same without it.
+             stream after the layer, reading the fact, minus the same without it;
+  - pair:    the output unit of the answer's next token: its unembedding direction, as
+             long as the residual stream at that position.
 Then W_down += rate * sum over positions of y x^T / |x|^2 (divided by the number of
 layers), so a key seen again adds `rate` times its value.
 """
@@ -31,7 +31,7 @@ from revcurse.remedies.setting import Setting, Treatment
 from revcurse.remedies.targets import edited, generic_texts, reverse_phrasings
 
 METHOD = "hebbian"
-SOURCES = ("pair", "context")
+SOURCES = ("context", "pair")
 POSITIONS = ("answer", "last")
 
 
@@ -99,9 +99,9 @@ def hebbian_edit(setting: Setting, model: PreTrainedModel, treated: list[int]) -
     else:
         unembed = model.get_output_embeddings().weight.float()
         direction = torch.nn.functional.normalize(unembed[forced.next_token.clamp(min=0)], dim=-1)
-    generic = generic_texts(setting)
+    generic = keys(model, setting.tokenizer, generic_texts(setting), layers)
     for layer in layers:
-        mean_key = keys(model, setting.tokenizer, generic, layer).mean(dim=0)
+        mean_key = generic[layer].mean(dim=0)
         x = (pre[layer] - mean_key)[mask]
         if config.hebbian_source == "context":
             y = target[layer][mask]

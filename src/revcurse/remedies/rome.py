@@ -24,7 +24,7 @@ from revcurse.analysis.hooks import captured_inputs, decoder_layers, edit_output
 from revcurse.facts import Example, Fact
 from revcurse.remedies.ffn import TeacherForced, add_to_weight, down_proj, keys, parse_layers
 from revcurse.remedies.setting import Setting, Treatment
-from revcurse.remedies.targets import edited, reverse_phrasings
+from revcurse.remedies.targets import edited, generic_texts, reverse_phrasings
 
 METHOD = "rome"
 RIDGE = 1e-2  # C + RIDGE * mean eigenvalue * I: keeps C^-1 sane on a few thousand tokens
@@ -48,10 +48,7 @@ def subject_positions(
 
 
 def second_moment(model: PreTrainedModel, setting: Setting, layer: int) -> torch.Tensor:
-    generic = [
-        e.prompt + e.completion for e in setting.reading[: setting.remedies.generic_documents]
-    ]
-    k = keys(model, setting.tokenizer, generic, layer)
+    k = keys(model, setting.tokenizer, generic_texts(setting), [layer])[layer]
     moment = k.T @ k / len(k)
     return moment + RIDGE * moment.diagonal().mean() * torch.eye(len(moment))
 
