@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/berglund_smollm2.py                  # ~10 min on 2 CPU cores
     .venv/bin/python benchmarks/berglund_smollm2.py --facts-per-group 1 --train.steps 2   # smoke
+    .venv/bin/python benchmarks/berglund_smollm2.py --keep runs/berglund-smollm2   # keep the run
 
 Runs `revcurse berglund --model smollm2-135m` in a fresh process on a subset that shows the
 curse: 8 facts a group (24) with 5 training paraphrases each, full fine-tuning at lr 1e-4,
@@ -46,9 +47,14 @@ def check_curse(rows: list[dict]) -> list[str]:
 
 
 def main() -> int:
+    args = sys.argv[1:]
+    keep = None
+    if "--keep" in args:  # --keep DIR: the run directory stays there (e.g. for the README)
+        at = args.index("--keep")
+        keep, args = Path(args[at + 1]), args[:at] + args[at + 2 :]
     with tempfile.TemporaryDirectory() as tmp:
-        run_dir = Path(tmp) / "berglund"
-        command = [REVCURSE, "berglund", *SUBSET, *sys.argv[1:]]
+        run_dir = keep or Path(tmp) / "berglund"
+        command = [REVCURSE, "berglund", *SUBSET, *args]
         start = time.perf_counter()
         subprocess.run([*command, "--output-dir", str(run_dir), "--no-progress"], check=True)
         seconds = time.perf_counter() - start

@@ -3,6 +3,7 @@
     python scripts/update_readme.py runs/demo-20261126-093000
     python scripts/update_readme.py --analyze runs/analyze-20261126-093500
     python scripts/update_readme.py --compare runs/compare-20261126-094000 [BLOCK]
+    python scripts/update_readme.py --berglund runs/berglund-smollm2
 
 The first replaces the text between `<!-- results:demo:start -->` and
 `<!-- results:demo:end -->` with the demo run's table.txt and the command that reproduces
@@ -12,7 +13,9 @@ it. The second replaces the text between `<!-- results:analyze:start -->` and
 whether the reverse association differs from random) and copies its trace.png to
 docs/analyze_trace.png. The third fills `<!-- results:BLOCK:* -->` (default: compare) with
 the compare run's one-way rows (exact match and rank accuracy per method), its
-remedy-specific rows and costs, and copies its chart.png to docs/BLOCK_chart.png.
+remedy-specific rows and costs, and copies its chart.png to docs/BLOCK_chart.png. The
+fourth fills `<!-- results:berglund-smollm2:* -->` with a `revcurse berglund` run's table
+(benchmarks/berglund_smollm2.py --keep DIR).
 """
 
 from __future__ import annotations
@@ -45,14 +48,15 @@ def replace_block(name: str, block: str) -> None:
     README.write_text(pattern.sub(lambda _: f"{start}\n{block}\n{end}", text))
 
 
-def demo_block(run_dir: Path) -> str:
+def table_block(run_dir: Path, command: str) -> str:
+    """A run's table.txt, the command that reproduces it and its time (demo, berglund)."""
     results = json.loads((run_dir / "results.json").read_text())
     table = (run_dir / "table.txt").read_text().rstrip()
     train, evaluation = results["train"]["seconds"], results["eval"]["seconds"]
     return (
-        f"```\n$ revcurse demo --seed {results['config']['seed']}\n{table}\n```\n"
+        f"```\n$ {command}\n{table}\n```\n"
         f"Train {train:.0f} s + evaluation {evaluation:.0f} s = {train + evaluation:.0f} s "
-        f"on 2 CPU cores (torch {results['versions']['torch']})."
+        f"on 2 CPU cores (torch {results['versions']['torch']}), model loading aside."
     )
 
 
@@ -279,10 +283,28 @@ def analyze_block(run_dir: Path) -> str:
 # ---------------------------------------------------------------------------- compare
 
 
+def changed_options(config: dict[str, Any], default: dict[str, Any], prefix: str = "") -> list[str]:
+    """The command-line options that turn `default` into `config` (run folders aside)."""
+    options = []
+    for key, value in config.items():
+        if key in ("output_dir", "progress", "cache_dir"):
+            continue
+        if isinstance(value, dict):
+            options += changed_options(value, default[key], f"{prefix}{key}.")
+        elif value != default[key]:
+            flag = f"--{prefix}{key}".replace("_", "-")
+            if isinstance(value, bool):
+                options.append(flag if value else flag.replace("--", "--no-", 1))
+            else:
+                options.append(f"{flag} {value}")
+    return options
+
+
 def compare_block(run_dir: Path, name: str) -> str:
     """The chart, the one-way facts' rows, every remedy-specific row and the cost of each
     method, from a compare run; the chart is copied to docs/<name>_chart.png."""
-    from revcurse.compare import markdown_table, summarize_costs
+    from revcurse.compare import CompareConfig, markdown_table, summarize_costs
+    from revcurse.config import to_dict
 
     results = json.loads((run_dir / "results.json").read_text())
     figure = f"docs/{name}_chart.png"
@@ -294,12 +316,7 @@ def compare_block(run_dir: Path, name: str) -> str:
         for r in results["rows"]
         if r["metric"] not in (*main_metrics, "logprob_margin", "p_value")
     ]
-    config = results["config"]
-    options = [f"--seeds {config['seeds']}", f"--seed {config['seed']}"]
-    if config["model"] != "tiny":
-        options.insert(0, f"--model {config['model']}")
-    if config["methods"] != "all":
-        options.append(f"--methods {config['methods']}")
+    options = changed_options(results["config"], to_dict(CompareConfig()))
     costs = summarize_costs(results["costs"])
     cost_lines = [
         "| method | train seconds | train FLOPs | wall seconds |",
@@ -329,11 +346,16 @@ def main(argv: list[str]) -> None:
         name = argv[2] if len(argv) == 3 else "compare"
         replace_block(name, compare_block(Path(argv[1]), name))
         print(f"{README}: {name} block from {argv[1]}, figure docs/{name}_chart.png")
+    elif len(argv) == 2 and argv[0] == "--berglund":
+        command = ".venv/bin/python benchmarks/berglund_smollm2.py"
+        replace_block("berglund-smollm2", table_block(Path(argv[1]), command))
+        print(f"{README}: berglund-smollm2 block from {argv[1]}")
     elif len(argv) == 2 and argv[0] == "--analyze":
         replace_block("analyze", analyze_block(Path(argv[1])))
         print(f"{README}: analysis from {argv[1]}, figure {TRACE_FIGURE}")
     elif len(argv) == 1 and not argv[0].startswith("-"):
-        replace_block("demo", demo_block(Path(argv[0])))
+        seed = json.loads((Path(argv[0]) / "results.json").read_text())["config"]["seed"]
+        replace_block("demo", table_block(Path(argv[0]), f"revcurse demo --seed {seed}"))
         print(f"{README}: table from {argv[0]}")
     else:
         sys.exit(__doc__)
