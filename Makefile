@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint readme readme-compare clean
+.PHONY: demo test lint readme readme-compare readme-smollm2 clean
 
 $(BIN)/revcurse: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,19 @@ readme-compare: $(BIN)/revcurse
 	dir=runs/readme-compare-$$(date +%Y%m%d-%H%M%S) \
 	&& $(BIN)/revcurse compare --no-progress --output-dir $$dir \
 	&& $(BIN)/python scripts/update_readme.py --compare $$dir
+
+# Regenerate the README's SmolLM2-135M blocks: Berglund's Experiment 1 on a subset (~4 min)
+# and a few facts through the remedies (~15 min).
+SMOLLM2_COMPARE = --model smollm2-135m --seeds 1 --world.facts-per-group 3 \
+	--methods baseline,in_context,knowledge_base,bidirectional,self_distill,self_distill_kl,hebbian,rome \
+	--train.steps 40 --train.lr 1e-3 --train.batch-size 8 --remedies.distill-steps 40 \
+	--remedies.reading-documents 200 --remedies.generic-documents 50 --eval.batch-size 32
+readme-smollm2: $(BIN)/revcurse
+	dir=runs/readme-smollm2-$$(date +%Y%m%d-%H%M%S) \
+	&& $(BIN)/python benchmarks/berglund_smollm2.py --keep $$dir/berglund \
+	&& $(BIN)/revcurse compare $(SMOLLM2_COMPARE) --no-progress --output-dir $$dir/compare \
+	&& $(BIN)/python scripts/update_readme.py --berglund $$dir/berglund \
+	&& $(BIN)/python scripts/update_readme.py --compare $$dir/compare compare-smollm2
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

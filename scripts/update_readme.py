@@ -330,7 +330,7 @@ def compare_block(run_dir: Path, name: str) -> str:
     parts = [
         f"![Exact match per method]({figure})",
         "",
-        f"`revcurse compare {' '.join(options)}` (means over seeds, 95% t intervals across "
+        f"`{' '.join(['revcurse compare', *options])}` (means over seeds, 95% t intervals across "
         "seeds; one seed: Wilson intervals):",
         "",
         markdown_table(main, main_metrics),
