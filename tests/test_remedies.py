@@ -272,3 +272,25 @@ def test_unknown_method_is_an_error(tmp_path):
     )
     assert result.exit_code == 2 and "known: all, baseline" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_chat_template_poses_every_prompt_as_a_user_turn(tmp_path, monkeypatch):
+    setting = small_setting(tmp_path)
+    assert setting.ask(setting.test[:2]) == setting.test[:2]  # off: unchanged
+    template = "{% for m in messages %}<s>user : {{ m['content'] }} bot :{% endfor %}"
+    monkeypatch.setattr(setting.tokenizer, "chat_template", template, raising=False)
+    setting.chat = True
+    for asked, raw in zip(setting.ask(setting.test[:2]), setting.test[:2], strict=True):
+        assert asked.prompt == f"user : {raw.prompt} bot :"  # the tokenizer adds its own <s>
+        assert asked.completion == raw.completion
+    treatment = REMEDIES["in_context"](setting)
+    posed = setting.ask(treatment.test)
+    assert all(p.prompt.startswith("user : ") and p.prompt.count(" is ") >= 1 for p in posed)
+
+
+def test_chat_template_needs_a_template(tmp_path):
+    result = runner.invoke(
+        app, ["compare", "--chat-template", "--output-dir", str(tmp_path / "r"), "--no-progress"]
+    )
+    assert result.exit_code == 2 and "no chat template" in result.output
+    assert not (tmp_path / "r").exists()

@@ -62,6 +62,7 @@ class CompareConfig:
     progress: bool = True  # progress bars on stderr
     world: WorldConfig = field(default_factory=lambda: WorldConfig(facts_per_group=30))
     model: str = "tiny"  # tiny (from scratch) or a pretrained model, as in revcurse demo
+    chat_template: bool = False  # instruct models: pose prompts in the tokenizer's chat template
     tiny: TinyModelConfig = field(default_factory=lambda: TinyModelConfig(max_len=128))
     # From the reader: ~50 passes over the fact sentences, ~1.6 over the reading documents;
     # at 500 steps bidirectional (twice the fact text) is still learning its facts (~0.85)
@@ -113,6 +114,7 @@ def build_setting(
         progress=config.progress,
         start=model,
         pretrained=config.model != "tiny",
+        chat=config.chat_template,
     )
 
 
@@ -247,7 +249,7 @@ def run_compare(config: CompareConfig, console: Console | None = None) -> Path:
             for method in methods:
                 start = time.perf_counter()
                 treatment = REMEDIES[method](setting)
-                test = treatment.test or setting.test
+                test = setting.ask(treatment.test or setting.test)
                 rows, method_samples = evaluate(treatment.lm, test, config.eval, method, seed)
                 seconds = time.perf_counter() - start
                 for row in [*rows, *treatment.rows]:

@@ -67,8 +67,8 @@ def context_shift(
     """Per layer, (n, width, d): residual stream with the fact in context minus without,
     aligned at the closed-book sequence's positions (the question and answer end both)."""
     posed = posed_in_context(asked, setting.facts, setting.remedies.distractors, setting.seed)
-    closed = TeacherForced.of(setting.tokenizer, asked)
-    opened = TeacherForced.of(setting.tokenizer, posed)
+    closed = TeacherForced.of(setting.tokenizer, setting.ask(asked))
+    opened = TeacherForced.of(setting.tokenizer, setting.ask(posed))
     _, without = activity(model, closed, layers)
     _, with_fact = activity(model, opened, layers)
     lengths = closed.batch["attention_mask"].sum(1)
@@ -91,7 +91,7 @@ def hebbian_edit(setting: Setting, model: PreTrainedModel, treated: list[int]) -
             f"one of {POSITIONS}; got {config.hebbian_source!r}, {config.hebbian_positions!r}"
         )
     layers = parse_layers(config.hebbian_layers, len(decoder_layers(model)))
-    forced = TeacherForced.of(setting.tokenizer, asked)
+    forced = TeacherForced.of(setting.tokenizer, setting.ask(asked))
     pre, post = activity(model, forced, layers)
     mask = answer_mask(forced, config.hebbian_positions)
     if config.hebbian_source == "context":

@@ -105,7 +105,7 @@ def rome_edit(setting: Setting, model: PreTrainedModel, treated: list[int]) -> N
     layer = layers[0]
     inverse_moment = torch.linalg.inv(second_moment(model, setting, layer))
     for fact_id in treated:
-        asked = reverse_phrasings(setting, [fact_id], "train")
+        asked = setting.ask(reverse_phrasings(setting, [fact_id], "train"))
         fact = setting.facts[fact_id]
         subjects = [subject_of(fact, e) for e in asked]
         edit_fact(

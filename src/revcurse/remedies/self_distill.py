@@ -70,7 +70,7 @@ def teach(
         generate(
             model,
             setting.tokenizer,
-            [e.prompt for e in posed],
+            [e.prompt for e in setting.ask(posed)],
             max_new,
             setting.eval_batch_size,
             temperature=config.distill_temperature,
@@ -153,7 +153,9 @@ def distill(setting: Setting, method: str, kl: bool) -> Treatment:
     collate_fn, loss_fn = None, None
     if kl and distilled:
         kept = [p for p, a in zip(posed, answered, strict=True) if a is not None]
-        teacher = teacher_logprobs(base_model, setting.tokenizer, kept, distilled)
+        teacher = teacher_logprobs(
+            base_model, setting.tokenizer, setting.ask(kept), setting.ask(distilled)
+        )
         collate_fn, loss_fn = kl_objective(setting.tokenizer, teacher)
     teaching = time.perf_counter() - start
 

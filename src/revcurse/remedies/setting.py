@@ -17,6 +17,7 @@ self_distill and the edits start from the trained baseline instead.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -27,6 +28,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from revcurse.evaluate import CausalLM, LanguageModel
 from revcurse.facts import Example, Fact, Template
 from revcurse.model import TinyModelConfig, build_tiny_model
+from revcurse.pretrained import chat_formatted
 from revcurse.train import Collate, LossFn, TrainConfig, TrainResult, train
 
 
@@ -73,6 +75,7 @@ class Setting:
     progress: bool = False
     start: PreTrainedModel | None = None  # weights causal remedies start from (copied)
     pretrained: bool = False  # start is a real LLM: LoRA by default, no reading documents
+    chat: bool = False  # pose every prompt as a user turn of the tokenizer's chat template
 
     def train_model(
         self,
@@ -89,7 +92,7 @@ class Setting:
         elif model is None:
             torch.manual_seed(self.seed)
             model = build_tiny_model(self.model, self.tokenizer)
-        corpus = [*self.train, *(extra or [])]
+        corpus = self.ask([*self.train, *(extra or [])])
         if not self.pretrained:
             # A tiny model keeps reading the reading documents (so as not to forget how),
             # which are many (each drawn afresh, so none can be memorised); the fact sentences
@@ -108,6 +111,10 @@ class Setting:
             loss_fn=loss_fn,
         )
         return model, result
+
+    def ask(self, examples: Sequence[Example]) -> list[Example]:
+        """The examples as the model is asked them: in its chat template, if `chat`."""
+        return chat_formatted(examples, self.tokenizer) if self.chat else list(examples)
 
     def causal_lm(self, model: PreTrainedModel) -> CausalLM:
         return CausalLM(model, self.tokenizer, self.eval_batch_size, self.progress)

@@ -109,10 +109,11 @@ def effect_rows(
 ) -> list[dict]:
     """Reliability, generalization (treated facts), control reverse recall, locality and
     perplexity drift of a treatment that turned `before` into `after`."""
-    edit_prompts = reverse_phrasings(setting, treated, "train")
-    held_out = reverse_phrasings(setting, treated, "test")
-    controls = reverse_phrasings(setting, control, "test")
-    untouched = questions_about(setting, sorted(set(range(len(setting.facts))) - set(treated)))
+    edit_prompts = setting.ask(reverse_phrasings(setting, treated, "train"))
+    held_out = setting.ask(reverse_phrasings(setting, treated, "test"))
+    controls = setting.ask(reverse_phrasings(setting, control, "test"))
+    others = sorted(set(range(len(setting.facts))) - set(treated))
+    untouched = setting.ask(questions_about(setting, others))
     unchanged = [
         a == b for a, b in zip(answers(before, untouched), answers(after, untouched), strict=True)
     ]
