@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from revcurse.cli import app
 from revcurse.model import TinyModelConfig, build_tiny_model
+from revcurse.results import run_directory
 from revcurse.train import CHECKPOINT, TrainConfig, train
 
 runner = CliRunner()
@@ -85,3 +86,14 @@ def test_resume_of_a_folder_without_config_exits_2(tmp_path):
     result = runner.invoke(app, ["demo", "--resume", str(tmp_path / "nothing")])
     assert result.exit_code == 2
     assert "config.yaml: cannot read config" in result.output
+
+
+@pytest.mark.parametrize("resumable", [True, False])
+def test_ctrl_c_keeps_a_resumable_partial_run_only(tmp_path, resumable):
+    with pytest.raises(KeyboardInterrupt), run_directory(tmp_path / "run", resumable) as scratch:
+        (scratch / "train_state.pt").write_text("checkpoint")
+        raise KeyboardInterrupt
+    assert scratch.exists() == resumable and not (tmp_path / "run").exists()
+    with pytest.raises(RuntimeError), run_directory(tmp_path / "other", resumable=True) as failed:
+        raise RuntimeError("a bug, not an interruption")
+    assert not failed.exists()

@@ -84,7 +84,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
             f"(got {len(train_examples)} train and {len(test_examples)} test examples)"
         )
     output_dir = config.output_dir
-    with run_directory(output_dir) as scratch:
+    with run_directory(output_dir, resumable=True) as scratch:
         if partial:
             scratch.rmdir()
             partial.rename(scratch)  # the killed run's files, its training checkpoint among them

@@ -107,8 +107,9 @@ class RunDirExists(Exception):
 
 
 @contextmanager
-def run_directory(path: Path) -> Iterator[Path]:
-    """Yields a scratch directory that becomes `path` only if the block finishes."""
+def run_directory(path: Path, resumable: bool = False) -> Iterator[Path]:
+    """Yields a scratch directory that becomes `path` only if the block finishes. An error
+    removes it; so does Ctrl-C, unless the run is `resumable` (its checkpoints are kept)."""
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise RunDirExists(f"{path} already exists and is not empty; runs are never overwritten")
@@ -116,6 +117,10 @@ def run_directory(path: Path) -> Iterator[Path]:
     scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-"))
     try:
         yield scratch
+    except KeyboardInterrupt:
+        if not resumable:
+            shutil.rmtree(scratch, ignore_errors=True)
+        raise
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
