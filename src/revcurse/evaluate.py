@@ -163,8 +163,7 @@ def evaluate(
     seed: int = 0,
 ) -> tuple[list[dict], list[dict]]:
     """(results rows, samples) for the given test examples."""
-    max_new = answer_tokens(lm.tokenizer, [e.completion for e in examples], config)
-    outputs = lm.generate([e.prompt for e in examples], max_new)
+    outputs = answers(lm, examples, config)
     candidates = alternatives(examples, config.max_candidates, seed)
     ranked = rank_candidates(lm, [e.prompt for e in examples], candidates)
 
@@ -185,6 +184,12 @@ def evaluate(
             }
         )
     return summarize(samples, method), samples
+
+
+def answers(lm: LanguageModel, examples: Sequence[Example], config: EvalConfig) -> list[str]:
+    """Greedy answers to the examples' prompts, as long as `answer_tokens` allows."""
+    max_new = answer_tokens(lm.tokenizer, [e.completion for e in examples], config)
+    return lm.generate([e.prompt for e in examples], max_new)
 
 
 def answer_tokens(

@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from revcurse.model import TinyModelConfig, build_tiny_model, load_checkpoint, save_checkpoint
 from revcurse.reading import reading_documents
+from revcurse.results import RunDirExists, run_directory
 from revcurse.train import TrainConfig, train
 from revcurse.world import TEMPLATES
 
@@ -91,11 +90,9 @@ def load_or_train_reader(
         f"({config.train.steps} steps, once; cached in {folder})"
     )
     model = train_reader(config, tiny, tokenizer, progress)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".partial-"))
-    save_checkpoint(model, tokenizer, scratch)
     try:
-        os.replace(scratch, folder)  # atomic: a reader is cached whole or not at all
-    except OSError:  # another run cached the same reader first
-        shutil.rmtree(scratch, ignore_errors=True)
+        with run_directory(folder) as scratch:  # atomic: cached whole or not at all
+            save_checkpoint(model, tokenizer, scratch)
+    except RunDirExists:  # another run cached the same reader first
+        pass
     return model

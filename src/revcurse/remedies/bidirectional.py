@@ -8,18 +8,13 @@ from __future__ import annotations
 
 from revcurse.facts import Example
 from revcurse.remedies.setting import Setting, Treatment
-
-OTHER_DIRECTION = {"p2d": "b2a", "d2p": "a2b"}
+from revcurse.remedies.targets import OTHER_DIRECTION, reverse_phrasings
 
 
 def reversed_phrasings(setting: Setting) -> list[Example]:
-    return [
-        template.fill(fact, fact_id, template_id)
-        for fact_id, fact in enumerate(setting.facts)
-        if fact.group in OTHER_DIRECTION
-        for template_id, template in enumerate(setting.templates)
-        if template.split == "train" and template.direction == OTHER_DIRECTION[fact.group]
-    ]
+    """Every one-way fact in the training phrasings of its other direction."""
+    one_way = [i for i, fact in enumerate(setting.facts) if fact.group in OTHER_DIRECTION]
+    return reverse_phrasings(setting, one_way, "train")
 
 
 def apply(setting: Setting) -> Treatment:

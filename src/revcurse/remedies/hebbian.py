@@ -62,19 +62,22 @@ def answer_mask(forced: TeacherForced, positions: str) -> torch.Tensor:
 
 
 def context_shift(
-    setting: Setting, model: PreTrainedModel, asked: list[Example], layers: list[int]
+    setting: Setting,
+    model: PreTrainedModel,
+    asked: list[Example],
+    closed: TeacherForced,
+    without: dict[int, torch.Tensor],
 ) -> dict[int, torch.Tensor]:
-    """Per layer, (n, width, d): residual stream with the fact in context minus without,
-    aligned at the closed-book sequence's positions (the question and answer end both)."""
+    """Per layer, (n, width, d): residual stream with the fact in context minus `without` it
+    (the closed-book run `closed` of `asked`), aligned at the closed-book sequence's positions
+    (the question and answer end both)."""
     posed = posed_in_context(asked, setting.facts, setting.remedies.distractors, setting.seed)
-    closed = TeacherForced.of(setting.tokenizer, setting.ask(asked))
     opened = TeacherForced.of(setting.tokenizer, setting.ask(posed))
-    _, without = activity(model, closed, layers)
-    _, with_fact = activity(model, opened, layers)
+    _, with_fact = activity(model, opened, list(without))
     lengths = closed.batch["attention_mask"].sum(1)
     offsets = opened.batch["attention_mask"].sum(1) - lengths  # the context's length
     shift = {}
-    for layer in layers:
+    for layer in without:
         out = torch.zeros_like(without[layer])
         for row, (n, k) in enumerate(zip(lengths.tolist(), offsets.tolist(), strict=True)):
             out[row, :n] = with_fact[layer][row, k : k + n] - without[layer][row, :n]
@@ -95,7 +98,7 @@ def hebbian_edit(setting: Setting, model: PreTrainedModel, treated: list[int]) -
     pre, post = activity(model, forced, layers)
     mask = answer_mask(forced, config.hebbian_positions)
     if config.hebbian_source == "context":
-        target = context_shift(setting, model, asked, layers)
+        target = context_shift(setting, model, asked, forced, post)
     else:
         unembed = model.get_output_embeddings().weight.float()
         direction = torch.nn.functional.normalize(unembed[forced.next_token.clamp(min=0)], dim=-1)

@@ -65,12 +65,13 @@ def teach(
     config = setting.remedies
     posed = posed_in_context(asked, setting.facts, config.distractors, setting.seed)
     max_new = answer_tokens(setting.tokenizer, [e.completion for e in setting.train], EvalConfig())
+    prompts = [e.prompt for e in setting.ask(posed)]
     torch.manual_seed(setting.seed)
     samples = [
         generate(
             model,
             setting.tokenizer,
-            [e.prompt for e in setting.ask(posed)],
+            prompts,
             max_new,
             setting.eval_batch_size,
             temperature=config.distill_temperature,

@@ -22,12 +22,11 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
-import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from revcurse.evaluate import CausalLM, LanguageModel
 from revcurse.facts import Example, Fact, Template
-from revcurse.model import TinyModelConfig, build_tiny_model
+from revcurse.model import TinyModelConfig
 from revcurse.pretrained import chat_formatted
 from revcurse.train import Collate, LossFn, TrainConfig, TrainResult, train
 
@@ -71,9 +70,9 @@ class Setting:
     remedies: RemedyConfig
     seed: int
     workdir: Path  # where a remedy may keep files (the run directory)
+    start: PreTrainedModel  # weights causal remedies start from (copied): reader or pretrained
     eval_batch_size: int = 256
     progress: bool = False
-    start: PreTrainedModel | None = None  # weights causal remedies start from (copied)
     pretrained: bool = False  # start is a real LLM: LoRA by default, no reading documents
     chat: bool = False  # pose every prompt as a user turn of the tokenizer's chat template
 
@@ -85,13 +84,10 @@ class Setting:
         steps: int | None = None,
         loss_fn: LossFn | None = None,
     ) -> tuple[PreTrainedModel, TrainResult]:
-        """A copy of `start` (else fresh weights, seeded) or `model`, trained on the base
-        corpus plus `extra` for the budget's steps (or `steps`)."""
-        if model is None and self.start is not None:
+        """A copy of `start`, or `model`, trained on the base corpus plus `extra` for the
+        budget's steps (or `steps`)."""
+        if model is None:
             model = copy.deepcopy(self.start)
-        elif model is None:
-            torch.manual_seed(self.seed)
-            model = build_tiny_model(self.model, self.tokenizer)
         corpus = self.ask([*self.train, *(extra or [])])
         if not self.pretrained:
             # A tiny model keeps reading the reading documents (so as not to forget how),

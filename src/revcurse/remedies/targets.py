@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 from transformers import PreTrainedModel
 
-from revcurse.evaluate import CausalLM, EvalConfig, answer_tokens, starts_with
+from revcurse.evaluate import CausalLM, EvalConfig, answers, starts_with
 from revcurse.facts import Example
 from revcurse.remedies.setting import Setting, Treatment, plus
 from revcurse.results import proportion_row, row
@@ -57,16 +57,9 @@ def questions_about(setting: Setting, fact_ids: Sequence[int]) -> list[Example]:
     return [e for e in setting.test if e.fact in wanted]
 
 
-def answers(lm: CausalLM, examples: Sequence[Example]) -> list[str]:
-    """Greedy answers, as long as the evaluator's (the longest completion plus 2 tokens)."""
-    max_new = answer_tokens(lm.tokenizer, [e.completion for e in examples], EvalConfig())
-    return lm.generate([e.prompt for e in examples], max_new)
-
-
 def hits(lm: CausalLM, examples: Sequence[Example]) -> list[bool]:
-    return [
-        starts_with(o, e.completion) for o, e in zip(answers(lm, examples), examples, strict=True)
-    ]
+    outputs = answers(lm, examples, EvalConfig())
+    return [starts_with(o, e.completion) for o, e in zip(outputs, examples, strict=True)]
 
 
 def by_group(
@@ -115,7 +108,12 @@ def effect_rows(
     others = sorted(set(range(len(setting.facts))) - set(treated))
     untouched = setting.ask(questions_about(setting, others))
     unchanged = [
-        a == b for a, b in zip(answers(before, untouched), answers(after, untouched), strict=True)
+        a == b
+        for a, b in zip(
+            answers(before, untouched, EvalConfig()),
+            answers(after, untouched, EvalConfig()),
+            strict=True,
+        )
     ]
     generic = generic_texts(setting)
     drift = math.exp(mean_nll(after, generic) - mean_nll(before, generic)) - 1
