@@ -12,12 +12,19 @@ import torch
 from typer.testing import CliRunner
 
 from revcurse.cli import app
-from revcurse.compare import CompareConfig, aggregate, build_setting, run_compare, starting_point
+from revcurse.compare import (
+    CompareConfig,
+    aggregate,
+    build_setting,
+    run_compare,
+    starting_point,
+    work_units,
+)
 from revcurse.facts import Fact
 from revcurse.kb import KnowledgeBase
 from revcurse.reader import ReaderConfig
 from revcurse.reading import reading_documents, statement
-from revcurse.remedies import REMEDIES, parse_methods
+from revcurse.remedies import OWN_MODEL, REMEDIES, parse_methods
 from revcurse.remedies.bidirectional import reversed_phrasings
 from revcurse.remedies.mlm_u import MaskedLM, build_masked_model, mlm_u_collate
 from revcurse.remedies.reverse_training import SEGMENT_MARKER, reverse_text
@@ -289,8 +296,59 @@ def test_chat_template_poses_every_prompt_as_a_user_turn(tmp_path, monkeypatch):
 
 
 def test_chat_template_needs_a_template(tmp_path):
-    result = runner.invoke(
-        app, ["compare", "--chat-template", "--output-dir", str(tmp_path / "r"), "--no-progress"]
-    )
+    small_reader = ["--reader.documents", "10", "--reader.train.steps", "2"]
+    args = ["--reader.cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path / "r")]
+    result = runner.invoke(app, ["compare", "--chat-template", *small_reader, *args])
     assert result.exit_code == 2 and "no chat template" in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_work_units_keep_the_baselines_users_together_and_cover_every_run():
+    methods = ["baseline", "bidirectional", "rome", "mlm_u"]
+    units = work_units(methods, range(2))
+    assert units[:2] == [(0, ["baseline", "rome"]), (1, ["baseline", "rome"])]
+    assert all(len(unit) == 1 and unit[0] in OWN_MODEL for _, unit in units[2:])
+    runs = sorted((seed, method) for seed, unit in units for method in unit)
+    assert runs == sorted((seed, method) for seed in range(2) for method in methods)
+
+
+def test_workers_change_the_speed_not_the_results(tmp_path):
+    """Seeds and methods spread over worker processes give the rows one process gives (to
+    float rounding: a worker has fewer threads)."""
+
+    def seed_rows(workers: int) -> dict[tuple, float]:
+        config = CompareConfig(
+            world=WorldConfig(facts_per_group=4),
+            methods="baseline,in_context,bidirectional",
+            seeds=2,
+            workers=workers,
+            progress=False,
+            output_dir=tmp_path / f"workers{workers}",
+        )
+        config.remedies.reading_documents = 40
+        config.train = TrainConfig(steps=30, batch_size=16)
+        config.reader = ReaderConfig(documents=20, train=TrainConfig(steps=2), cache_dir=tmp_path)
+        results = json.loads((run_compare(config) / "results.json").read_text())
+        assert [(c["seed"], c["method"]) for c in results["costs"]] == [
+            (seed, method) for seed in (0, 1) for method in config.methods.split(",")
+        ]
+        return {
+            (r["seed"], r["method"], r["group"], r["direction"], r["metric"]): r["value"]
+            for r in results["seed_rows"]
+        }
+
+    one, two = seed_rows(1), seed_rows(2)
+    assert one.keys() == two.keys()
+    for key, value in one.items():
+        if key[-1] == "exact_match":
+            assert two[key] == value, key
+        elif value is not None:
+            assert two[key] == pytest.approx(value, rel=1e-3, abs=1e-3), key
+
+
+def test_bad_worker_count_is_an_error(tmp_path):
+    result = runner.invoke(
+        app, ["compare", "--workers", "-1", "--output-dir", str(tmp_path / "r"), "--no-progress"]
+    )
+    assert result.exit_code == 2 and "--workers must be 0 (auto) or more" in result.output
     assert not (tmp_path / "r").exists()

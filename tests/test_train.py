@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import replace
+
 import pytest
 import torch
 from peft.tuners.lora import LoraModel
 
 from revcurse.model import TinyModelConfig, build_tiny_model, load_checkpoint, save_checkpoint
-from revcurse.train import IGNORE, TrainConfig, collate, encode, train
+from revcurse.train import IGNORE, TrainConfig, collate, encode, lr_factor, train
 
 
 def test_prompt_tokens_are_masked_and_completion_plus_eos_scored(small_world):
@@ -120,3 +123,16 @@ def test_bad_finetune_options_are_one_line_value_errors(small_world):
         train(model, tokenizer, train_examples, TrainConfig(finetune="qlora"), 0, False)
     with pytest.raises(ValueError, match=r"--train\.lora-rank: must be at least 1"):
         train(model, tokenizer, train_examples, TrainConfig(lora_rank=0), 0, False, pretrained=True)
+    with pytest.raises(ValueError, match=r"--train\.decay: unknown decay 'step' \(none, linear"):
+        train(model, tokenizer, train_examples, TrainConfig(decay="step"), 0, False)
+
+
+def test_learning_rate_warms_up_then_decays_to_zero_by_the_last_step():
+    config = TrainConfig(steps=100, warmup_steps=10)
+    constant = [lr_factor(step, config) for step in range(100)]
+    assert constant[:10] == [(step + 1) / 10 for step in range(10)] and set(constant[9:]) == {1.0}
+    for decay in ("linear", "cosine"):
+        factors = [lr_factor(step, replace(config, decay=decay)) for step in range(100)]
+        assert factors[:10] == constant[:10]  # the same warm-up
+        assert all(a >= b for a, b in itertools.pairwise(factors[9:]))
+        assert 0 < factors[-1] < 0.02  # the last step still learns, a little

@@ -3,25 +3,32 @@
     revcurse compare --seeds 3 --output-dir runs/compare
 
 For each seed: a fresh controlled world (facts plus reading documents), one shared
-tokenizer, and each method from revcurse.remedies: the trained ones start from fresh
-weights and train for the same steps on the same base corpus plus their own additions; the
-prompting ones reuse the baseline model. All are scored by the same evaluator on the same
-held-out questions. The run directory gets the per-seed and aggregated rows
-(results.json), every answer (samples.jsonl), the table, a bar chart (chart.png) and
-report.md with training time and estimated training FLOPs per method.
+tokenizer, and each method from revcurse.remedies: the trained ones start from the same
+weights (the tiny reader, or a pretrained model) and train for the same steps on the same
+base corpus plus their own additions; the prompting ones and the edits reuse the baseline
+model. All are scored by the same evaluator on the same held-out questions. Seeds, and
+the methods that train their own model, run side by side in worker processes (one per
+core by default: a tiny model uses two threads poorly). The run directory gets the
+per-seed and aggregated rows (results.json), every answer (samples.jsonl), the table, a
+bar chart (chart.png) and report.md with training time and estimated training FLOPs.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import statistics
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import matplotlib
+import torch
 from rich.console import Console
 from scipy import stats
+from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from revcurse.config import to_dict, to_yaml
@@ -31,7 +38,7 @@ from revcurse.model import TinyModelConfig
 from revcurse.pretrained import load_pretrained
 from revcurse.reader import ReaderConfig, load_or_train_reader
 from revcurse.reading import reading_documents
-from revcurse.remedies import REMEDIES, parse_methods
+from revcurse.remedies import OWN_MODEL, REMEDIES, parse_methods
 from revcurse.remedies.reverse_training import SEGMENT_MARKER
 from revcurse.remedies.setting import RemedyConfig, Setting
 from revcurse.results import (
@@ -60,13 +67,16 @@ class CompareConfig:
     seed: int = 0  # the first seed; the others follow it
     methods: str = "all"  # comma-separated methods, or all (see revcurse.remedies)
     progress: bool = True  # progress bars on stderr
+    workers: int = 0  # processes running seeds and methods side by side; 0: one per core (tiny)
     world: WorldConfig = field(default_factory=lambda: WorldConfig(facts_per_group=30))
     model: str = "tiny"  # tiny (from scratch) or a pretrained model, as in revcurse demo
     chat_template: bool = False  # instruct models: pose prompts in the tokenizer's chat template
     tiny: TinyModelConfig = field(default_factory=lambda: TinyModelConfig(max_len=128))
-    # From the reader: ~50 passes over the fact sentences, ~1.6 over the reading documents;
-    # at 500 steps bidirectional (twice the fact text) is still learning its facts (~0.85)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1000, batch_size=64))
+    # From the reader: ~16 passes over the fact sentences. The cosine decay lets 400 steps of
+    # 32 learn what 1000 of 64 at a constant rate did (bidirectional 1.00 either way)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(steps=400, batch_size=32, decay="cosine")
+    )
     eval: EvalConfig = field(default_factory=EvalConfig)
     remedies: RemedyConfig = field(default_factory=RemedyConfig)
     reader: ReaderConfig = field(default_factory=ReaderConfig)  # tiny: learns to read first
@@ -224,54 +234,149 @@ def markdown_table(rows: list[dict], metrics: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class MethodRun:
+    """One method on one seed: its result rows, answers, cost and a one-line summary."""
+
+    method: str
+    seed: int
+    rows: list[dict]
+    samples: list[dict]
+    cost: dict
+    summary: str
+
+
+def run_methods(setting: Setting, methods: Sequence[str], config: EvalConfig) -> list[MethodRun]:
+    """Apply and score each method on one seed's setting, in order (later ones may reuse the
+    baseline model an earlier one trained)."""
+    runs = []
+    for method in methods:
+        start = time.perf_counter()
+        treatment = REMEDIES[method](setting)
+        test = setting.ask(treatment.test or setting.test)
+        rows, samples = evaluate(treatment.lm, test, config, method, setting.seed)
+        seconds = time.perf_counter() - start
+        cost = {
+            "method": method,
+            "seed": setting.seed,
+            "train_seconds": treatment.cost.seconds,
+            "train_tokens": treatment.cost.tokens,
+            "train_flops": treatment.cost.flops,
+            "final_loss": treatment.cost.losses[-1],
+            "wall_seconds": seconds,
+        }
+        one_way = [r for r in rows if r["metric"] == "exact_match" and r["group"] != "both"]
+        summary = ", ".join(f"{r['group']} {r['direction']} {r['value']:.2f}" for r in one_way)
+        runs.append(
+            MethodRun(
+                method,
+                setting.seed,
+                [{**r, "seed": setting.seed} for r in [*rows, *treatment.rows]],
+                [{**s, "seed": setting.seed} for s in samples],
+                cost,
+                f"seed {setting.seed} {method:<16} {summary}  ({seconds:.0f} s)",
+            )
+        )
+    return runs
+
+
+def work_units(methods: Sequence[str], seeds: Sequence[int]) -> list[tuple[int, list[str]]]:
+    """What can run side by side: per seed, the methods that share its baseline model
+    together, and each method that trains its own model from the start alone; largest first."""
+    shared = [m for m in methods if m not in OWN_MODEL]
+    units = [(seed, shared) for seed in seeds if shared]
+    return units + [(seed, [m]) for m in methods if m in OWN_MODEL for seed in seeds]
+
+
+def worker_count(config: CompareConfig, units: int) -> int:
+    """--workers, or by default one process per core (torch's threads) for the tiny model;
+    one for a pretrained model, whose every process would hold its own copy."""
+    if config.workers < 0:
+        raise ValueError(f"--workers must be 0 (auto) or more, got {config.workers}")
+    wanted = config.workers or (torch.get_num_threads() if config.model == "tiny" else 1)
+    return max(1, min(wanted, units))
+
+
+_worker_start: tuple[PreTrainedModel, PreTrainedTokenizerBase] | None = None
+
+
+def _start_worker(start: tuple[PreTrainedModel, PreTrainedTokenizerBase], threads: int) -> None:
+    global _worker_start
+    torch.set_num_threads(threads)  # the cores are shared out among the workers
+    _worker_start = start
+
+
+def _run_unit(
+    config: CompareConfig, seed: int, methods: list[str], workdir: Path
+) -> list[MethodRun]:
+    assert _worker_start is not None, "a worker process starts with _start_worker"
+    setting = build_setting(config, seed, workdir, _worker_start)
+    return run_methods(setting, methods, config.eval)
+
+
+def run_units(
+    config: CompareConfig,
+    settings: dict[int, Setting],
+    units: list[tuple[int, list[str]]],
+    workers: int,
+) -> Iterator[list[MethodRun]]:
+    """Each unit's runs as it finishes: in this process, or spread over `workers` processes
+    that each get an equal share of the threads (small models use many threads poorly)."""
+    if workers == 1:
+        for seed, methods in units:
+            yield run_methods(settings[seed], methods, config.eval)
+        return
+    start = next(iter(settings.values()))
+    threads = max(1, torch.get_num_threads() // workers)
+    initargs = ((start.start, start.tokenizer), threads)
+    quiet = replace(config, progress=False)  # one bar here instead of one per worker
+    spawn = multiprocessing.get_context("spawn")  # fork is unsafe once torch has threads
+    with ProcessPoolExecutor(workers, spawn, _start_worker, initargs) as pool:
+        futures = [
+            pool.submit(_run_unit, quiet, seed, methods, start.workdir) for seed, methods in units
+        ]
+        done = as_completed(futures)
+        for future in tqdm(done, total=len(futures), desc="compare", disable=not config.progress):
+            yield future.result()
+
+
 def run_compare(config: CompareConfig, console: Console | None = None) -> Path:
     console = console or Console(stderr=True)
     methods = parse_methods(config.methods)
     if config.seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {config.seeds}")
     output_dir = config.output_dir or default_run_dir("compare")
-    initial = starting_point(config, console)
     if config.model != "tiny" and config.methods.strip() == "all":
         methods.remove("mlm_u")  # a masked model trained from scratch: tiny only
-    seed_rows: list[dict] = []
-    samples: list[dict] = []
-    costs: list[dict] = []
+    seeds = range(config.seed, config.seed + config.seeds)
+    units = work_units(methods, seeds)
+    workers = worker_count(config, len(units))
+    initial = starting_point(config, console)
+    runs: dict[tuple[int, str], MethodRun] = {}
     with run_directory(output_dir) as scratch:
         (scratch / "config.yaml").write_text(to_yaml(config), encoding="utf-8")
-        for seed in range(config.seed, config.seed + config.seeds):
-            setting = build_setting(config, seed, scratch, initial)
+        settings = {seed: build_setting(config, seed, scratch, initial) for seed in seeds}
+        for seed, setting in settings.items():
             write_records(scratch / "world" / f"facts-seed{seed}.jsonl", setting.facts)
             console.print(
                 f"[bold]seed {seed}[/]: {len(setting.facts)} facts, {len(setting.train)} fact "
                 f"sentences + {len(setting.reading)} reading documents, "
                 f"{len(setting.test)} questions"
             )
-            for method in methods:
-                start = time.perf_counter()
-                treatment = REMEDIES[method](setting)
-                test = setting.ask(treatment.test or setting.test)
-                rows, method_samples = evaluate(treatment.lm, test, config.eval, method, seed)
-                seconds = time.perf_counter() - start
-                for row in [*rows, *treatment.rows]:
-                    seed_rows.append({**row, "seed": seed})
-                samples += [{**s, "seed": seed} for s in method_samples]
-                costs.append(
-                    {
-                        "method": method,
-                        "seed": seed,
-                        "train_seconds": treatment.cost.seconds,
-                        "train_tokens": treatment.cost.tokens,
-                        "train_flops": treatment.cost.flops,
-                        "final_loss": treatment.cost.losses[-1],
-                        "wall_seconds": seconds,
-                    }
-                )
-                one_way = [r for r in rows if r["metric"] == "exact_match" and r["group"] != "both"]
-                summary = ", ".join(
-                    f"{r['group']} {r['direction']} {r['value']:.2f}" for r in one_way
-                )
-                console.print(f"  {method:<16} {summary}  ({seconds:.0f} s)")
-        table = write_outputs(scratch, config, seed_rows, samples, costs)
+        if workers > 1:
+            console.print(f"{len(units)} units of work on {workers} worker processes")
+        for unit in run_units(config, settings, units, workers):
+            for run in unit:
+                runs[run.seed, run.method] = run
+                console.print(f"  {run.summary}")
+        ordered = [runs[seed, method] for seed in seeds for method in methods]
+        table = write_outputs(
+            scratch,
+            config,
+            [row for run in ordered for row in run.rows],
+            [sample for run in ordered for sample in run.samples],
+            [run.cost for run in ordered],
+        )
     print(table, end="")
     console.print(f"results: {output_dir}/report.md")
     return output_dir
@@ -320,6 +425,7 @@ def summarize_costs(costs: list[dict]) -> list[dict]:
 
 
 def report(config: CompareConfig, rows: list[dict], costs: list[dict]) -> str:
+    start = "the tiny reader" if config.model == "tiny" else config.model
     main = [r for r in rows if r["metric"] in METRICS]
     extra = [r for r in rows if r["metric"] not in METRICS]
     lines = [
@@ -328,8 +434,9 @@ def report(config: CompareConfig, rows: list[dict], costs: list[dict]) -> str:
         f"{config.seeds} seed(s) from {config.seed}; "
         f"{config.world.facts_per_group} facts per group ({', '.join(GROUPS)}), "
         f"{config.remedies.reading_documents} reading documents; every "
-        f"trained method: {config.train.steps} steps of {config.train.batch_size} sequences from "
-        "fresh weights. Values are means over seeds with 95% t intervals across seeds "
+        f"trained method: {config.train.steps} steps of {config.train.batch_size} sequences "
+        f"({config.train.decay} decay) from {start}. Values are means over seeds with 95% t "
+        "intervals across seeds "
         "(one seed: the run's own interval); p-values are combined with Fisher's method.",
         "",
         "![exact match per method](chart.png)",
@@ -344,7 +451,9 @@ def report(config: CompareConfig, rows: list[dict], costs: list[dict]) -> str:
         "## Cost",
         "",
         "Training FLOPs are estimated as 6 x parameters x tokens; prompting methods reuse the "
-        "baseline model, so they report its training. Wall time includes evaluation.",
+        "baseline model, so they report its training. Wall time includes evaluation; each "
+        "method is timed in the process that ran it (with several workers, on its share of "
+        "the cores).",
         "",
         "| method | train seconds | train FLOPs | wall seconds |",
         "|---|---|---|---|",

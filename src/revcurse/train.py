@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import os
 import random
 import time
@@ -36,6 +37,7 @@ from revcurse.facts import Example
 
 IGNORE = -100  # label value that torch's cross-entropy (and transformers' loss) skips
 FINETUNE_MODES = ("auto", "full", "lora")
+DECAYS = ("none", "linear", "cosine")
 CHECKPOINT = "train_state.pt"  # the file in the checkpoint folder
 
 
@@ -46,11 +48,23 @@ class TrainConfig:
     batch_size: int = 256  # examples per step (0 = all); 8x cheaper than all, same recall
     weight_decay: float = 0.0  # decay erodes memorised facts; the curse needs none
     warmup_steps: int = 20  # linear warm-up keeps the first high-lr steps stable
+    decay: str = "none"  # lr after warm-up: none (constant), linear or cosine (to 0 at the end)
     finetune: str = "auto"  # auto (lora for pretrained models, full from scratch), full or lora
     lora_rank: int = 16  # rank of the LoRA adapters
     lora_alpha: int = 32  # LoRA updates are scaled by alpha / rank
     lora_targets: str = "all-linear"  # modules given adapters: all-linear, or q_proj,v_proj,...
     checkpoint_every: int = 100  # steps between resumable checkpoints (0 = none)
+
+
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """The learning rate at `step` as a fraction of `config.lr`: warm-up, then the decay."""
+    warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
+    done = max(0, step + 1 - config.warmup_steps) / max(1, config.steps + 1 - config.warmup_steps)
+    if config.decay == "linear":
+        return warm * (1.0 - min(1.0, done))
+    if config.decay == "cosine":
+        return warm * 0.5 * (1.0 + math.cos(math.pi * min(1.0, done)))
+    return warm
 
 
 def _uses_lora(config: TrainConfig, pretrained: bool) -> bool:
@@ -59,6 +73,8 @@ def _uses_lora(config: TrainConfig, pretrained: bool) -> bool:
         raise ValueError(
             f"--train.finetune: unknown mode '{config.finetune}' ({', '.join(FINETUNE_MODES)})"
         )
+    if config.decay not in DECAYS:
+        raise ValueError(f"--train.decay: unknown decay '{config.decay}' ({', '.join(DECAYS)})")
     lora = config.finetune == "lora" or (config.finetune == "auto" and pretrained)
     if lora and config.lora_rank < 1:
         raise ValueError(f"--train.lora-rank: must be at least 1 (got {config.lora_rank})")
@@ -108,14 +124,15 @@ def collate(
 ) -> dict[str, torch.Tensor]:
     """Right-padded batch: positions start at 0 for every row, so padding changes nothing."""
     width = max(len(ids) for ids, _ in features)
-    input_ids = torch.full((len(features), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(features), width), IGNORE, dtype=torch.long)
-    attention_mask = torch.zeros((len(features), width), dtype=torch.long)
-    for row, (ids, labs) in enumerate(features):
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        labels[row, : len(labs)] = torch.tensor(labs)
-        attention_mask[row, : len(ids)] = 1
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+    def padded(rows: list[Sequence[int]], value: int) -> torch.Tensor:  # one tensor for all rows
+        return torch.tensor([[*row, *[value] * (width - len(row))] for row in rows])
+
+    return {
+        "input_ids": padded([ids for ids, _ in features], pad_id),
+        "attention_mask": padded([[1] * len(ids) for ids, _ in features], 0),
+        "labels": padded([labels for _, labels in features], IGNORE),
+    }
 
 
 @dataclass
@@ -230,9 +247,7 @@ def train(
         lr=config.lr,
         weight_decay=config.weight_decay,
     )
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / max(1, config.warmup_steps))
-    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
     trainee, optimizer, loader, schedule = accelerator.prepare(trainee, optimizer, loader, schedule)
     unwrapped = accelerator.unwrap_model(trainee)
     checkpoint = checkpoint_dir / CHECKPOINT if checkpoint_dir and config.checkpoint_every else None

@@ -35,6 +35,10 @@ REMEDIES: dict[str, Callable[[Setting], Treatment]] = {
     "rome": rome.apply,
 }
 
+# Train their own model from the start weights rather than change the baseline's, so they
+# need nothing from another method and can run beside them (revcurse compare --workers)
+OWN_MODEL = ("bidirectional", "reverse_training", "mlm_u")
+
 
 def parse_methods(text: str) -> list[str]:
     """'all' or a comma-separated list of known names."""

@@ -107,14 +107,17 @@ class MaskedLM:
         prompts = self.tokenizer([p for p, _ in pairs]).input_ids
         answers = self.tokenizer([c for _, c in pairs], add_special_tokens=False).input_ids
         n = max([self.slots, *(len(a) for a in answers)])
-        rows, positions, targets, owner = [], [], [], []
+        contexts: dict[tuple[tuple[int, ...], int], int] = {}  # (row, position) -> its index
+        which, targets, owner = [], [], []
         for i, (prompt, answer) in enumerate(zip(prompts, answers, strict=True)):
             for j, token in enumerate(answer):  # token j given tokens < j, the rest masked
-                rows.append(prompt + answer[:j] + [mask] * (n - j))
-                positions.append(len(prompt) + j)
+                context = (tuple(prompt + answer[:j] + [mask] * (n - j)), len(prompt) + j)
+                # a prompt's candidates share their first context (and often more): run it once
+                which.append(contexts.setdefault(context, len(contexts)))
                 targets.append(token)
                 owner.append(i)
-        picked = self._logprobs_at(rows, positions)[torch.arange(len(rows)), torch.tensor(targets)]
+        logprobs = self._logprobs_at([list(r) for r, _ in contexts], [p for _, p in contexts])
+        picked = logprobs[torch.tensor(which), torch.tensor(targets)]
         scores = torch.zeros(len(pairs)).index_add_(0, torch.tensor(owner), picked)
         return scores.tolist()
 
