@@ -39,7 +39,10 @@ readme: $(BIN)/revcurse
 readme-compare: $(BIN)/revcurse
 	dir=runs/readme-compare-$$(date +%Y%m%d-%H%M%S) \
 	&& $(BIN)/revcurse compare --no-progress --output-dir $$dir \
-	&& $(BIN)/python scripts/update_readme.py --compare $$dir
+	&& $(BIN)/python scripts/update_readme.py --compare $$dir \
+	&& $(BIN)/revcurse compare --no-progress --methods baseline,reverse_training \
+		--train.steps 1000 --output-dir $$dir-steps1000 \
+	&& $(BIN)/python scripts/update_readme.py --compare-brief $$dir-steps1000 compare-steps1000
 
 # Regenerate the README's SmolLM2-135M blocks: Berglund's Experiment 1 on a subset (~4 min)
 # and a few facts through the remedies (~15 min).

@@ -3,6 +3,7 @@
     python scripts/update_readme.py runs/demo-20261126-093000
     python scripts/update_readme.py --analyze runs/analyze-20261126-093500
     python scripts/update_readme.py --compare runs/compare-20261126-094000 [BLOCK]
+    python scripts/update_readme.py --compare-brief runs/compare-rt1000 BLOCK
     python scripts/update_readme.py --berglund runs/berglund-smollm2
 
 The first replaces the text between `<!-- results:demo:start -->` and
@@ -13,8 +14,8 @@ it. The second replaces the text between `<!-- results:analyze:start -->` and
 whether the reverse association differs from random) and copies its trace.png to
 docs/analyze_trace.png. The third fills `<!-- results:BLOCK:* -->` (default: compare) with
 the compare run's one-way rows (exact match and rank accuracy per method), its
-remedy-specific rows and costs, and copies its chart.png to docs/BLOCK_chart.png. The
-fourth fills `<!-- results:berglund-smollm2:* -->` with a `revcurse berglund` run's table
+remedy-specific rows and costs, and copies its chart.png to docs/BLOCK_chart.png;
+--compare-brief puts only the command and the one-way rows into BLOCK. The last fills `<!-- results:berglund-smollm2:* -->` with a `revcurse berglund` run's table
 (benchmarks/berglund_smollm2.py --keep DIR).
 """
 
@@ -300,23 +301,27 @@ def changed_options(config: dict[str, Any], default: dict[str, Any], prefix: str
     return options
 
 
-def compare_block(run_dir: Path, name: str) -> str:
+def compare_block(run_dir: Path, name: str, brief: bool = False) -> str:
     """The chart, the one-way facts' rows, every remedy-specific row and the cost of each
-    method, from a compare run; the chart is copied to docs/<name>_chart.png."""
+    method, from a compare run; the chart is copied to docs/<name>_chart.png. `brief`: the
+    command and the one-way facts' rows only."""
     from revcurse.compare import CompareConfig, markdown_table, summarize_costs
     from revcurse.config import to_dict
 
     results = json.loads((run_dir / "results.json").read_text())
-    figure = f"docs/{name}_chart.png"
-    shutil.copyfile(run_dir / "chart.png", ROOT / figure)
     main_metrics = ("exact_match", "rank_acc", "rank_chance")
     main = [r for r in results["rows"] if r["group"] in ONE_WAY and r["metric"] in main_metrics]
+    options = changed_options(results["config"], to_dict(CompareConfig()))
+    command = f"`{' '.join(['revcurse compare', *options])}`"
+    if brief:
+        return f"{command}:\n\n{markdown_table(main, main_metrics)}"
+    figure = f"docs/{name}_chart.png"
+    shutil.copyfile(run_dir / "chart.png", ROOT / figure)
     extra = [
         r
         for r in results["rows"]
         if r["metric"] not in (*main_metrics, "logprob_margin", "p_value")
     ]
-    options = changed_options(results["config"], to_dict(CompareConfig()))
     costs = summarize_costs(results["costs"])
     cost_lines = [
         "| method | train seconds | train FLOPs | wall seconds |",
@@ -330,8 +335,7 @@ def compare_block(run_dir: Path, name: str) -> str:
     parts = [
         f"![Exact match per method]({figure})",
         "",
-        f"`{' '.join(['revcurse compare', *options])}` (means over seeds, 95% t intervals across "
-        "seeds; one seed: Wilson intervals):",
+        f"{command} (means over seeds, 95% t intervals across seeds; one seed: Wilson intervals):",
         "",
         markdown_table(main, main_metrics),
     ]
@@ -346,6 +350,9 @@ def main(argv: list[str]) -> None:
         name = argv[2] if len(argv) == 3 else "compare"
         replace_block(name, compare_block(Path(argv[1]), name))
         print(f"{README}: {name} block from {argv[1]}, figure docs/{name}_chart.png")
+    elif len(argv) == 3 and argv[0] == "--compare-brief":
+        replace_block(argv[2], compare_block(Path(argv[1]), argv[2], brief=True))
+        print(f"{README}: {argv[2]} block (one-way rows) from {argv[1]}")
     elif len(argv) == 2 and argv[0] == "--berglund":
         command = ".venv/bin/python benchmarks/berglund_smollm2.py"
         replace_block("berglund-smollm2", table_block(Path(argv[1]), command))

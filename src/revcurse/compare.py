@@ -306,35 +306,38 @@ def _start_worker(start: tuple[PreTrainedModel, PreTrainedTokenizerBase], thread
     _worker_start = start
 
 
-def _run_unit(
-    config: CompareConfig, seed: int, methods: list[str], workdir: Path
+def run_unit(
+    config: CompareConfig,
+    seed: int,
+    methods: list[str],
+    workdir: Path,
+    start: tuple[PreTrainedModel, PreTrainedTokenizerBase] | None = None,
 ) -> list[MethodRun]:
-    assert _worker_start is not None, "a worker process starts with _start_worker"
-    setting = build_setting(config, seed, workdir, _worker_start)
-    return run_methods(setting, methods, config.eval)
+    """One unit of work on its own copy of the seed's setting, in this process or in a
+    worker (whose starting point came with _start_worker)."""
+    start = start or _worker_start
+    assert start is not None, "a worker process starts with _start_worker"
+    return run_methods(build_setting(config, seed, workdir, start), methods, config.eval)
 
 
 def run_units(
     config: CompareConfig,
-    settings: dict[int, Setting],
     units: list[tuple[int, list[str]]],
+    workdir: Path,
+    start: tuple[PreTrainedModel, PreTrainedTokenizerBase],
     workers: int,
 ) -> Iterator[list[MethodRun]]:
     """Each unit's runs as it finishes: in this process, or spread over `workers` processes
     that each get an equal share of the threads (small models use many threads poorly)."""
     if workers == 1:
         for seed, methods in units:
-            yield run_methods(settings[seed], methods, config.eval)
+            yield run_unit(config, seed, methods, workdir, start)
         return
-    start = next(iter(settings.values()))
     threads = max(1, torch.get_num_threads() // workers)
-    initargs = ((start.start, start.tokenizer), threads)
     quiet = replace(config, progress=False)  # one bar here instead of one per worker
     spawn = multiprocessing.get_context("spawn")  # fork is unsafe once torch has threads
-    with ProcessPoolExecutor(workers, spawn, _start_worker, initargs) as pool:
-        futures = [
-            pool.submit(_run_unit, quiet, seed, methods, start.workdir) for seed, methods in units
-        ]
+    with ProcessPoolExecutor(workers, spawn, _start_worker, (start, threads)) as pool:
+        futures = [pool.submit(run_unit, quiet, seed, methods, workdir) for seed, methods in units]
         done = as_completed(futures)
         for future in tqdm(done, total=len(futures), desc="compare", disable=not config.progress):
             yield future.result()
@@ -355,8 +358,8 @@ def run_compare(config: CompareConfig, console: Console | None = None) -> Path:
     runs: dict[tuple[int, str], MethodRun] = {}
     with run_directory(output_dir) as scratch:
         (scratch / "config.yaml").write_text(to_yaml(config), encoding="utf-8")
-        settings = {seed: build_setting(config, seed, scratch, initial) for seed in seeds}
-        for seed, setting in settings.items():
+        for seed in seeds:
+            setting = build_setting(config, seed, scratch, initial)
             write_records(scratch / "world" / f"facts-seed{seed}.jsonl", setting.facts)
             console.print(
                 f"[bold]seed {seed}[/]: {len(setting.facts)} facts, {len(setting.train)} fact "
@@ -365,7 +368,7 @@ def run_compare(config: CompareConfig, console: Console | None = None) -> Path:
             )
         if workers > 1:
             console.print(f"{len(units)} units of work on {workers} worker processes")
-        for unit in run_units(config, settings, units, workers):
+        for unit in run_units(config, units, scratch, initial, workers):
             for run in unit:
                 runs[run.seed, run.method] = run
                 console.print(f"  {run.summary}")

@@ -8,7 +8,8 @@ Checkpoints are transformers folders: config.json, model.safetensors and the tok
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,17 +64,25 @@ def build_tiny_model(
     return LlamaForCausalLM(llama)
 
 
-def save_checkpoint(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: Path) -> None:
-    hf_logging.disable_progress_bar()  # a one-shard bar is noise in the demo's output
+@contextmanager
+def no_progress_bars() -> Iterator[None]:
+    """transformers' bars off: for a tiny model's few tensors they are noise in the output."""
+    hf_logging.disable_progress_bar()
     try:
-        model.save_pretrained(path, safe_serialization=True)
+        yield
     finally:
         hf_logging.enable_progress_bar()
+
+
+def save_checkpoint(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: Path) -> None:
+    with no_progress_bars():
+        model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
 
 
 def load_checkpoint(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    with no_progress_bars():
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(path)
     return model.eval(), tokenizer
 

@@ -23,7 +23,6 @@ import typer
 import yaml
 from rich.console import Console
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
-from transformers.utils import logging as hf_logging
 
 from revcurse.analysis.association import assoc_rows
 from revcurse.analysis.figures import plot_assoc, plot_lens, plot_probe, plot_trace
@@ -93,11 +92,7 @@ def run_analyze(config: AnalyzeConfig, console: Console | None = None) -> Path:
     facts = load_facts(run_dir / "world" / "facts.jsonl")
     templates = load_templates(run_dir / "world" / "templates.jsonl")
     output_dir = config.output_dir or default_run_dir("analyze")
-    hf_logging.disable_progress_bar()  # the weight-loading bar is noise here
-    try:
-        model, tokenizer = load_checkpoint(run_dir / "model")
-    finally:
-        hf_logging.enable_progress_bar()
+    model, tokenizer = load_checkpoint(run_dir / "model")
     threads = torch.get_num_threads()
     if config.cpu_threads:
         torch.set_num_threads(config.cpu_threads)
