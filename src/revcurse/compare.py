@@ -16,11 +16,14 @@ bar chart (chart.png) and report.md with training time and estimated training FL
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import statistics
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -246,10 +249,11 @@ class MethodRun:
     summary: str
 
 
-def run_methods(setting: Setting, methods: Sequence[str], config: EvalConfig) -> list[MethodRun]:
+def run_methods(
+    setting: Setting, methods: Sequence[str], config: EvalConfig
+) -> Iterator[MethodRun]:
     """Apply and score each method on one seed's setting, in order (later ones may reuse the
-    baseline model an earlier one trained)."""
-    runs = []
+    baseline model an earlier one trained), each run as soon as it is done."""
     for method in methods:
         start = time.perf_counter()
         treatment = REMEDIES[method](setting)
@@ -267,17 +271,14 @@ def run_methods(setting: Setting, methods: Sequence[str], config: EvalConfig) ->
         }
         one_way = [r for r in rows if r["metric"] == "exact_match" and r["group"] != "both"]
         summary = ", ".join(f"{r['group']} {r['direction']} {r['value']:.2f}" for r in one_way)
-        runs.append(
-            MethodRun(
-                method,
-                setting.seed,
-                [{**r, "seed": setting.seed} for r in [*rows, *treatment.rows]],
-                [{**s, "seed": setting.seed} for s in samples],
-                cost,
-                f"seed {setting.seed} {method:<16} {summary}  ({seconds:.0f} s)",
-            )
+        yield MethodRun(
+            method,
+            setting.seed,
+            [{**r, "seed": setting.seed} for r in [*rows, *treatment.rows]],
+            [{**s, "seed": setting.seed} for s in samples],
+            cost,
+            f"seed {setting.seed} {method:<16} {summary}  ({seconds:.0f} s)",
         )
-    return runs
 
 
 def work_units(methods: Sequence[str], seeds: Sequence[int]) -> list[tuple[int, list[str]]]:
@@ -306,18 +307,28 @@ def _start_worker(start: tuple[PreTrainedModel, PreTrainedTokenizerBase], thread
     _worker_start = start
 
 
-def run_unit(
-    config: CompareConfig,
-    seed: int,
-    methods: list[str],
-    workdir: Path,
-    start: tuple[PreTrainedModel, PreTrainedTokenizerBase] | None = None,
+def _run_in_worker(
+    config: CompareConfig, seed: int, methods: list[str], workdir: Path
 ) -> list[MethodRun]:
-    """One unit of work on its own copy of the seed's setting, in this process or in a
-    worker (whose starting point came with _start_worker)."""
-    start = start or _worker_start
-    assert start is not None, "a worker process starts with _start_worker"
-    return run_methods(build_setting(config, seed, workdir, start), methods, config.eval)
+    """One unit of work in a worker process, whose starting point came with _start_worker."""
+    assert _worker_start is not None, "a worker process starts with _start_worker"
+    setting = build_setting(config, seed, workdir, _worker_start)
+    return list(run_methods(setting, methods, config.eval))
+
+
+@contextmanager
+def children_ignore_ctrl_c() -> Iterator[None]:
+    """Processes started in this block ignore Ctrl-C (an ignored signal stays ignored across
+    exec), so it stops only this process, which ends them: no half-imported worker prints a
+    traceback. A no-op outside the main thread, where signals cannot be set."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run_units(
@@ -326,21 +337,34 @@ def run_units(
     workdir: Path,
     start: tuple[PreTrainedModel, PreTrainedTokenizerBase],
     workers: int,
-) -> Iterator[list[MethodRun]]:
-    """Each unit's runs as it finishes: in this process, or spread over `workers` processes
-    that each get an equal share of the threads (small models use many threads poorly)."""
+) -> Iterator[MethodRun]:
+    """Every method's run: in this process, each as it is done, or spread over `workers`
+    processes that each get an equal share of the threads (small models use many threads
+    poorly), a unit's runs as the unit is done."""
     if workers == 1:
         for seed, methods in units:
-            yield run_unit(config, seed, methods, workdir, start)
+            setting = build_setting(config, seed, workdir, start)
+            yield from run_methods(setting, methods, config.eval)
         return
     threads = max(1, torch.get_num_threads() // workers)
     quiet = replace(config, progress=False)  # one bar here instead of one per worker
     spawn = multiprocessing.get_context("spawn")  # fork is unsafe once torch has threads
+    others = set(multiprocessing.active_children())
     with ProcessPoolExecutor(workers, spawn, _start_worker, (start, threads)) as pool:
-        futures = [pool.submit(run_unit, quiet, seed, methods, workdir) for seed, methods in units]
-        done = as_completed(futures)
-        for future in tqdm(done, total=len(futures), desc="compare", disable=not config.progress):
-            yield future.result()
+        with children_ignore_ctrl_c():  # the workers start as the units are submitted
+            futures = [pool.submit(_run_in_worker, quiet, *unit, workdir) for unit in units]
+        pool_processes = set(multiprocessing.active_children()) - others
+        bar = tqdm(total=len(futures), desc="compare", unit="unit", disable=not config.progress)
+        try:
+            for future in as_completed(futures):
+                bar.update()
+                yield from future.result()
+        except BaseException:  # an error, or Ctrl-C here: the other units stop now
+            for process in pool_processes:
+                process.terminate()
+            raise
+        finally:
+            bar.close()
 
 
 def run_compare(config: CompareConfig, console: Console | None = None) -> Path:
@@ -368,10 +392,9 @@ def run_compare(config: CompareConfig, console: Console | None = None) -> Path:
             )
         if workers > 1:
             console.print(f"{len(units)} units of work on {workers} worker processes")
-        for unit in run_units(config, units, scratch, initial, workers):
-            for run in unit:
-                runs[run.seed, run.method] = run
-                console.print(f"  {run.summary}")
+        for run in run_units(config, units, scratch, initial, workers):
+            runs[run.seed, run.method] = run
+            console.print(f"  {run.summary}")
         ordered = [runs[seed, method] for seed in seeds for method in methods]
         table = write_outputs(
             scratch,
