@@ -15,7 +15,8 @@ whether the reverse association differs from random) and copies its trace.png to
 docs/analyze_trace.png. The third fills `<!-- results:BLOCK:* -->` (default: compare) with
 the compare run's one-way rows (exact match and rank accuracy per method), its
 remedy-specific rows and costs, and copies its chart.png to docs/BLOCK_chart.png;
---compare-brief puts only the command and the one-way rows into BLOCK. The last fills `<!-- results:berglund-smollm2:* -->` with a `revcurse berglund` run's table
+--compare-brief puts only the command and the one-way rows into BLOCK. The last fills
+`<!-- results:berglund-smollm2:* -->` with a `revcurse berglund` run's table
 (benchmarks/berglund_smollm2.py --keep DIR).
 """
 
