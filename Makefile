@@ -28,7 +28,8 @@ test: lint
 	$(BIN)/pytest
 
 # Regenerate the README's demo table and analysis paragraph from fresh runs (~1 min),
-# and its remedy comparison (several minutes: every method, 3 seeds).
+# and its remedy comparison (readme-compare, ~4 min: every method on 3 seeds, then
+# reverse_training at 1000 steps).
 readme: $(BIN)/revcurse
 	dir=runs/readme-$$(date +%Y%m%d-%H%M%S) \
 	&& $(BIN)/revcurse demo --no-progress --output-dir $$dir/demo \
