@@ -73,8 +73,6 @@ def _uses_lora(config: TrainConfig, pretrained: bool) -> bool:
         raise ValueError(
             f"--train.finetune: unknown mode '{config.finetune}' ({', '.join(FINETUNE_MODES)})"
         )
-    if config.decay not in DECAYS:
-        raise ValueError(f"--train.decay: unknown decay '{config.decay}' ({', '.join(DECAYS)})")
     lora = config.finetune == "lora" or (config.finetune == "auto" and pretrained)
     if lora and config.lora_rank < 1:
         raise ValueError(f"--train.lora-rank: must be at least 1 (got {config.lora_rank})")
@@ -228,6 +226,8 @@ def train(
     `pretrained` models get LoRA adapters under `finetune: auto`, merged into `model` at the
     end. With `checkpoint_dir`, training continues from the checkpoint found there, if any.
     `loss_fn(model, batch)` replaces the model's own loss (e.g. distillation's KL)."""
+    if config.decay not in DECAYS:  # before the model is touched (LoRA wraps it in place)
+        raise ValueError(f"--train.decay: unknown decay '{config.decay}' ({', '.join(DECAYS)})")
     lora = _uses_lora(config, pretrained)
     accelerator = Accelerator()
     set_seed(seed)

@@ -67,7 +67,7 @@ class MaskedLM:
     batch_size: int = 256
 
     @torch.no_grad()
-    def _logprobs_at(self, rows: list[list[int]], positions: list[int]) -> torch.Tensor:
+    def _logprobs_at(self, rows: Sequence[Sequence[int]], positions: list[int]) -> torch.Tensor:
         """log-softmax over the vocabulary at one position of each (equal-length-padded) row."""
         out = []
         for start in range(0, len(rows), self.batch_size):
@@ -116,7 +116,7 @@ class MaskedLM:
                 which.append(contexts.setdefault(context, len(contexts)))
                 targets.append(token)
                 owner.append(i)
-        logprobs = self._logprobs_at([list(r) for r, _ in contexts], [p for _, p in contexts])
+        logprobs = self._logprobs_at([r for r, _ in contexts], [p for _, p in contexts])
         picked = logprobs[torch.tensor(which), torch.tensor(targets)]
         scores = torch.zeros(len(pairs)).index_add_(0, torch.tensor(owner), picked)
         return scores.tolist()
