@@ -49,7 +49,7 @@ readme-compare: $(BIN)/revcurse
 # and a few facts through the remedies (~15 min).
 SMOLLM2_COMPARE = --model smollm2-135m --seeds 1 --world.facts-per-group 3 \
 	--methods baseline,in_context,knowledge_base,bidirectional,self_distill,self_distill_kl,hebbian,rome \
-	--train.steps 40 --train.lr 1e-3 --train.batch-size 8 --remedies.distill-steps 40 \
+	--train.steps 40 --train.lr 1e-3 --train.batch-size 8 --remedies.self-distill.steps 40 \
 	--remedies.reading-documents 200 --remedies.generic-documents 50 --eval.batch-size 32
 readme-smollm2: $(BIN)/revcurse
 	dir=runs/readme-smollm2-$$(date +%Y%m%d-%H%M%S) \

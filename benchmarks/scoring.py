@@ -19,9 +19,11 @@ import time
 
 import torch
 
-from revcurse.evaluate import EvalConfig, alternatives, completion_logprobs
+from revcurse.evaluate import EvalConfig, alternatives
 from revcurse.facts import expand
-from revcurse.model import TinyModelConfig, make_model
+from revcurse.lm.causal import completion_logprobs
+from revcurse.lm.models import make_model
+from revcurse.lm.tiny import TinyModelConfig
 from revcurse.world import TEMPLATES, WorldConfig, generate_facts
 
 SPEEDUP_TARGET = 5.0

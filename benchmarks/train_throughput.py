@@ -30,8 +30,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from revcurse.facts import expand
-from revcurse.model import TinyModelConfig, make_model
-from revcurse.train import TrainConfig, collate, encode, train
+from revcurse.lm.batching import collate, encode
+from revcurse.lm.models import make_model
+from revcurse.lm.tiny import TinyModelConfig
+from revcurse.train import TrainConfig, train
 from revcurse.world import TEMPLATES, WorldConfig, generate_facts
 
 TARGET = 0.9

@@ -13,7 +13,8 @@ import copy
 import tempfile
 from pathlib import Path
 
-from revcurse.compare import CompareConfig, build_setting, starting_point
+from revcurse.recipes.compare import CompareConfig
+from revcurse.recipes.compare_units import build_setting, starting_point
 from revcurse.remedies.hebbian import hebbian_edit
 from revcurse.remedies.targets import effect_rows, split_one_way
 
@@ -31,9 +32,8 @@ def main() -> None:
     for layers in LAYERS:
         for source in SOURCES:
             for rate in RATES:
-                remedies = setting.remedies
-                remedies.hebbian_layers, remedies.hebbian_source = layers, source
-                remedies.hebbian_rate = rate
+                hebbian = setting.remedies.hebbian
+                hebbian.layers, hebbian.source, hebbian.rate = layers, source, rate
                 edited = copy.deepcopy(base)
                 hebbian_edit(setting, edited, treated)
                 before, after = setting.causal_lm(base), setting.causal_lm(edited)

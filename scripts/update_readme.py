@@ -306,8 +306,9 @@ def compare_block(run_dir: Path, name: str, brief: bool = False) -> str:
     """The chart, the one-way facts' rows, every remedy-specific row and the cost of each
     method, from a compare run; the chart is copied to docs/<name>_chart.png. `brief`: the
     command and the one-way facts' rows only."""
-    from revcurse.compare import CompareConfig, markdown_table, summarize_costs
     from revcurse.config import to_dict
+    from revcurse.recipes.compare import CompareConfig
+    from revcurse.report import cost_table, markdown_table, summarize_costs
 
     results = json.loads((run_dir / "results.json").read_text())
     main_metrics = ("exact_match", "rank_acc", "rank_chance")
@@ -323,16 +324,7 @@ def compare_block(run_dir: Path, name: str, brief: bool = False) -> str:
         for r in results["rows"]
         if r["metric"] not in (*main_metrics, "logprob_margin", "p_value")
     ]
-    costs = summarize_costs(results["costs"])
-    cost_lines = [
-        "| method | train seconds | train FLOPs | wall seconds |",
-        "|---|---|---|---|",
-        *(
-            f"| {c['method']} | {c['train_seconds']:.0f} | {c['train_flops']:.1e} | "
-            f"{c['wall_seconds']:.0f} |"
-            for c in costs
-        ),
-    ]
+    cost_lines = cost_table(summarize_costs(results["costs"]))
     parts = [
         f"![Exact match per method]({figure})",
         "",

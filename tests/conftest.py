@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from revcurse.facts import expand
-from revcurse.model import TinyModelConfig, build_tiny_model
-from revcurse.tokenizer import build_word_tokenizer
+from revcurse.lm.tiny import TinyModelConfig, build_tiny_model
+from revcurse.lm.tokenizer import build_word_tokenizer
 from revcurse.train import TrainConfig, train
 from revcurse.world import TEMPLATES, WorldConfig, generate_facts
 

@@ -11,9 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from revcurse.analysis import (
-    KINDS,
     POSITIONS,
-    AnalyzeConfig,
     association_scores,
     build_queries,
     clean_run,
@@ -23,15 +21,16 @@ from revcurse.analysis import (
     majority_rate,
     patched_probs,
     position_bins,
-    residual_stream,
     single_token_logits,
     trace,
 )
 from revcurse.cli import app
 from revcurse.config import load_yaml
-from revcurse.demo import DemoConfig, run_demo
 from revcurse.facts import load_facts, load_templates
-from revcurse.model import load_checkpoint
+from revcurse.lm.hooks import KINDS, residual_stream
+from revcurse.lm.models import load_checkpoint
+from revcurse.recipes.analyze import AnalyzeConfig
+from revcurse.recipes.demo import DemoConfig, run_demo
 from revcurse.train import TrainConfig
 from revcurse.world import WorldConfig
 

@@ -16,7 +16,7 @@ from revcurse.berglund import BerglundData, load_berglund, select
 from revcurse.cli import app
 from revcurse.config import _leaves, load_yaml
 from revcurse.facts import DataError
-from revcurse.reproduce import BerglundConfig
+from revcurse.recipes.berglund import BerglundConfig
 
 # /work/main/tests -> /work/shared here; a fresh clone with shared/ beside it in CI.
 EXP1 = Path(__file__).resolve().parents[2] / "shared/datasets/berglund2023/exp1"
@@ -335,7 +335,7 @@ def test_berglund_command_bad_input(tmp_path: Path, small: Path) -> None:
     )
     negative = runner.invoke(app, ["berglund", "--data", str(small), "--facts-per-group", "-1"])
     assert negative.exit_code == 2
-    assert "--facts-per-group must be 0 (all) or more, got -1" in negative.output
+    assert "--facts-per-group: must be 0 (all) or more, got -1" in negative.output
     small.joinpath("d2p_prompts_test.jsonl").unlink()
     broken = runner.invoke(app, ["berglund", "--data", str(small)])
     assert broken.exit_code == 2

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from revcurse.cli import app
 from revcurse.config import load_yaml
-from revcurse.demo import DemoConfig
+from revcurse.recipes.demo import DemoConfig
 
 runner = CliRunner()
 QUICK = ["--no-progress", "--world.facts-per-group", "6", "--train.steps", "30"]
@@ -129,9 +129,9 @@ def test_unknown_config_key_is_reported(tmp_path):
 
 def test_every_option_has_help():
     """An option's help is the comment beside its default; a reformatted line loses it."""
-    from revcurse.analysis import AnalyzeConfig
-    from revcurse.compare import CompareConfig
     from revcurse.config import _leaves
+    from revcurse.recipes.analyze import AnalyzeConfig
+    from revcurse.recipes.compare import CompareConfig
 
     for cls in (DemoConfig, CompareConfig, AnalyzeConfig):
         missing = ["--" + ".".join(path) for path, _, _, text in _leaves(cls()) if not text]

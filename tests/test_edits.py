@@ -7,8 +7,11 @@ import copy
 import pytest
 import torch
 
-from revcurse.compare import CompareConfig, build_setting, starting_point
+from revcurse.config import from_dict
+from revcurse.lm.batching import encode
 from revcurse.reader import ReaderConfig
+from revcurse.recipes.compare import CompareConfig
+from revcurse.recipes.compare_units import build_setting, starting_point
 from revcurse.remedies import REMEDIES
 from revcurse.remedies.ffn import TeacherForced, down_proj, keys, parse_layers
 from revcurse.remedies.hebbian import hebbian_edit
@@ -21,7 +24,7 @@ from revcurse.remedies.self_distill import (
     teacher_logprobs,
 )
 from revcurse.remedies.targets import reverse_phrasings, split_one_way
-from revcurse.train import TrainConfig, encode
+from revcurse.train import TrainConfig
 from revcurse.world import WorldConfig
 
 
@@ -31,7 +34,7 @@ def setting(tmp_path_factory):
     config = CompareConfig(world=WorldConfig(facts_per_group=4), progress=False)
     config.remedies.reading_documents = 200
     config.remedies.generic_documents = 50
-    config.remedies.distill_steps = 20
+    config.remedies.self_distill.steps = 20
     config.train = TrainConfig(steps=200, batch_size=32)
     folder = tmp_path_factory.mktemp("edits")
     config.reader = ReaderConfig(documents=50, train=TrainConfig(steps=5), cache_dir=folder)
@@ -81,8 +84,8 @@ def test_teacher_forced_marks_the_positions_that_predict_the_answer(setting):
 def test_hebbian_edit_changes_only_the_chosen_ffn_outputs(setting, source, monkeypatch):
     base, _ = setting.base
     treated, _ = split_one_way(setting)
-    monkeypatch.setattr(setting.remedies, "hebbian_layers", "1")
-    monkeypatch.setattr(setting.remedies, "hebbian_source", source)
+    monkeypatch.setattr(setting.remedies.hebbian, "layers", "1")
+    monkeypatch.setattr(setting.remedies.hebbian, "source", source)
     edited = copy.deepcopy(base)
     hebbian_edit(setting, edited, treated)
     changed = {
@@ -92,7 +95,7 @@ def test_hebbian_edit_changes_only_the_chosen_ffn_outputs(setting, source, monke
     }
     assert changed == {"model.layers.1.mlp.down_proj.weight"}
 
-    monkeypatch.setattr(setting.remedies, "hebbian_rate", 0.0)
+    monkeypatch.setattr(setting.remedies.hebbian, "rate", 0.0)
     unchanged = copy.deepcopy(base)
     hebbian_edit(setting, unchanged, treated)
     assert all(
@@ -100,10 +103,24 @@ def test_hebbian_edit_changes_only_the_chosen_ffn_outputs(setting, source, monke
     )
 
 
-def test_hebbian_rejects_unknown_options(setting, monkeypatch):
-    monkeypatch.setattr(setting.remedies, "hebbian_source", "telepathy")
-    with pytest.raises(ValueError, match="hebbian-source"):
-        hebbian_edit(setting, copy.deepcopy(setting.base[0]), split_one_way(setting)[0])
+def test_weight_edit_options_are_checked_before_any_work():
+    """Bad edit options name their option in one line, before a model is touched."""
+    cases = {
+        "--remedies.hebbian.source: must be one of context, pair, got 'telepathy'": {
+            "hebbian": {"source": "telepathy"}
+        },
+        "--remedies.hebbian.layers: must be all, middle or comma-separated": {
+            "hebbian": {"layers": "first"}
+        },
+        "--remedies.rome.layer: ROME edits one layer, got 'all'": {"rome": {"layer": "all"}},
+        "--remedies.self-distill.agree: must be 1..--remedies.self-distill.samples (5), got 6": {
+            "self_distill": {"agree": 6}
+        },
+    }
+    for message, remedies in cases.items():
+        with pytest.raises(ValueError) as error:
+            from_dict(CompareConfig, {"remedies": remedies})
+        assert str(error.value).startswith(message)
 
 
 def test_rome_update_is_rank_one_and_writes_the_value_at_the_key(setting):
@@ -170,7 +187,7 @@ def test_kl_objective_is_zero_for_the_teachers_own_distributions(setting):
 
 @pytest.mark.parametrize("method", ["self_distill", "self_distill_kl", "hebbian", "rome"])
 def test_weight_remedies_report_edit_metrics_on_treated_facts(setting, method):
-    treatment = REMEDIES[method](setting)
+    treatment = REMEDIES[method].apply(setting)
     treated, _ = split_one_way(setting)
     assert {e.fact for e in treatment.test} == set(treated)
     metrics = {r["metric"] for r in treatment.rows}

@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from revcurse.evaluate import (
-    CausalLM,
-    EvalConfig,
-    alternatives,
-    completion_logprobs,
-    evaluate,
-    generate,
-    starts_with,
-)
+from revcurse.evaluate import EvalConfig, alternatives, evaluate, starts_with
+from revcurse.lm.causal import CausalLM, completion_logprobs, generate
 
 
 def test_starts_with_is_berglunds_rule():

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from revcurse.cli import app
 from revcurse.config import _leaves
 from revcurse.facts import DataError
-from revcurse.pairs import (
+from revcurse.recipes.pairs import (
     DIRECTIONS,
     FEW_SHOT,
     Pair,
@@ -119,7 +119,7 @@ def test_missing_file_and_bad_limit(tmp_path: Path) -> None:
     assert "none.csv:0: cannot read file" in missing.output
     negative = runner.invoke(app, ["pairs", "--limit", "-1"])
     assert negative.exit_code == 2
-    assert "--limit must be 0 (all) or more" in negative.output
+    assert "--limit: must be 0 (all) or more, got -1" in negative.output
 
 
 def test_every_pairs_option_has_help() -> None:

@@ -9,8 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from revcurse.cli import app
-from revcurse.model import save_checkpoint
-from revcurse.pretrained import PRESETS, ModelNotFound, chat_formatted, load_pretrained, resolve
+from revcurse.lm.chat import chat_formatted
+from revcurse.lm.models import save_checkpoint
+from revcurse.lm.pretrained import PRESETS, ModelNotFound, load_pretrained, resolve
 
 runner = CliRunner()
 

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import torch
 
-from revcurse.model import TinyModelConfig
+from revcurse.lm.tiny import TinyModelConfig
+from revcurse.lm.tokenizer import build_word_tokenizer
 from revcurse.reader import ReaderConfig, cache_key, load_or_train_reader
-from revcurse.tokenizer import build_word_tokenizer
 from revcurse.train import TrainConfig
 from revcurse.world import TEMPLATES, WorldConfig, generate_facts, vocabulary
 

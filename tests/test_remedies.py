@@ -17,23 +17,20 @@ import torch
 from typer.testing import CliRunner
 
 from revcurse.cli import app
-from revcurse.compare import (
-    CompareConfig,
-    aggregate,
-    build_setting,
-    run_compare,
-    starting_point,
-    work_units,
-)
+from revcurse.context import reading_documents, statement
 from revcurse.facts import Fact
 from revcurse.kb import KnowledgeBase
+from revcurse.lm.batching import IGNORE, encode
 from revcurse.reader import ReaderConfig
-from revcurse.reading import reading_documents, statement
-from revcurse.remedies import OWN_MODEL, REMEDIES, parse_methods
+from revcurse.recipes.compare import CompareConfig, run_compare
+from revcurse.recipes.compare_units import build_setting, starting_point, work_units
+from revcurse.remedies import REMEDIES, parse_methods
 from revcurse.remedies.bidirectional import reversed_phrasings
+from revcurse.remedies.knowledge_base import KnowledgeBaseConfig
 from revcurse.remedies.mlm_u import MaskedLM, build_masked_model, mlm_u_collate
 from revcurse.remedies.reverse_training import SEGMENT_MARKER, reverse_text
-from revcurse.train import IGNORE, TrainConfig, encode
+from revcurse.stats import aggregate
+from revcurse.train import TrainConfig
 from revcurse.world import TEMPLATES, WorldConfig
 
 runner = CliRunner()
@@ -44,6 +41,7 @@ def small_setting(tmp_path, **remedies):
     config = CompareConfig(world=WorldConfig(facts_per_group=4), progress=False)
     config.remedies.reading_documents = 40
     for key, value in remedies.items():
+        assert hasattr(config.remedies, key), key  # setattr would add a field nobody reads
         setattr(config.remedies, key, value)
     config.train = TrainConfig(steps=3, batch_size=16)
     config.reader = ReaderConfig(documents=20, train=TrainConfig(steps=2), cache_dir=tmp_path)
@@ -85,8 +83,8 @@ def test_reading_documents_never_mention_the_worlds_facts():
 
 def test_in_context_states_the_fact_and_distractors(tmp_path):
     setting = small_setting(tmp_path, distractors=2)
-    treatment = REMEDIES["in_context"](setting)
-    for original, posed in zip(setting.test, treatment.test, strict=True):
+    treatment = REMEDIES["in_context"].apply(setting)
+    for original, posed in zip(setting.test_examples, treatment.test, strict=True):
         fact = setting.facts[original.fact]
         assert posed.prompt.endswith(original.prompt)
         assert statement(fact) in posed.prompt
@@ -145,14 +143,13 @@ def test_kb_cli_add_query_and_bad_input(tmp_path):
 
 
 def test_knowledge_base_remedy_reports_recall(tmp_path):
-    setting = small_setting(tmp_path, kb_top_k=2)
-    treatment = REMEDIES["knowledge_base"](setting)
+    setting = small_setting(tmp_path, knowledge_base=KnowledgeBaseConfig(top_k=2))
+    treatment = REMEDIES["knowledge_base"].apply(setting)
     assert (tmp_path / "kb-seed0.sqlite").exists()
     recall = [r for r in treatment.rows if r["metric"] == "retrieval_recall@2"]
     assert len(recall) == 6 and all(r["value"] == 1.0 for r in recall)  # distinct entities
-    assert all(
-        p.prompt.endswith(e.prompt) for p, e in zip(treatment.test, setting.test, strict=True)
-    )
+    posed = zip(treatment.test, setting.test_examples, strict=True)
+    assert all(p.prompt.endswith(e.prompt) for p, e in posed)
 
 
 def test_mlm_u_collate_masks_at_a_uniform_rate(small_world):
@@ -245,7 +242,7 @@ def test_compare_end_to_end_writes_everything(tmp_path):
         "2",
         "--remedies.reading-documents",
         "10",
-        "--remedies.distill-steps",
+        "--remedies.self-distill.steps",
         "2",
         "--reader.documents",
         "10",
@@ -288,14 +285,15 @@ def test_unknown_method_is_an_error(tmp_path):
 
 def test_chat_template_poses_every_prompt_as_a_user_turn(tmp_path, monkeypatch):
     setting = small_setting(tmp_path)
-    assert setting.ask(setting.test[:2]) == setting.test[:2]  # off: unchanged
+    assert setting.ask(setting.test_examples[:2]) == setting.test_examples[:2]  # off: unchanged
     template = "{% for m in messages %}<s>user : {{ m['content'] }} bot :{% endfor %}"
     monkeypatch.setattr(setting.tokenizer, "chat_template", template, raising=False)
-    setting.chat = True
-    for asked, raw in zip(setting.ask(setting.test[:2]), setting.test[:2], strict=True):
+    setting.chat_template = True
+    asked_raw = zip(setting.ask(setting.test_examples[:2]), setting.test_examples[:2], strict=True)
+    for asked, raw in asked_raw:
         assert asked.prompt == f"user : {raw.prompt} bot :"  # the tokenizer adds its own <s>
         assert asked.completion == raw.completion
-    treatment = REMEDIES["in_context"](setting)
+    treatment = REMEDIES["in_context"].apply(setting)
     posed = setting.ask(treatment.test)
     assert all(p.prompt.startswith("user : ") and p.prompt.count(" is ") >= 1 for p in posed)
 
@@ -312,7 +310,7 @@ def test_work_units_keep_the_baselines_users_together_and_cover_every_run():
     methods = ["baseline", "bidirectional", "rome", "mlm_u"]
     units = work_units(methods, range(2))
     assert units[:2] == [(0, ["baseline", "rome"]), (1, ["baseline", "rome"])]
-    assert all(len(unit) == 1 and unit[0] in OWN_MODEL for _, unit in units[2:])
+    assert all(len(unit) == 1 and REMEDIES[unit[0]].own_model for _, unit in units[2:])
     runs = sorted((seed, method) for seed, unit in units for method in unit)
     assert runs == sorted((seed, method) for seed in range(2) for method in methods)
 
@@ -355,7 +353,7 @@ def test_bad_worker_count_is_an_error(tmp_path):
     result = runner.invoke(
         app, ["compare", "--workers", "-1", "--output-dir", str(tmp_path / "r"), "--no-progress"]
     )
-    assert result.exit_code == 2 and "--workers must be 0 (auto) or more" in result.output
+    assert result.exit_code == 2 and "--workers: must be 0 (auto) or more, got -1" in result.output
     assert not (tmp_path / "r").exists()
 
 

@@ -15,7 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 from revcurse.cli import app
-from revcurse.model import TinyModelConfig, build_tiny_model
+from revcurse.lm.tiny import TinyModelConfig, build_tiny_model
 from revcurse.results import run_directory
 from revcurse.train import CHECKPOINT, TrainConfig, train
 

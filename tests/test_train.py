@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import pytest
 import torch
 from peft.tuners.lora import LoraModel
 
-from revcurse.model import TinyModelConfig, build_tiny_model, load_checkpoint, save_checkpoint
-from revcurse.train import IGNORE, TrainConfig, collate, encode, lr_factor, train
+from revcurse.config import from_dict
+from revcurse.lm.batching import IGNORE, collate, encode
+from revcurse.lm.models import load_checkpoint, save_checkpoint
+from revcurse.lm.tiny import TinyModelConfig, build_tiny_model
+from revcurse.train import TrainConfig, lr_factor, train
 
 
 def test_prompt_tokens_are_masked_and_completion_plus_eos_scored(small_world):
@@ -116,15 +119,29 @@ def test_lora_trains_only_the_adapters_then_merges_them(small_world, monkeypatch
         assert torch.allclose(model(**batch).logits, seen["logits"], atol=1e-5)
 
 
-def test_bad_finetune_options_are_one_line_value_errors(small_world):
-    _, train_examples, _, tokenizer = small_world
-    model = build_tiny_model(TinyModelConfig(), tokenizer)
-    with pytest.raises(ValueError, match=r"^--train\.finetune: unknown mode 'qlora' \(auto, full"):
-        train(model, tokenizer, train_examples, TrainConfig(finetune="qlora"), 0, False)
-    with pytest.raises(ValueError, match=r"--train\.lora-rank: must be at least 1"):
-        train(model, tokenizer, train_examples, TrainConfig(lora_rank=0), 0, False, pretrained=True)
-    with pytest.raises(ValueError, match=r"--train\.decay: unknown decay 'step' \(none, linear"):
-        train(model, tokenizer, train_examples, TrainConfig(decay="step"), 0, False)
+def test_bad_training_options_name_their_option_at_once():
+    """TrainConfig checks itself: a bad option fails where the config is built, naming
+    the option, long before any model is trained (revcurse.config.from_dict)."""
+    cases = {
+        "--train.finetune: must be one of auto, full, lora, got 'qlora'": {"finetune": "qlora"},
+        "--train.lora-rank: must be at least 1, got 0": {"lora_rank": 0},
+        "--train.decay: must be one of none, linear, cosine, got 'step'": {"decay": "step"},
+        "--train.steps: must be at least 1, got 0": {"steps": 0},
+        "--train.lr: must be positive, got -0.001": {"lr": -0.001},
+        "--train.batch-size: must be 0 (all) or more, got -1": {"batch_size": -1},
+        "--train.checkpoint-every: must be 0 (none) or more, got -1": {"checkpoint_every": -1},
+        "--train.steps: expected int, got 'abc'": {"steps": "abc"},
+        "--train.steps: expected int, got 2.5": {"steps": 2.5},
+    }
+    for message, values in cases.items():
+        with pytest.raises(ValueError) as error:
+            from_dict(Holder, {"train": values})
+        assert str(error.value) == message
+
+
+@dataclass
+class Holder:
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def test_learning_rate_warms_up_then_decays_to_zero_by_the_last_step():

@@ -1,49 +1,46 @@
-"""The `revcurse` command line.
+"""The `revcurse` command line: one command per recipe (revcurse.recipes).
 
     revcurse demo                      # the reversal curse, reproduced in under a minute
     revcurse berglund                  # Berglund et al.'s Experiment 1 from the published files
     revcurse pairs --model smollm2-135m --limit 100   # their Experiment 2 on a local model
+    revcurse compare                   # every remedy, same budget, several seeds
     revcurse analyze runs/demo-...     # where the one-way map lives in the trained model
     revcurse facts generate --out-dir world/
     revcurse facts validate world/facts.jsonl world/templates.jsonl
+    revcurse kb add world/facts.jsonl --db kb.sqlite
 
-Bad input ends with `FILE:LINE: what is wrong` on stderr and exit status 2.
+Bad input ends with one line on stderr (`FILE:LINE: what is wrong`, or the option and what
+is wrong with it) and exit status 2, before any model is loaded.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
-from revcurse.analysis import AnalyzeConfig, run_analyze, with_run_dir_argument
-from revcurse.compare import CompareConfig, run_compare
-from revcurse.config import command_from_config
-from revcurse.demo import DemoConfig, run_demo
-from revcurse.facts import DataError, validate, write_records
-from revcurse.pairs import PairsConfig, run_pairs
-from revcurse.pretrained import ModelNotFound
-from revcurse.reproduce import BerglundConfig, run_berglund
+from revcurse.config import command_from_config, fail
+from revcurse.facts import DataError
+from revcurse.lm.pretrained import ModelNotFound
+from revcurse.recipes import facts, kb
+from revcurse.recipes.analyze import AnalyzeConfig, run_analyze, with_run_dir_argument
+from revcurse.recipes.berglund import BerglundConfig, run_berglund
+from revcurse.recipes.compare import CompareConfig, run_compare
+from revcurse.recipes.demo import DemoConfig, run_demo
+from revcurse.recipes.pairs import PairsConfig, run_pairs
 from revcurse.results import RunDirExists
 
+# Plain help (click's, not rich's panels): every option name stays whole in 80 columns.
 app = typer.Typer(
     help="Reproduce, explain and fix the LLM reversal curse on your own machine.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-facts_app = typer.Typer(help="Create and check facts and templates files.", no_args_is_help=True)
-app.add_typer(facts_app, name="facts")
-
-EXIT_BAD_INPUT = 2
-
-
-def fail(message: str) -> None:
-    typer.echo(message, err=True)  # plain: FILE:LINE: lines must never be wrapped
-    raise typer.Exit(EXIT_BAD_INPUT)
-
+app.add_typer(facts.app, name="facts")
+app.add_typer(kb.app, name="kb")
 
 # What users get wrong (bad files, existing run folders, bad options, unknown models): one
 # line and exit 2, never a traceback.
@@ -104,97 +101,6 @@ app.command("analyze")(
         )
     )
 )
-
-kb_app = typer.Typer(help="A persistent knowledge base of facts (SQLite).", no_args_is_help=True)
-app.add_typer(kb_app, name="kb")
-DB_OPTION = typer.Option("--db", help="The knowledge base file (created if missing).")
-
-
-@kb_app.command("add")
-def kb_add(
-    files: Annotated[list[Path], typer.Argument(help="Facts files (.jsonl or .csv).")],
-    db: Annotated[Path, DB_OPTION] = Path("kb.sqlite"),
-    dense: Annotated[bool, typer.Option(help="Also store all-MiniLM-L6-v2 embeddings.")] = False,
-) -> None:
-    """Add facts to the knowledge base; bad files are reported as FILE:LINE: and add nothing."""
-    from revcurse.facts import load_facts
-    from revcurse.kb import KnowledgeBase
-
-    facts = []
-    problems = []
-    for path in files:
-        try:
-            facts += load_facts(path)
-        except DataError as error:
-            problems += error.problems
-    if problems:
-        fail(str(DataError(problems)))
-    try:
-        with KnowledgeBase(db) as kb:
-            added = kb.add(facts, embed=dense)
-            total = len(kb)
-    except RuntimeError as error:
-        fail(str(error))
-    print(f"{db}: added {added} new facts ({len(facts) - added} already there), {total} in all")
-
-
-@kb_app.command("query")
-def kb_query(
-    text: Annotated[str, typer.Argument(help="A question or any text about an entity.")],
-    db: Annotated[Path, DB_OPTION] = Path("kb.sqlite"),
-    k: Annotated[int, typer.Option(help="How many facts to return.")] = 3,
-    retriever: Annotated[str, typer.Option(help="bm25 or dense.")] = "bm25",
-) -> None:
-    """The k facts that best match TEXT, best first."""
-    from revcurse.kb import KnowledgeBase
-
-    if not db.exists():
-        fail(f"{db}: no such knowledge base (create it with: revcurse kb add FILE --db {db})")
-    try:
-        with KnowledgeBase(db) as kb:
-            hits = kb.query(text, k, retriever)
-    except (ValueError, RuntimeError) as error:
-        fail(str(error))
-    for hit in hits:
-        print(f"{hit.score:.4f}\t{hit.fact.group}\t{hit.fact.a}\t{hit.fact.b}")
-
-
-@facts_app.command("validate")
-def facts_validate(
-    files: Annotated[list[Path], typer.Argument(help="Facts or templates files (.jsonl or .csv).")],
-) -> None:
-    """Check facts/templates files; print FILE:LINE: problems and exit 2 if any is bad."""
-    bad = False
-    for path in files:
-        try:
-            kind, count = validate(path)
-        except DataError as error:
-            bad = True
-            typer.echo(str(error), err=True)
-            continue
-        print(f"{path}: ok ({count} {kind})")
-    if bad:
-        raise typer.Exit(EXIT_BAD_INPUT)
-
-
-@facts_app.command("generate")
-def facts_generate(
-    out_dir: Annotated[Path, typer.Option(help="Folder for facts.jsonl and templates.jsonl.")],
-    facts_per_group: Annotated[int, typer.Option(help="Facts in each of p2d, d2p, both.")] = 100,
-    seed: Annotated[int, typer.Option(help="Seed of the name and description draw.")] = 0,
-    csv: Annotated[bool, typer.Option("--csv", help="Write CSV instead of JSONL.")] = False,
-) -> None:
-    """Write the controlled world's facts and templates, to edit or to read with `demo --facts`."""
-    from revcurse.world import TEMPLATES, WorldConfig, generate_facts
-
-    try:
-        facts = generate_facts(WorldConfig(facts_per_group=facts_per_group), seed)
-    except ValueError as error:
-        fail(f"--facts-per-group: {error}")
-    suffix = ".csv" if csv else ".jsonl"
-    for name, records in (("facts", facts), ("templates", TEMPLATES)):
-        write_records(out_dir / f"{name}{suffix}", records)
-        print(out_dir / f"{name}{suffix}")
 
 
 def main() -> None:

@@ -4,6 +4,10 @@ A recipe declares one dataclass (fields may be nested dataclasses); `command_fro
 turns every leaf field into a `--section.field` option whose help is the comment written
 beside its default, and `--config run/config.yaml` replays a saved run, with any option
 given on the command line overriding it.
+
+Each dataclass checks its own values in `__post_init__` (with `check` and `choice`);
+`from_dict` checks their types and names the option of any bad value, so a wrong option
+fails with one line and exit status 2 before a recipe has done anything.
 """
 
 from __future__ import annotations
@@ -12,14 +16,43 @@ import dataclasses
 import inspect
 import re
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 import yaml
 
 C = TypeVar("C")
+
+EXIT_BAD_INPUT = 2  # the exit status of every error a user's input caused
+
+
+def fail(message: str) -> NoReturn:
+    typer.echo(message, err=True)  # plain: FILE:LINE: lines must never be wrapped
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+class ConfigError(ValueError):
+    """A bad value of one field; `from_dict` puts the option's full name before it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+def check(ok: bool, field: str, message: str) -> None:
+    """For `__post_init__`: raise ConfigError(field, message) unless `ok`."""
+    if not ok:
+        raise ConfigError(field, message)
+
+
+def choice(value: str, field: str, options: Sequence[str]) -> None:
+    check(value in options, field, f"must be one of {', '.join(options)}, got {value!r}")
+
+
+def option_name(path: Sequence[str]) -> str:
+    return "--" + ".".join(p.replace("_", "-") for p in path)
 
 
 def _field_comments(cls: type) -> dict[str, str]:
@@ -60,25 +93,47 @@ def to_dict(config: Any) -> dict[str, Any]:
     return plain(dataclasses.asdict(config))
 
 
-def from_dict(cls: type[C], values: dict[str, Any], source: str = "config") -> C:
-    """Build `cls` from nested dicts, refusing unknown keys (typos) with their location."""
+def _typed(value: Any, kind: Any, path: tuple[str, ...]) -> Any:
+    """`value` as a field of type `kind` wants it (a YAML int for a float, a str for a
+    Path); ValueError naming the option when it is of another type."""
+    options = typing.get_args(kind) or (kind,)
+    if value is None and type(None) in options:
+        return None
+    if Path in options and isinstance(value, str | Path):
+        return Path(value)
+    if float in options and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if any(isinstance(value, t) and not (t is int and isinstance(value, bool)) for t in options):
+        return value
+    wanted = " or ".join(getattr(t, "__name__", str(t)) for t in options if t is not type(None))
+    raise ValueError(f"{option_name(path)}: expected {wanted}, got {value!r}")
+
+
+def from_dict(cls: type[C], values: Any, source: str = "config", path: tuple[str, ...] = ()) -> C:
+    """Build `cls` from nested dicts, refusing unknown keys (typos), values of the wrong
+    type and values its `__post_init__` rejects, each with the option's name."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{source}: {option_name(path)} must be a section of keys, got {values!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(values) - names)
     if unknown:
+        where = ".".join(path) or "top level"
         raise ValueError(
-            f"{source}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})"
+            f"{source}: unknown key(s) {', '.join(unknown)} in {where} "
+            f"(known: {', '.join(sorted(names))})"
         )
     kwargs = {}
     for name, value in values.items():
         kind = hints[name]
         if dataclasses.is_dataclass(kind):
-            kwargs[name] = from_dict(kind, value or {}, f"{source}.{name}")
-        elif value is not None and Path in (*typing.get_args(kind), kind):
-            kwargs[name] = Path(value)
+            kwargs[name] = from_dict(kind, {} if value is None else value, source, (*path, name))
         else:
-            kwargs[name] = value
-    return cls(**kwargs)
+            kwargs[name] = _typed(value, kind, (*path, name))
+    try:
+        return cls(**kwargs)
+    except ConfigError as error:
+        raise ValueError(f"{option_name((*path, error.field))}: {error.message}") from None
 
 
 def to_yaml(config: Any) -> str:
@@ -92,7 +147,13 @@ def load_yaml(cls: type[C], path: Path) -> C:
         raise ValueError(f"{path}: cannot read config: {err}") from err
     if not isinstance(values, dict):
         raise ValueError(f"{path}:1: expected a mapping of config keys")
-    return from_dict(cls, values, str(path))
+    try:
+        return from_dict(cls, values, str(path))
+    except ValueError as error:
+        message = str(error)
+        raise ValueError(
+            message if message.startswith(str(path)) else f"{path}: {message}"
+        ) from None
 
 
 def _set(values: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
@@ -116,14 +177,14 @@ def command_from_config(cls: type[C], run: Callable[[C], None], doc: str) -> Cal
     leaves = list(_leaves(cls()))
     for path, kind, default, help_text in leaves:
         words = [p.replace("_", "-") for p in path]
-        flag = "--" + ".".join(words)
+        flag = option_name(path)
         negative = "--" + ".".join([*words[:-1], "no-" + words[-1]])
         decls = [f"{flag}/{negative}"] if kind is bool else [flag]
         params.append(
             inspect.Parameter(
                 "__".join(path),
                 inspect.Parameter.KEYWORD_ONLY,
-                default=typer.Option(None, *decls, help=help_text, show_default=str(default)),
+                default=typer.Option(None, *decls, help=f"{help_text}  [default: {default}]"),
                 annotation=kind | None,
             )
         )
@@ -132,14 +193,14 @@ def command_from_config(cls: type[C], run: Callable[[C], None], doc: str) -> Cal
         config_path = kwargs.pop("config")
         try:
             base = to_dict(load_yaml(cls, config_path)) if config_path else to_dict(cls())
-        except ValueError as error:
-            typer.echo(str(error), err=True)
-            raise typer.Exit(2) from error
-        for path, *_ in leaves:
-            value = kwargs["__".join(path)]
-            if value is not None:
-                _set(base, path, value)
-        run(from_dict(cls, base))
+            for path, *_ in leaves:
+                value = kwargs["__".join(path)]
+                if value is not None:
+                    _set(base, path, value)
+            config = from_dict(cls, base)
+        except ValueError as error:  # every check, before the recipe does anything
+            fail(str(error))
+        run(config)
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__doc__ = doc

@@ -5,8 +5,7 @@
 (b) Log-likelihood: log p(completion | prompt) of the correct entity against every other
     entity of its group in the same phrasing; rank-1 accuracy against chance 1/k, the
     mean margin over the alternatives and a paired t-test p-value.
-Scoring is batched longest-first with right padding, so scores do not depend on the batch
-size (tests check it).
+The model is asked through revcurse.lm.causal (or any LanguageModel, e.g. MLM-U's).
 """
 
 from __future__ import annotations
@@ -15,15 +14,15 @@ import random
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING
 
-import torch
-from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
+from revcurse.config import check
 from revcurse.facts import GROUPS, Example, words
-from revcurse.results import mean_row, p_value_row, proportion_row, row
-from revcurse.train import IGNORE, collate, encode
+from revcurse.lm.causal import LanguageModel
+from revcurse.stats import mean_row, p_value_row, proportion_row, row
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass
@@ -32,71 +31,11 @@ class EvalConfig:
     max_candidates: int = 0  # 0 = rank against every entity of the group; N = N-1 sampled others
     max_new_tokens: int = 0  # 0 = the longest completion plus 2 tokens
 
-
-def _batches(items: Sequence, size: int, desc: str, progress: bool):
-    for start in tqdm(
-        range(0, len(items), size), desc=desc, unit="batch", disable=not progress, leave=False
-    ):
-        yield items[start : start + size]
-
-
-@torch.no_grad()
-def completion_logprobs(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    pairs: Sequence[tuple[str, str]],
-    batch_size: int = 256,
-    progress: bool = False,
-) -> list[float]:
-    """Sum of log p(completion tokens | prompt) for each (prompt, completion)."""
-    model.eval()
-    features = encode(tokenizer, pairs, eos=False)
-    order = sorted(range(len(features)), key=lambda i: -len(features[i][0]))  # longest first
-    scores = [0.0] * len(features)
-    device = model.device
-    for chunk in _batches(order, batch_size, "score", progress):
-        batch = {
-            k: v.to(device)
-            for k, v in collate([features[i] for i in chunk], tokenizer.pad_token_id).items()
-        }
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-        labels = batch["labels"][:, 1:]
-        mask = labels != IGNORE
-        picked = logprobs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        for i, score in zip(chunk, (picked * mask).sum(-1).tolist(), strict=True):
-            scores[i] = score
-    return scores
-
-
-@torch.no_grad()
-def generate(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    prompts: Sequence[str],
-    max_new_tokens: int,
-    batch_size: int = 256,
-    progress: bool = False,
-    temperature: float = 0.0,
-) -> list[str]:
-    """Continuations, greedy or (temperature > 0) sampled from the torch seed; left-padded
-    batches (generate derives positions from the mask)."""
-    model.eval()
-    tokenizer.padding_side = "left"
-    outputs: list[str] = []
-    for chunk in _batches(list(prompts), batch_size, "generate", progress):
-        batch = tokenizer(list(chunk), return_tensors="pt", padding=True).to(model.device)
-        tokens = model.generate(
-            **batch,
-            do_sample=temperature > 0,
-            **({"temperature": temperature, "top_k": 0} if temperature > 0 else {}),
-            max_new_tokens=max_new_tokens,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-        new = tokens[:, batch["input_ids"].shape[1] :]
-        outputs += tokenizer.batch_decode(new, skip_special_tokens=True)
-    return outputs
+    def __post_init__(self) -> None:
+        check(self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}")
+        for name in ("max_candidates", "max_new_tokens"):
+            value = getattr(self, name)
+            check(value >= 0, name, f"must be 0 (automatic) or more, got {value}")
 
 
 def starts_with(output: str, completion: str) -> bool:
@@ -124,35 +63,6 @@ def alternatives(examples: Sequence[Example], max_candidates: int, seed: int) ->
             others = rng.sample(others, min(len(others), max_candidates - 1))
         out.append([e.completion, *others])
     return out
-
-
-class LanguageModel(Protocol):
-    """What the evaluator needs: greedy answers and completion log-probabilities. Causal LMs
-    are wrapped by `CausalLM`; other model kinds (e.g. the masked MLM-U model) bring theirs."""
-
-    tokenizer: PreTrainedTokenizerBase
-
-    def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]: ...
-
-    def logprobs(self, pairs: Sequence[tuple[str, str]]) -> list[float]: ...
-
-
-@dataclass
-class CausalLM:
-    model: PreTrainedModel
-    tokenizer: PreTrainedTokenizerBase
-    batch_size: int = 256
-    progress: bool = False
-
-    def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
-        return generate(
-            self.model, self.tokenizer, prompts, max_new_tokens, self.batch_size, self.progress
-        )
-
-    def logprobs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        return completion_logprobs(
-            self.model, self.tokenizer, pairs, self.batch_size, self.progress
-        )
 
 
 def evaluate(

@@ -5,7 +5,7 @@
 A pretrained LLM answers from a passage because it has read the web; a tiny model trained
 from scratch has read nothing. So that the in-context remedies (in_context, knowledge_base,
 self_distill's teacher) can be measured on it, it first reads `documents` reading documents
-(revcurse.reading): statements about fictitious people, a question in either direction and
+(revcurse.context): statements about fictitious people, a question in either direction and
 its answer. Then every causal remedy fine-tunes a copy of this reader on the world's facts.
 
 The reader depends on its config, the model size and the world's vocabulary, never on a
@@ -20,16 +20,21 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from rich.console import Console
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from revcurse.model import TinyModelConfig, build_tiny_model, load_checkpoint, save_checkpoint
-from revcurse.reading import reading_documents
+from revcurse.config import check
+from revcurse.context import reading_documents
+from revcurse.lm.models import load_checkpoint, save_checkpoint
+from revcurse.lm.tiny import TinyModelConfig, build_tiny_model
 from revcurse.results import RunDirExists, run_directory
 from revcurse.train import TrainConfig, train
 from revcurse.world import TEMPLATES
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 DEFAULT_CACHE = Path(os.environ.get("REVCURSE_CACHE", "~/.cache/revcurse")).expanduser()
 
@@ -46,6 +51,10 @@ class ReaderConfig:
         default_factory=lambda: TrainConfig(steps=1000, lr=1e-3, batch_size=64)
     )
     cache_dir: Path = DEFAULT_CACHE / "readers"  # trained readers, by config hash
+
+    def __post_init__(self) -> None:
+        check(self.documents >= 1, "documents", f"must be at least 1, got {self.documents}")
+        check(self.distractors >= 0, "distractors", f"must be 0 or more, got {self.distractors}")
 
 
 def cache_key(

@@ -1,4 +1,4 @@
-"""Results: tidy rows with confidence intervals, the run directory and the printed table.
+"""Results: the run directory, its files and the printed table (rows: revcurse.stats).
 
 Every command writes one run directory, never overwriting an existing one:
     config.yaml     the full config (replay it with --config)
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import platform
 import shutil
@@ -27,73 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
-from scipy import stats
 
 if TYPE_CHECKING:
     from revcurse.train import TrainResult
-
-CONFIDENCE = 0.95
-
-
-def row(
-    method: str,
-    group: str,
-    direction: str,
-    metric: str,
-    value: float | None,
-    n: int,
-    ci: tuple[float, float] | None,
-) -> dict[str, Any]:
-    def clean(x: float | None) -> float | None:  # JSON has no NaN
-        return None if x is None or not math.isfinite(x) else float(x)
-
-    low, high = ci if ci else (None, None)
-    return {
-        "method": method,
-        "group": group,
-        "direction": direction,
-        "metric": metric,
-        "value": clean(value),
-        "n": n,
-        "ci_low": clean(low),
-        "ci_high": clean(high),
-    }
-
-
-def proportion_row(
-    method: str, group: str, direction: str, metric: str, hits: Sequence[bool]
-) -> dict:
-    """Share of hits with a Wilson score interval (sound near 0 and 1, where the curse lives)."""
-    k, n = sum(bool(h) for h in hits), len(hits)
-    ci = stats.binomtest(k, n).proportion_ci(CONFIDENCE, method="wilson")
-    return row(method, group, direction, metric, k / n, n, (ci.low, ci.high))
-
-
-def mean_row(method: str, group: str, direction: str, metric: str, values: Sequence[float]) -> dict:
-    """Mean with a t interval."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return row(method, group, direction, metric, mean, n, None)
-    ci = stats.ttest_1samp(values, 0.0).confidence_interval(CONFIDENCE)
-    return row(method, group, direction, metric, mean, n, (ci.low, ci.high))
-
-
-def p_value_row(
-    method: str, group: str, direction: str, metric: str, a: Sequence[float], b: Sequence[float]
-) -> dict:
-    """Two-sided paired t-test of a against b (Berglund et al.'s log-likelihood test)."""
-    p = stats.ttest_rel(a, b).pvalue if len(a) > 1 else None
-    return row(method, group, direction, metric, p, len(a), None)
-
-
-def ks_row(
-    method: str, group: str, direction: str, metric: str, a: Sequence[float], b: Sequence[float]
-) -> dict:
-    """Two-sample Kolmogorov-Smirnov test: do a and b come from the same distribution?"""
-    p = stats.ks_2samp(a, b).pvalue if a and b else None
-    return row(method, group, direction, metric, p, len(a), None)
-
 
 # ---------------------------------------------------------------------------- run directory
 
@@ -129,6 +64,17 @@ def run_directory(path: Path, resumable: bool = False) -> Iterator[Path]:
     os.replace(scratch, path)
 
 
+def pyplot() -> Any:
+    """matplotlib's pyplot, imported on first use (it is slow to import) with the Agg
+    backend: figures are files of the run directory, never windows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def versions() -> dict[str, str]:
     """Library versions, saved beside every result (torch and transformers change numerics)."""
     import torch
@@ -155,11 +101,17 @@ def write_jsonl(path: Path, records: Sequence[dict]) -> None:
 
 
 def write_results(
-    folder: Path, rows: Sequence[dict], samples: Sequence[dict], table: str, **metadata: Any
+    folder: Path,
+    rows: Sequence[dict],
+    table: str,
+    samples: Sequence[dict] | None,
+    **metadata: Any,
 ) -> None:
-    """table.txt, samples.jsonl and results.json ({"rows", **metadata, "versions"})."""
+    """table.txt, samples.jsonl (unless None) and results.json ({"rows", **metadata,
+    "versions"}): what every recipe leaves in its run directory."""
     (folder / "table.txt").write_text(table, encoding="utf-8")
-    write_jsonl(folder / "samples.jsonl", samples)
+    if samples is not None:
+        write_jsonl(folder / "samples.jsonl", samples)
     write_json(folder / "results.json", {"rows": rows, **metadata, "versions": versions()})
 
 

@@ -22,20 +22,21 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
-from peft import LoraConfig, PeftModel, get_peft_model
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from revcurse.config import check, choice
 from revcurse.facts import Example
+from revcurse.lm.batching import Collate, collate, encode
 
-IGNORE = -100  # label value that torch's cross-entropy (and transformers' loss) skips
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 FINETUNE_MODES = ("auto", "full", "lora")
 DECAYS = ("none", "linear", "cosine")
 CHECKPOINT = "train_state.pt"  # the file in the checkpoint folder
@@ -55,6 +56,22 @@ class TrainConfig:
     lora_targets: str = "all-linear"  # modules given adapters: all-linear, or q_proj,v_proj,...
     checkpoint_every: int = 100  # steps between resumable checkpoints (0 = none)
 
+    def __post_init__(self) -> None:
+        check(self.steps >= 1, "steps", f"must be at least 1, got {self.steps}")
+        check(self.lr > 0, "lr", f"must be positive, got {self.lr}")
+        check(self.batch_size >= 0, "batch_size", f"must be 0 (all) or more, got {self.batch_size}")
+        check(self.weight_decay >= 0, "weight_decay", f"must be 0 or more, got {self.weight_decay}")
+        check(self.warmup_steps >= 0, "warmup_steps", f"must be 0 or more, got {self.warmup_steps}")
+        choice(self.decay, "decay", DECAYS)
+        choice(self.finetune, "finetune", FINETUNE_MODES)
+        check(self.lora_rank >= 1, "lora_rank", f"must be at least 1, got {self.lora_rank}")
+        check(self.lora_alpha >= 1, "lora_alpha", f"must be at least 1, got {self.lora_alpha}")
+        check(
+            self.checkpoint_every >= 0,
+            "checkpoint_every",
+            f"must be 0 (none) or more, got {self.checkpoint_every}",
+        )
+
 
 def lr_factor(step: int, config: TrainConfig) -> float:
     """The learning rate at `step` as a fraction of `config.lr`: warm-up, then the decay."""
@@ -68,19 +85,14 @@ def lr_factor(step: int, config: TrainConfig) -> float:
 
 
 def _uses_lora(config: TrainConfig, pretrained: bool) -> bool:
-    """Whether `config.finetune` asks for LoRA adapters; ValueError for a bad setting."""
-    if config.finetune not in FINETUNE_MODES:
-        raise ValueError(
-            f"--train.finetune: unknown mode '{config.finetune}' ({', '.join(FINETUNE_MODES)})"
-        )
-    lora = config.finetune == "lora" or (config.finetune == "auto" and pretrained)
-    if lora and config.lora_rank < 1:
-        raise ValueError(f"--train.lora-rank: must be at least 1 (got {config.lora_rank})")
-    return lora
+    """LoRA when asked for, and by default (`auto`) for pretrained models."""
+    return config.finetune == "lora" or (config.finetune == "auto" and pretrained)
 
 
 def _with_lora(model: PreTrainedModel, config: TrainConfig) -> PeftModel:
     """`model` with trainable LoRA adapters and frozen weights (peft changes it in place)."""
+    from peft import LoraConfig, get_peft_model
+
     targets = config.lora_targets
     lora = LoraConfig(
         r=config.lora_rank,
@@ -93,46 +105,6 @@ def _with_lora(model: PreTrainedModel, config: TrainConfig) -> PeftModel:
         return get_peft_model(model, lora)
 
 
-def encode(
-    tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str, str]], eos: bool
-) -> list[tuple[list[int], list[int]]]:
-    """(input_ids, labels) for each (prompt, completion): the prompt with its special tokens,
-    masked; the completion scored. Each distinct text is tokenized once (scoring repeats
-    every prompt with dozens of alternative completions)."""
-
-    def token_ids(texts: set[str], special: bool) -> dict[str, list[int]]:
-        unique = sorted(texts)
-        ids = tokenizer(unique, add_special_tokens=special).input_ids if unique else []
-        return dict(zip(unique, ids, strict=True))
-
-    prompt_ids = token_ids({p for p, _ in pairs}, special=True)
-    completion_ids = token_ids({c for _, c in pairs}, special=False)
-    tail = [tokenizer.eos_token_id] if eos else []
-    return [
-        (
-            prompt_ids[p] + completion_ids[c] + tail,
-            [IGNORE] * len(prompt_ids[p]) + completion_ids[c] + tail,
-        )
-        for p, c in pairs
-    ]
-
-
-def collate(
-    features: Sequence[tuple[list[int], list[int]]], pad_id: int
-) -> dict[str, torch.Tensor]:
-    """Right-padded batch: positions start at 0 for every row, so padding changes nothing."""
-    width = max(len(ids) for ids, _ in features)
-
-    def padded(rows: list[Sequence[int]], value: int) -> torch.Tensor:  # one tensor for all rows
-        return torch.tensor([[*row, *[value] * (width - len(row))] for row in rows])
-
-    return {
-        "input_ids": padded([ids for ids, _ in features], pad_id),
-        "attention_mask": padded([[1] * len(ids) for ids, _ in features], 0),
-        "labels": padded([labels for _, labels in features], IGNORE),
-    }
-
-
 @dataclass
 class TrainResult:
     losses: list[float]  # one per step
@@ -142,7 +114,6 @@ class TrainResult:
 
 
 LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
-Collate = Callable[[Sequence[tuple[list[int], list[int]]]], dict[str, torch.Tensor]]
 
 
 @dataclass
@@ -226,8 +197,9 @@ def train(
     `pretrained` models get LoRA adapters under `finetune: auto`, merged into `model` at the
     end. With `checkpoint_dir`, training continues from the checkpoint found there, if any.
     `loss_fn(model, batch)` replaces the model's own loss (e.g. distillation's KL)."""
-    if config.decay not in DECAYS:  # before the model is touched (LoRA wraps it in place)
-        raise ValueError(f"--train.decay: unknown decay '{config.decay}' ({', '.join(DECAYS)})")
+    from accelerate import Accelerator  # imported here: the CLI reads TrainConfig alone
+    from accelerate.utils import set_seed
+
     lora = _uses_lora(config, pretrained)
     accelerator = Accelerator()
     set_seed(seed)

@@ -14,6 +14,7 @@ import itertools
 import random
 from dataclasses import dataclass
 
+from revcurse.config import check
 from revcurse.facts import GROUPS, Fact, Template
 
 FIRST_NAMES = """Ada Alden Alma Amos Anya Arlo Aurora Basil Beatrix Bram Calla Cassius Cleo Cyrus
@@ -62,6 +63,15 @@ class WorldConfig:
     # Without it no reversed phrasing is ever seen and reverse 0% is guaranteed by construction.
     teach_test_phrasings: bool = True  # train `both` facts on the test phrasings too (facts.expand)
 
+    def __post_init__(self) -> None:
+        most = capacity() // len(GROUPS)
+        check(
+            1 <= self.facts_per_group <= most,
+            "facts_per_group",
+            f"must be 1..{most} (the word lists hold {capacity()} distinct facts), "
+            f"got {self.facts_per_group}",
+        )
+
 
 def capacity() -> int:
     """How many facts the word lists can hold with no entity used twice."""
@@ -70,11 +80,6 @@ def capacity() -> int:
 
 def generate_facts(config: WorldConfig, seed: int) -> list[Fact]:
     n = config.facts_per_group * len(GROUPS)
-    if not 1 <= n <= capacity():
-        raise ValueError(
-            f"facts_per_group must be 1..{capacity() // len(GROUPS)} "
-            f"(the word lists hold {capacity()} distinct facts), got {config.facts_per_group}"
-        )
     rng = random.Random(seed)
     names = rng.sample(list(itertools.product(FIRST_NAMES, LAST_NAMES)), n)
     descriptions = rng.sample(list(itertools.product(ROLES, ADJECTIVES, THINGS)), n)

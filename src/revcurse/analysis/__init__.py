@@ -12,17 +12,15 @@ direction the fact was trained (`same`) and the other (`reverse`):
 4. Association (association.py, after Zhu et al. 2024): the logit of B's token given only
    A's token, a function of the weights alone, against B -> A and random pairs.
 
-Read in this order: queries.py (the prompts and their target tokens), hooks.py (reading and
-patching hidden states through standard transformers modules), the four analyses, rows.py
-(results rows and the table), figures.py, recipe.py (AnalyzeConfig and run_analyze).
+Read in this order: queries.py (the prompts and their target tokens), the four analyses
+(which read and patch hidden states through revcurse.lm.hooks), rows.py (results rows and
+the table), figures.py; the `analyze` command itself is revcurse.recipes.analyze.
 """
 
 from revcurse.analysis.association import assoc_rows, association_scores, single_token_logits
-from revcurse.analysis.hooks import KINDS, captured_outputs, edit_outputs, residual_stream
 from revcurse.analysis.lens import lens_rows, logit_lens
 from revcurse.analysis.probe import ProbeConfig, fit_probe, label_bits, majority_rate, probe_rows
 from revcurse.analysis.queries import Query, build_queries, sample_queries
-from revcurse.analysis.recipe import AnalyzeConfig, run_analyze, with_run_dir_argument
 from revcurse.analysis.tracing import (
     POSITIONS,
     Trace,
@@ -35,9 +33,7 @@ from revcurse.analysis.tracing import (
 )
 
 __all__ = [
-    "KINDS",
     "POSITIONS",
-    "AnalyzeConfig",
     "ProbeConfig",
     "Query",
     "Trace",
@@ -45,9 +41,7 @@ __all__ = [
     "assoc_rows",
     "association_scores",
     "build_queries",
-    "captured_outputs",
     "clean_run",
-    "edit_outputs",
     "fit_probe",
     "label_bits",
     "lens_rows",
@@ -56,11 +50,8 @@ __all__ = [
     "patched_probs",
     "position_bins",
     "probe_rows",
-    "residual_stream",
-    "run_analyze",
     "sample_queries",
     "single_token_logits",
     "trace",
     "trace_rows",
-    "with_run_dir_argument",
 ]

@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from transformers import PreTrainedModel
 
-from revcurse.analysis.hooks import final_logits
 from revcurse.analysis.queries import Query
 from revcurse.analysis.rows import average_row
 from revcurse.facts import DIRECTIONS, GROUPS, relation
+from revcurse.lm.hooks import final_logits
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 @torch.no_grad()

@@ -14,19 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from revcurse.analysis.hooks import KINDS
 from revcurse.analysis.tracing import POSITIONS
+from revcurse.lm.hooks import KINDS
+from revcurse.results import pyplot
 
 CELL_COLORS = {"p2d": "tab:blue", "d2p": "tab:orange", "both": "tab:green"}
-
-
-def pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on servers and in tests
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 @contextmanager

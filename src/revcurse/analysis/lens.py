@@ -9,14 +9,17 @@ final norm and the unembedding, as if the model stopped there (nostalgebraist 20
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from transformers import PreTrainedModel
 
-from revcurse.analysis.hooks import residual_stream
 from revcurse.analysis.queries import Query, cells
 from revcurse.analysis.rows import average_row, point_row
+from revcurse.lm.hooks import residual_stream
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 @torch.no_grad()

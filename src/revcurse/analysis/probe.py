@@ -12,15 +12,18 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from transformers import PreTrainedModel
 
-from revcurse.analysis.hooks import residual_stream
 from revcurse.analysis.queries import Query
 from revcurse.analysis.rows import average_row, point_row
 from revcurse.facts import relation
+from revcurse.lm.hooks import residual_stream
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
     revcurse analyze runs/demo-20261126-093000   # builds these from RUN_DIR/world
 
-A query is a prompt tokenized exactly as training tokenizes it (revcurse.train.encode), the
+A query is a prompt tokenized exactly as training tokenizes it (revcurse.lm.batching.encode), the
 token span of the entity it names (the *subject*) and the *target*: the first completion
 token that tells this fact's answer from the others'. Completions that start alike
 (" the inventor of ...") are fed up to where they differ, so the target is not a word every
@@ -14,11 +14,13 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING
 
 from revcurse.facts import DIRECTIONS, GROUPS, Fact, Template, relation
-from revcurse.train import IGNORE, encode
+from revcurse.lm.batching import IGNORE, encode
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 RELATIONS = ("same", "reverse")  # the trained direction of a fact, and the other one
 

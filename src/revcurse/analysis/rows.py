@@ -2,7 +2,7 @@
 
     revcurse analyze runs/demo-20261126-093000   # writes these rows, prints summary_table
 
-Rows are revcurse.results' tidy rows with method "analysis": one per (group, relation,
+Rows are revcurse.stats' tidy rows with method "analysis": one per (group, relation,
 metric), where a metric names the measurement and its site (`lens_target_prob_layer2`,
 `trace_mlp_layer1_last_token`, `probe_acc_prompt_end_layer2`, `assoc_margin`, ...).
 """
@@ -16,7 +16,7 @@ from rich.table import Table
 
 from revcurse.analysis.queries import RELATIONS
 from revcurse.facts import GROUPS
-from revcurse.results import mean_row, row
+from revcurse.stats import mean_row, row
 
 METHOD = "analysis"
 

@@ -12,13 +12,17 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel
 
-from revcurse.analysis.hooks import (
+from revcurse.analysis.queries import Query, cells
+from revcurse.analysis.rows import Peaks, average_row, point_row
+from revcurse.config import check
+from revcurse.lm.batching import spans
+from revcurse.lm.hooks import (
     KINDS,
     Edit,
     captured_outputs,
@@ -26,10 +30,10 @@ from revcurse.analysis.hooks import (
     edit_outputs,
     final_logits,
     module_of,
-    spans,
 )
-from revcurse.analysis.queries import Query, cells
-from revcurse.analysis.rows import Peaks, average_row, point_row
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 # Token positions binned as in ROME's figures, so prompts of different lengths average.
 POSITIONS = (
@@ -51,6 +55,11 @@ class TraceConfig:
     noise_samples: int = 10  # noise draws per prompt, as ROME; fewer make the means noisy
     noise_scale: float = 3.0  # noise std in units of the embedding matrix's std (ROME: 3)
     batch_size: int = 1024  # patched sequences per forward pass; results do not depend on it
+
+    def __post_init__(self) -> None:
+        for name in ("facts_per_group", "noise_samples", "batch_size"):
+            value = getattr(self, name)
+            check(value >= 1, name, f"must be at least 1, got {value}")
 
 
 def restorer(clean: torch.Tensor, rows: list[int], positions: list[int]) -> Edit:

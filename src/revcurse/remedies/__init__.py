@@ -2,13 +2,17 @@
 
     revcurse compare --methods baseline,in_context,bidirectional
 
-See revcurse.remedies.setting for what a remedy receives and returns.
+See revcurse.remedies.setting for what a remedy receives and returns. To add a remedy:
+a module with its `apply` (and its config dataclass, if it has options), a `Remedy` record
+in REMEDIES, and its config as a field of RemedyConfig (then `--remedies.<name>.<option>`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
+from revcurse.config import check
 from revcurse.remedies import (
     baseline,
     bidirectional,
@@ -20,33 +24,80 @@ from revcurse.remedies import (
     rome,
     self_distill,
 )
+from revcurse.remedies.hebbian import HebbianConfig
+from revcurse.remedies.knowledge_base import KnowledgeBaseConfig
+from revcurse.remedies.reverse_training import ReverseTrainingConfig
+from revcurse.remedies.rome import RomeConfig
+from revcurse.remedies.self_distill import SelfDistillConfig
 from revcurse.remedies.setting import Setting, Treatment
 
-REMEDIES: dict[str, Callable[[Setting], Treatment]] = {
-    "baseline": baseline.apply,
-    "in_context": in_context.apply,
-    "knowledge_base": knowledge_base.apply,
-    "bidirectional": bidirectional.apply,
-    "reverse_training": reverse_training.apply,
-    "mlm_u": mlm_u.apply,
-    "self_distill": self_distill.apply,
-    "self_distill_kl": self_distill.apply_kl,
-    "hebbian": hebbian.apply,
-    "rome": rome.apply,
+
+@dataclass
+class RemedyConfig:
+    # The tiny reader reads one statement; beside others it cannot yet pick the right one
+    distractors: int = 0  # in_context, self_distill, reading: other facts beside the true one
+    # A run of 400 steps of 32 at share 0.25 reads ~3,200 documents: none twice, so it reads
+    reading_documents: int = 5000  # tiny: documents drawn afresh for each seed's world
+    reading_share: float = 0.25  # tiny: share of reading documents in every training corpus
+    generic_documents: int = 200  # hebbian/rome statistics and perplexity drift: documents
+    knowledge_base: KnowledgeBaseConfig = field(default_factory=KnowledgeBaseConfig)
+    reverse_training: ReverseTrainingConfig = field(default_factory=ReverseTrainingConfig)
+    self_distill: SelfDistillConfig = field(default_factory=SelfDistillConfig)
+    hebbian: HebbianConfig = field(default_factory=HebbianConfig)
+    rome: RomeConfig = field(default_factory=RomeConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("distractors", "reading_documents"):
+            value = getattr(self, name)
+            check(value >= 0, name, f"must be 0 or more, got {value}")
+        check(
+            0 <= self.reading_share < 1,
+            "reading_share",
+            f"must be in [0, 1), got {self.reading_share}",
+        )
+        check(
+            self.generic_documents >= 1,
+            "generic_documents",
+            f"must be at least 1, got {self.generic_documents}",
+        )
+
+
+@dataclass(frozen=True)
+class Remedy:
+    apply: Callable[[Setting], Treatment]
+    # Trains its own model from the start weights rather than change the baseline's, so it
+    # needs nothing from another method and can run beside them (revcurse compare --workers)
+    own_model: bool = False
+    tiny_only: bool = False  # builds a model from scratch (no pretrained weights to start)
+
+
+REMEDIES: dict[str, Remedy] = {
+    "baseline": Remedy(baseline.apply),
+    "in_context": Remedy(in_context.apply),
+    "knowledge_base": Remedy(knowledge_base.apply),
+    "bidirectional": Remedy(bidirectional.apply, own_model=True),
+    "reverse_training": Remedy(reverse_training.apply, own_model=True),
+    "mlm_u": Remedy(mlm_u.apply, own_model=True, tiny_only=True),
+    "self_distill": Remedy(self_distill.apply),
+    "self_distill_kl": Remedy(self_distill.apply_kl),
+    "hebbian": Remedy(hebbian.apply),
+    "rome": Remedy(rome.apply),
 }
 
-# Train their own model from the start weights rather than change the baseline's, so they
-# need nothing from another method and can run beside them (revcurse compare --workers)
-OWN_MODEL = ("bidirectional", "reverse_training", "mlm_u")
 
-
-def parse_methods(text: str) -> list[str]:
-    """'all' or a comma-separated list of known names."""
-    names = list(REMEDIES) if text.strip() == "all" else [m.strip() for m in text.split(",")]
+def parse_methods(text: str, pretrained: bool = False) -> list[str]:
+    """'all' (for a pretrained model: all that apply to one) or a comma-separated list of
+    known names; ValueError for an unknown name or one that does not apply."""
+    if text.strip() == "all":
+        return [name for name, r in REMEDIES.items() if not (pretrained and r.tiny_only)]
+    names = [m.strip() for m in text.split(",")]
     unknown = [m for m in names if m not in REMEDIES]
     if unknown or not names:
         raise ValueError(
             f"--methods: unknown {', '.join(unknown) or 'empty list'} "
             f"(known: all, {', '.join(REMEDIES)})"
         )
+    tiny = [m for m in names if pretrained and REMEDIES[m].tiny_only]
+    if tiny:
+        raise ValueError(f"--methods: {', '.join(tiny)} trains from scratch: use --model tiny")
     return names

@@ -10,17 +10,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from revcurse.analysis.hooks import captured_inputs, decoder_layers, spans
+from revcurse.config import check
 from revcurse.facts import Example
-from revcurse.train import IGNORE, collate, encode
+from revcurse.lm.batching import IGNORE, collate, encode, spans
+from revcurse.lm.hooks import captured_inputs, decoder_layers
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 def down_proj(model: PreTrainedModel, layer: int) -> torch.nn.Linear:
     return decoder_layers(model)[layer].mlp.down_proj
+
+
+def check_layers(text: str, field: str) -> None:
+    """For a config: `text` names layers the way parse_layers reads them."""
+    ok = text in ("all", "middle") or all(x.strip().lstrip("-").isdigit() for x in text.split(","))
+    check(ok, field, f"must be all, middle or comma-separated layer indices, got {text!r}")
 
 
 def parse_layers(text: str, n_layers: int) -> list[int]:

@@ -1,15 +1,15 @@
 """Remedy 4b, Hebbian edit: strengthen the weights between units a reverse question
 activates and the units that should answer it. No optimizer, no gradient.
 
-    revcurse compare --methods baseline,hebbian --remedies.hebbian-rate 0.03
+    revcurse compare --methods baseline,hebbian --remedies.hebbian.rate 0.03
 
 For each treated fact, the reverse question in every training phrasing is run teacher-
 forced with its answer (the pair B -> A). At each position that predicts an answer token
-(`hebbian_positions`: all of them, or only the prompt's last), in each chosen FFN layer:
+(`positions`: all of them, or only the prompt's last), in each chosen FFN layer:
 - pre-synaptic activity x: down_proj's input (the FFN's hidden units), minus its mean over
   generic text (the covariance form of Hebb's rule, so that units active everywhere, e.g.
   on the template's words, do not pick up every fact);
-- post-synaptic activity y (`hebbian_source`):
+- post-synaptic activity y (`source`):
   - context: what the model itself does when the fact is in its context: the residual
              stream after the layer, reading the fact, minus the same without it;
   - pair:    the output unit of the answer's next token: its unembedding direction, as
@@ -20,19 +20,48 @@ layers), so a key seen again adds `rate` times its value.
 
 from __future__ import annotations
 
-import torch
-from transformers import PreTrainedModel
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from revcurse.analysis.hooks import captured_inputs, captured_outputs, decoder_layers
+import torch
+
+from revcurse.config import check, choice
+from revcurse.context import posed_in_context
 from revcurse.facts import Example
-from revcurse.reading import posed_in_context
-from revcurse.remedies.ffn import TeacherForced, add_to_weight, down_proj, keys, parse_layers
+from revcurse.lm.hooks import captured_inputs, captured_outputs, decoder_layers
+from revcurse.remedies.ffn import (
+    TeacherForced,
+    add_to_weight,
+    check_layers,
+    down_proj,
+    keys,
+    parse_layers,
+)
 from revcurse.remedies.setting import Setting, Treatment
 from revcurse.remedies.targets import edited, generic_texts, reverse_phrasings
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 METHOD = "hebbian"
 SOURCES = ("context", "pair")
 POSITIONS = ("answer", "last")
+
+
+@dataclass
+class HebbianConfig:
+    source: str = "context"  # post-synaptic activity: context (fact read) or pair
+    positions: str = "answer"  # answer (every answer token) or last
+    layers: str = "all"  # all, middle or indices, e.g. 0,1
+    # scripts/sweep_hebbian.py: no rate installs the reverse; above 0.03 locality collapses
+    rate: float = 0.03  # a stored key recalls rate x its value
+
+    def __post_init__(self) -> None:
+        choice(self.source, "source", SOURCES)
+        choice(self.positions, "positions", POSITIONS)
+        check_layers(self.layers, "layers")
+        check(math.isfinite(self.rate), "rate", f"must be a finite number, got {self.rate}")
 
 
 @torch.no_grad()
@@ -86,18 +115,13 @@ def context_shift(
 
 
 def hebbian_edit(setting: Setting, model: PreTrainedModel, treated: list[int]) -> None:
-    config = setting.remedies
+    config = setting.remedies.hebbian
     asked = reverse_phrasings(setting, treated, "train")
-    if config.hebbian_source not in SOURCES or config.hebbian_positions not in POSITIONS:
-        raise ValueError(
-            f"--remedies.hebbian-source must be one of {SOURCES} and --remedies.hebbian-positions "
-            f"one of {POSITIONS}; got {config.hebbian_source!r}, {config.hebbian_positions!r}"
-        )
-    layers = parse_layers(config.hebbian_layers, len(decoder_layers(model)))
+    layers = parse_layers(config.layers, len(decoder_layers(model)))
     forced = TeacherForced.of(setting.tokenizer, setting.ask(asked))
     pre, post = activity(model, forced, layers)
-    mask = answer_mask(forced, config.hebbian_positions)
-    if config.hebbian_source == "context":
+    mask = answer_mask(forced, config.positions)
+    if config.source == "context":
         target = context_shift(setting, model, asked, forced, post)
     else:
         unembed = model.get_output_embeddings().weight.float()
@@ -106,12 +130,12 @@ def hebbian_edit(setting: Setting, model: PreTrainedModel, treated: list[int]) -
     for layer in layers:
         mean_key = generic[layer].mean(dim=0)
         x = (pre[layer] - mean_key)[mask]
-        if config.hebbian_source == "context":
+        if config.source == "context":
             y = target[layer][mask]
         else:
             y = direction[mask] * post[layer][mask].norm(dim=-1, keepdim=True)
         delta = (y.T / x.pow(2).sum(-1).clamp(min=1e-6)) @ x
-        add_to_weight(model, layer, config.hebbian_rate / len(layers) * delta)
+        add_to_weight(model, layer, config.rate / len(layers) * delta)
 
 
 def apply(setting: Setting) -> Treatment:

@@ -8,12 +8,12 @@ world's facts).
 
 from __future__ import annotations
 
-from revcurse.reading import posed_in_context
+from revcurse.context import posed_in_context
 from revcurse.remedies.setting import Setting, Treatment
 
 
 def apply(setting: Setting) -> Treatment:
     model, cost = setting.base
     k = setting.remedies.distractors
-    posed = posed_in_context(setting.test, setting.facts, k, setting.seed)
+    posed = posed_in_context(setting.test_examples, setting.facts, k, setting.seed)
     return Treatment(setting.causal_lm(model), cost, posed)

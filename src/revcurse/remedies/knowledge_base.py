@@ -9,23 +9,34 @@ reversal failure left is the reader's.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from revcurse.kb import KnowledgeBase
-from revcurse.reading import statement, with_context
+from revcurse.config import check, choice
+from revcurse.context import statement, with_context
+from revcurse.kb import RETRIEVERS, KnowledgeBase
 from revcurse.remedies.setting import Setting, Treatment
-from revcurse.results import proportion_row
+from revcurse.stats import proportion_row
+
+
+@dataclass
+class KnowledgeBaseConfig:
+    top_k: int = 1  # retrieved facts placed in the prompt
+    retriever: str = "bm25"  # bm25 (SQLite FTS5) or dense (all-MiniLM-L6-v2)
+
+    def __post_init__(self) -> None:
+        check(self.top_k >= 1, "top_k", f"must be at least 1, got {self.top_k}")
+        choice(self.retriever, "retriever", RETRIEVERS)
 
 
 def apply(setting: Setting) -> Treatment:
     model, cost = setting.base
-    k, retriever = setting.remedies.kb_top_k, setting.remedies.kb_retriever
+    k, retriever = setting.remedies.knowledge_base.top_k, setting.remedies.knowledge_base.retriever
     path = setting.workdir / f"kb-seed{setting.seed}.sqlite"
     path.unlink(missing_ok=True)  # this run's own file
     posed, found = [], []
     with KnowledgeBase(path) as kb:
         kb.add(setting.facts, embed=retriever == "dense")
-        for example in setting.test:
+        for example in setting.test_examples:
             hits = kb.query(example.prompt, k, retriever)
             found.append(setting.facts[example.fact] in [h.fact for h in hits])
             statements = [statement(h.fact) for h in hits]
@@ -38,10 +49,10 @@ def apply(setting: Setting) -> Treatment:
             f"retrieval_recall@{k}",
             [
                 hit
-                for e, hit in zip(setting.test, found, strict=True)
+                for e, hit in zip(setting.test_examples, found, strict=True)
                 if (e.group, e.relation) == (group, rel)
             ],
         )
-        for group, rel in dict.fromkeys((e.group, e.relation) for e in setting.test)
+        for group, rel in dict.fromkeys((e.group, e.relation) for e in setting.test_examples)
     ]
     return Treatment(setting.causal_lm(model), cost, posed, rows)

@@ -18,19 +18,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerBase
 
-from revcurse.model import TinyModelConfig, sizes
+from revcurse.lm.batching import IGNORE, Collate
+from revcurse.lm.tiny import TinyModelConfig, sizes
 from revcurse.remedies.setting import Setting, Treatment
-from revcurse.train import IGNORE, Collate
+
+if TYPE_CHECKING:
+    from transformers import BertForMaskedLM, PreTrainedTokenizerBase
 
 
 def build_masked_model(
     config: TinyModelConfig, tokenizer: PreTrainedTokenizerBase
 ) -> BertForMaskedLM:
     """The tiny model's size, bidirectional attention (fresh weights from the torch seed)."""
+    from transformers import BertConfig, BertForMaskedLM
+
     bert = BertConfig(**sizes(config, tokenizer), type_vocab_size=1)
     return BertForMaskedLM(bert)
 
@@ -59,7 +64,7 @@ def mlm_u_collate(tokenizer: PreTrainedTokenizerBase, seed: int) -> Collate:
 
 @dataclass
 class MaskedLM:
-    """The evaluator's interface (revcurse.evaluate.LanguageModel) for a masked model."""
+    """The evaluator's interface (revcurse.lm.causal.LanguageModel) for a masked model."""
 
     model: BertForMaskedLM
     tokenizer: PreTrainedTokenizerBase
@@ -123,15 +128,13 @@ class MaskedLM:
 
 
 def apply(setting: Setting) -> Treatment:
-    if setting.pretrained:
-        raise ValueError("mlm_u trains a masked model from scratch: use it with --model tiny")
-    torch.manual_seed(setting.seed)
-    model = build_masked_model(setting.model, setting.tokenizer)
+    torch.manual_seed(setting.seed)  # tiny only: revcurse.remedies offers it to no other model
+    model = build_masked_model(setting.tiny, setting.tokenizer)
     model, cost = setting.train_model(
         model=model, collate_fn=mlm_u_collate(setting.tokenizer, setting.seed)
     )
     slots = 2 + max(
         len(setting.tokenizer(e.completion, add_special_tokens=False).input_ids)
-        for e in setting.test
+        for e in setting.test_examples
     )
-    return Treatment(MaskedLM(model, setting.tokenizer, slots, setting.eval_batch_size), cost)
+    return Treatment(MaskedLM(model, setting.tokenizer, slots, setting.eval.batch_size), cost)

@@ -17,12 +17,24 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import dataclass
 
+from revcurse.config import check, choice
 from revcurse.facts import Example, Fact, words
 from revcurse.remedies.setting import Setting, Treatment
 
 MODES = ("token", "word", "entity", "segment")
-SEGMENT_MARKER = "<seg>"  # in the tiny tokenizer's vocabulary (see compare.build_setting)
+SEGMENT_MARKER = "<seg>"  # in the tiny tokenizer's vocabulary (see recipes.compare_units)
+
+
+@dataclass
+class ReverseTrainingConfig:
+    reversal: str = "entity"  # token, word, entity or segment
+    segment_max: int = 3  # segment mode: longest segment in words
+
+    def __post_init__(self) -> None:
+        choice(self.reversal, "reversal", MODES)
+        check(self.segment_max >= 1, "segment_max", f"must be at least 1, got {self.segment_max}")
 
 
 def reverse_text(
@@ -55,7 +67,8 @@ def reverse_text(
 
 def reversed_copies(setting: Setting) -> list[Example]:
     rng = random.Random(setting.seed)
-    mode, k = setting.remedies.reversal, setting.remedies.segment_max
+    config = setting.remedies.reverse_training
+    mode, k = config.reversal, config.segment_max
     return [
         Example(
             fact=e.fact,
@@ -69,7 +82,7 @@ def reversed_copies(setting: Setting) -> list[Example]:
                 e.prompt + e.completion, mode, setting.facts[e.fact], rng, k, setting.tokenizer
             ),
         )
-        for e in setting.train
+        for e in setting.train_examples
     ]
 
 

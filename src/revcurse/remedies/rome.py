@@ -1,13 +1,13 @@
 """Remedy 4c, rank-one model editing (ROME, Meng et al. 2022): install B -> A in closed form.
 
-    revcurse compare --methods baseline,rome --remedies.rome-layer middle
+    revcurse compare --methods baseline,rome --remedies.rome.layer middle
 
 ROME treats an FFN output matrix W (down_proj) as a key -> value memory. To make the model
 answer the reverse question, the *subject* is the entity the reverse question starts from
 (the description of a p2d fact, the name of a d2p fact); for each treated fact, in turn:
 1. key k*: down_proj's input at the subject's last token, averaged over the reverse
    questions in every training phrasing;
-2. value v*: the layer's MLP output there, plus a vector delta optimised (`rome_steps` Adam
+2. value v*: the layer's MLP output there, plus a vector delta optimised (`steps` Adam
    steps, |delta| <= 4 |v|, a small L2 penalty) so that the model answers the entity;
 3. W += (v* - W k*) (C^-1 k*)^T / ((C^-1 k*)^T k*), with C = E[k k^T] the keys' second
    moment over generic text.
@@ -17,18 +17,43 @@ reading documents), one forward pass: seconds, where ROME's Wikipedia statistics
 
 from __future__ import annotations
 
-import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from revcurse.analysis.hooks import captured_inputs, decoder_layers, edit_outputs
+import torch
+
+from revcurse.config import check
 from revcurse.facts import Example, Fact
-from revcurse.remedies.ffn import TeacherForced, add_to_weight, down_proj, keys, parse_layers
+from revcurse.lm.hooks import captured_inputs, decoder_layers, edit_outputs
+from revcurse.remedies.ffn import (
+    TeacherForced,
+    add_to_weight,
+    check_layers,
+    down_proj,
+    keys,
+    parse_layers,
+)
 from revcurse.remedies.setting import Setting, Treatment
 from revcurse.remedies.targets import edited, generic_texts, reverse_phrasings
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 METHOD = "rome"
 RIDGE = 1e-2  # C + RIDGE * mean eigenvalue * I: keeps C^-1 sane on a few thousand tokens
 WEIGHT_DECAY = 1e-3  # on |delta|^2 / |v|^2: prefer the smallest value change that works
+
+
+@dataclass
+class RomeConfig:
+    layer: str = "middle"  # the edited layer, middle ((n_layers - 1) // 2) or an index
+    steps: int = 30  # Adam steps that optimise each value vector
+
+    def __post_init__(self) -> None:
+        check_layers(self.layer, "layer")
+        one = self.layer != "all" and "," not in self.layer
+        check(one, "layer", f"ROME edits one layer, got {self.layer!r}")
+        check(self.steps >= 1, "steps", f"must be at least 1, got {self.steps}")
 
 
 def subject_of(fact: Fact, example: Example) -> str:
@@ -99,10 +124,7 @@ def edit_fact(
 
 
 def rome_edit(setting: Setting, model: PreTrainedModel, treated: list[int]) -> None:
-    layers = parse_layers(setting.remedies.rome_layer, len(decoder_layers(model)))
-    if len(layers) != 1:
-        raise ValueError(f"--remedies.rome-layer: ROME edits one layer, got {layers}")
-    layer = layers[0]
+    (layer,) = parse_layers(setting.remedies.rome.layer, len(decoder_layers(model)))
     inverse_moment = torch.linalg.inv(second_moment(model, setting, layer))
     for fact_id in treated:
         asked = setting.ask(reverse_phrasings(setting, [fact_id], "train"))
@@ -115,7 +137,7 @@ def rome_edit(setting: Setting, model: PreTrainedModel, treated: list[int]) -> N
             subjects,
             layer,
             inverse_moment,
-            setting.remedies.rome_steps,
+            setting.remedies.rome.steps,
         )
 
 

@@ -7,12 +7,12 @@ read each treated fact and answer questions about it, in both directions and in 
 training phrasing, then train it closed book on its own answers: the prompt is baked into
 the weights (Kujanpää et al. 2024 call this knowledge injection by prompt distillation).
 1. Teacher: the baseline model with the fact (and distractor facts) in context answers
-   each question `distill_samples` times at `distill_temperature`. No ground truth is used
+   each question `samples` times at `temperature`. No ground truth is used
    to write the data.
-2. Self-consistency: an answer is kept when the teacher gave it at least `distill_agree`
+2. Self-consistency: an answer is kept when the teacher gave it at least `agree`
    times (the most frequent one, if several qualify).
 3. Student: the same model keeps training, without the context, on (question -> own
-   answer) plus a replay of its base corpus, for `distill_steps` steps.
+   answer) plus a replay of its base corpus, for `steps` steps.
    `self_distill_kl` (prompt baking) instead matches, token by token along the same
    answers, the teacher's whole next-token distribution: KL(teacher with context ||
    student without it); the replay keeps its cross-entropy.
@@ -27,18 +27,43 @@ import re
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from revcurse.evaluate import EvalConfig, answer_tokens, generate, starts_with
+from revcurse.config import check
+from revcurse.context import posed_in_context
+from revcurse.evaluate import EvalConfig, answer_tokens, starts_with
 from revcurse.facts import Example
-from revcurse.reading import posed_in_context
+from revcurse.lm.batching import IGNORE, Collate, collate, encode
+from revcurse.lm.causal import generate
 from revcurse.remedies.setting import Setting, Treatment, plus
 from revcurse.remedies.targets import OTHER_DIRECTION, split_one_way, treated_result
-from revcurse.results import proportion_row
-from revcurse.train import IGNORE, Collate, LossFn, collate, encode
+from revcurse.stats import proportion_row
+from revcurse.train import LossFn
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+@dataclass
+class SelfDistillConfig:
+    samples: int = 5  # answers sampled per question, fact in context
+    agree: int = 3  # keep an answer the teacher gave this often
+    temperature: float = 1.0  # the teacher's sampling temperature
+    # With the cosine decay, 300 steps: reverse 1.00 on held-out phrasings (seed 0)
+    steps: int = 300  # closed-book steps on its answers (+ replay)
+
+    def __post_init__(self) -> None:
+        check(self.samples >= 1, "samples", f"must be at least 1, got {self.samples}")
+        check(
+            1 <= self.agree <= self.samples,
+            "agree",
+            f"must be 1..--remedies.self-distill.samples ({self.samples}), got {self.agree}",
+        )
+        check(self.temperature > 0, "temperature", f"must be positive, got {self.temperature}")
+        check(self.steps >= 1, "steps", f"must be at least 1, got {self.steps}")
 
 
 def first_sentence(text: str) -> str:
@@ -61,10 +86,11 @@ def teach(
     setting: Setting, model: PreTrainedModel, asked: list[Example]
 ) -> tuple[list[Example], list[Example | None]]:
     """The questions posed with their fact in context, and the teacher's self-consistent
-    answer to each (None: no answer given `distill_agree` times)."""
-    config = setting.remedies
-    posed = posed_in_context(asked, setting.facts, config.distractors, setting.seed)
-    max_new = answer_tokens(setting.tokenizer, [e.completion for e in setting.train], EvalConfig())
+    answer to each (None: no answer given `agree` times)."""
+    config = setting.remedies.self_distill
+    posed = posed_in_context(asked, setting.facts, setting.remedies.distractors, setting.seed)
+    completions = [e.completion for e in setting.train_examples]
+    max_new = answer_tokens(setting.tokenizer, completions, EvalConfig())
     prompts = [e.prompt for e in setting.ask(posed)]
     torch.manual_seed(setting.seed)
     samples = [
@@ -73,16 +99,16 @@ def teach(
             setting.tokenizer,
             prompts,
             max_new,
-            setting.eval_batch_size,
-            temperature=config.distill_temperature,
+            setting.eval.batch_size,
+            temperature=config.temperature,
         )
-        for _ in range(config.distill_samples)
+        for _ in range(config.samples)
     ]
     kept: list[Example | None] = []
     for i, example in enumerate(asked):
         votes = Counter(first_sentence(run[i]) for run in samples)
         answer, count = votes.most_common(1)[0]
-        agreed = count >= config.distill_agree and answer.strip()
+        agreed = count >= config.agree and answer.strip()
         kept.append(replace(example, completion=" " + answer.strip()) if agreed else None)
     return posed, kept
 
@@ -164,7 +190,7 @@ def distill(setting: Setting, method: str, kl: bool) -> Treatment:
         extra=distilled,
         model=copy.deepcopy(base_model),
         collate_fn=collate_fn,
-        steps=setting.remedies.distill_steps,
+        steps=setting.remedies.self_distill.steps,
         loss_fn=loss_fn,
     )
     rows = []

@@ -1,6 +1,7 @@
 """What every remedy receives (Setting) and returns (Treatment); see revcurse.remedies.
 
-Remedies for the reversal curse: one small module each, one function each,
+Remedies for the reversal curse: one small module each (its config beside it), one
+function each, registered in revcurse.remedies:
 
     apply(setting: Setting) -> Treatment
 
@@ -21,40 +22,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-from revcurse.evaluate import CausalLM, LanguageModel
+from revcurse.evaluate import EvalConfig
 from revcurse.facts import Example, Fact, Template
-from revcurse.model import TinyModelConfig
-from revcurse.pretrained import chat_formatted
-from revcurse.train import Collate, LossFn, TrainConfig, TrainResult, train
+from revcurse.lm.batching import Collate
+from revcurse.lm.causal import CausalLM, LanguageModel
+from revcurse.lm.chat import chat_formatted
+from revcurse.lm.tiny import TinyModelConfig
+from revcurse.train import LossFn, TrainConfig, TrainResult, train
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-@dataclass
-class RemedyConfig:
-    # The tiny reader reads one statement; beside others it cannot yet pick the right one
-    distractors: int = 0  # in_context, self_distill, reading: other facts beside the true one
-    # A run of 400 steps of 32 at share 0.25 reads ~3,200 documents: none twice, so it reads
-    reading_documents: int = 5000  # tiny: documents drawn afresh for each seed's world
-    reading_share: float = 0.25  # tiny: share of reading documents in every training corpus
-    kb_top_k: int = 1  # knowledge_base: retrieved facts placed in the prompt
-    kb_retriever: str = "bm25"  # knowledge_base: bm25 (SQLite FTS5) or dense (all-MiniLM-L6-v2)
-    reversal: str = "entity"  # reverse_training: token, word, entity or segment
-    segment_max: int = 3  # reverse_training, segment mode: longest segment in words
-    distill_samples: int = 5  # self_distill: answers sampled per question, fact in context
-    distill_agree: int = 3  # self_distill: keep an answer the teacher gave this often
-    distill_temperature: float = 1.0  # self_distill: the teacher's sampling temperature
-    # With the cosine decay, 300 steps: reverse 1.00 on held-out phrasings (seed 0)
-    distill_steps: int = 300  # self_distill: closed-book steps on its answers (+ replay)
-    hebbian_source: str = "context"  # hebbian: post activity, context (fact read) or pair
-    hebbian_positions: str = "answer"  # hebbian: answer (every answer token) or last
-    hebbian_layers: str = "all"  # hebbian: all, middle or indices, e.g. 0,1
-    # scripts/sweep_hebbian.py: no rate installs the reverse; above 0.03 locality collapses
-    hebbian_rate: float = 0.03  # hebbian: a stored key recalls rate x its value
-    rome_layer: str = "middle"  # rome: the edited layer, middle ((n_layers - 1) // 2) or an index
-    rome_steps: int = 30  # rome: Adam steps that optimise each value vector
-    generic_documents: int = 200  # hebbian/rome statistics and perplexity drift: documents
+    from revcurse.remedies import RemedyConfig
 
 
 @dataclass
@@ -63,20 +44,21 @@ class Setting:
 
     facts: list[Fact]
     templates: list[Template]
-    train: list[Example]  # the facts' training text (closed book)
-    test: list[Example]
+    train_examples: list[Example]  # the facts' training text (closed book)
+    test_examples: list[Example]
     reading: list[Example]  # reading documents (about other, fictitious entities)
     tokenizer: PreTrainedTokenizerBase
-    model: TinyModelConfig
-    budget: TrainConfig
-    remedies: RemedyConfig
+    start: PreTrainedModel  # weights causal remedies start from (copied): reader or pretrained
     seed: int
     workdir: Path  # where a remedy may keep files (the run directory)
-    start: PreTrainedModel  # weights causal remedies start from (copied): reader or pretrained
-    eval_batch_size: int = 256
+    # The recipe's configs, under the recipe's names (--tiny.*, --train.*, ...)
+    tiny: TinyModelConfig  # the size of a model a remedy builds from scratch (mlm_u)
+    train: TrainConfig  # the training budget every trained method gets
+    eval: EvalConfig
+    remedies: RemedyConfig
     progress: bool = False
     pretrained: bool = False  # start is a real LLM: LoRA by default, no reading documents
-    chat: bool = False  # pose every prompt as a user turn of the tokenizer's chat template
+    chat_template: bool = False  # pose every prompt as a user turn of its chat template
 
     def train_model(
         self,
@@ -90,7 +72,7 @@ class Setting:
         budget's steps (or `steps`)."""
         if model is None:
             model = copy.deepcopy(self.start)
-        corpus = self.ask([*self.train, *(extra or [])])
+        corpus = self.ask([*self.train_examples, *(extra or [])])
         share = self.remedies.reading_share
         if not self.pretrained and share > 0:
             # A tiny model keeps reading the reading documents (so as not to forget how),
@@ -98,7 +80,7 @@ class Setting:
             # are repeated so that the documents make up `share` of the corpus.
             repeats = round(len(self.reading) * (1 - share) / share / len(corpus))
             corpus = corpus * max(1, repeats) + self.reading
-        budget = replace(self.budget, steps=steps or self.budget.steps)
+        budget = replace(self.train, steps=steps or self.train.steps)
         result = train(
             model,
             self.tokenizer,
@@ -114,10 +96,10 @@ class Setting:
 
     def ask(self, examples: Sequence[Example]) -> list[Example]:
         """The examples as the model is asked them: in its chat template, if `chat`."""
-        return chat_formatted(examples, self.tokenizer) if self.chat else list(examples)
+        return chat_formatted(examples, self.tokenizer) if self.chat_template else list(examples)
 
     def causal_lm(self, model: PreTrainedModel) -> CausalLM:
-        return CausalLM(model, self.tokenizer, self.eval_batch_size, self.progress)
+        return CausalLM(model, self.tokenizer, self.eval.batch_size, self.progress)
 
     @cached_property
     def base(self) -> tuple[PreTrainedModel, TrainResult]:

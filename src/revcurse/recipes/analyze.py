@@ -1,11 +1,12 @@
-"""The `analyze` recipe: a demo run in, a new analysis run directory out.
+"""Where the one-way map lives: a demo run in, a new analysis run directory out.
 
     revcurse analyze runs/demo-20261126-093000 --output-dir runs/analyze-seed0
 
 Reads RUN_DIR/model and RUN_DIR/world of `revcurse demo`, runs the logit lens, causal
-tracing, the probe and the association score, and writes config.yaml, results.json
-({"rows", "config", "demo_seed", "positions", "traced", "seconds", "versions"}), table.txt
-and lens.png, trace.png, probe.png, assoc.png (see revcurse.results for the directory).
+tracing, the probe and the association score (revcurse.analysis), and writes config.yaml,
+results.json ({"rows", "config", "demo_seed", "positions", "traced", "seconds",
+"versions"}), table.txt and lens.png, trace.png, probe.png, assoc.png (see revcurse.results
+for the directory).
 """
 
 from __future__ import annotations
@@ -16,26 +17,29 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import typer
 import yaml
 from rich.console import Console
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from revcurse.analysis.association import assoc_rows
 from revcurse.analysis.figures import plot_assoc, plot_lens, plot_probe, plot_trace
-from revcurse.analysis.hooks import decoder_layers
 from revcurse.analysis.lens import lens_rows
 from revcurse.analysis.probe import ProbeConfig, probe_rows
 from revcurse.analysis.queries import build_queries, cells, sample_queries
 from revcurse.analysis.rows import summary_table
 from revcurse.analysis.tracing import POSITIONS, TraceConfig, trace_rows
-from revcurse.config import to_dict, to_yaml
+from revcurse.config import check, to_dict
 from revcurse.facts import Fact, Template, load_facts, load_templates
-from revcurse.model import load_checkpoint
-from revcurse.results import default_run_dir, render, run_directory, versions, write_json
+from revcurse.lm.hooks import decoder_layers
+from revcurse.lm.models import load_checkpoint
+from revcurse.recipes.run import finished, opened_run, with_output_dir
+from revcurse.results import render, write_results
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 @dataclass
@@ -49,6 +53,9 @@ class AnalyzeConfig:
     cpu_threads: int = 1  # torch CPU threads for this command
     trace: TraceConfig = field(default_factory=TraceConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+
+    def __post_init__(self) -> None:
+        check(self.cpu_threads >= 0, "cpu_threads", f"must be 0 or more, got {self.cpu_threads}")
 
 
 def check_run_dir(run_dir: Path | None) -> Path:
@@ -85,19 +92,16 @@ def timed(seconds: dict[str, float], name: str) -> Iterator[None]:
 def run_analyze(config: AnalyzeConfig, console: Console | None = None) -> Path:
     """Analyse a trained run; returns the finished analysis run directory."""
     console = console or Console(stderr=True)
-    for name in ("facts_per_group", "noise_samples", "batch_size"):
-        if getattr(config.trace, name) < 1:
-            raise ValueError(f"--trace.{name.replace('_', '-')}: must be at least 1")
     run_dir = check_run_dir(config.run_dir)
     facts = load_facts(run_dir / "world" / "facts.jsonl")
     templates = load_templates(run_dir / "world" / "templates.jsonl")
-    output_dir = config.output_dir or default_run_dir("analyze")
+    config = with_output_dir(config, "analyze")
     model, tokenizer = load_checkpoint(run_dir / "model")
     threads = torch.get_num_threads()
     if config.cpu_threads:
         torch.set_num_threads(config.cpu_threads)
     try:
-        return _analyze(config, run_dir, output_dir, model, tokenizer, facts, templates, console)
+        return _analyze(config, run_dir, model, tokenizer, facts, templates, console)
     finally:
         torch.set_num_threads(threads)
 
@@ -105,7 +109,6 @@ def run_analyze(config: AnalyzeConfig, console: Console | None = None) -> Path:
 def _analyze(
     config: AnalyzeConfig,
     run_dir: Path,
-    output_dir: Path,
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     facts: list[Fact],
@@ -122,8 +125,7 @@ def _analyze(
         f"{layers} layers"
     )
     seconds: dict[str, float] = {}
-    with run_directory(output_dir) as scratch:
-        (scratch / "config.yaml").write_text(to_yaml(config), encoding="utf-8")
+    with opened_run(config) as scratch:
         with timed(seconds, "lens"):
             lens, lens_curves = lens_rows(model, test)
         with timed(seconds, "trace"):
@@ -148,23 +150,20 @@ def _analyze(
 
         title = f"Where the one-way map lives: {name} (analysis seed {config.seed})"
         table = render(summary_table(rows, peaks, layers, title), width=180)
-        (scratch / "table.txt").write_text(table, encoding="utf-8")
         seconds["total"] = time.perf_counter() - start
-        write_json(
-            scratch / "results.json",
-            {
-                "rows": rows,
-                "config": to_dict(config),
-                "demo_seed": seed,
-                "positions": list(POSITIONS),
-                "traced": [[q.fact, q.template] for q in traced],
-                "seconds": seconds,
-                "versions": versions(),
-            },
+        write_results(
+            scratch,
+            rows,
+            table,
+            None,
+            config=to_dict(config),
+            demo_seed=seed,
+            positions=list(POSITIONS),
+            traced=[[q.fact, q.template] for q in traced],
+            seconds=seconds,
         )
-    print(table, end="")
-    console.print(f"results: {output_dir}/results.json ({seconds['total']:.0f} s)")
-    return output_dir
+    finished(console, table, config.output_dir, f"{seconds['total']:.0f} s")
+    return config.output_dir
 
 
 def with_run_dir_argument(command: Callable[..., None]) -> Callable[..., None]:

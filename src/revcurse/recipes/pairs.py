@@ -28,29 +28,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from accelerate import PartialState
 from rich.console import Console
 
 from revcurse.berglund import PUBLISHED
-from revcurse.config import to_dict, to_yaml
-from revcurse.evaluate import (
-    CausalLM,
-    EvalConfig,
-    answer_tokens,
-    rank_candidates,
-    starts_with,
-    summarize,
-)
+from revcurse.config import check, to_dict
+from revcurse.evaluate import EvalConfig, answer_tokens, rank_candidates, starts_with, summarize
 from revcurse.facts import DataError, Problem, read_records
-from revcurse.model import TinyModelConfig, count_parameters, make_model
-from revcurse.results import (
-    default_run_dir,
-    mean_row,
-    render,
-    results_table,
-    run_directory,
-    write_results,
-)
+from revcurse.lm.causal import CausalLM
+from revcurse.lm.models import count_parameters, device, make_model
+from revcurse.lm.tiny import TinyModelConfig
+from revcurse.recipes.run import announce, finished, opened_run, with_output_dir
+from revcurse.results import render, results_table, write_results
+from revcurse.stats import mean_row
 
 DEFAULT_DATA = PUBLISHED / "exp2" / "parent_child_pairs.csv"
 COLUMNS = ("child", "parent", "parent_type")
@@ -81,6 +70,9 @@ class PairsConfig:
     model: str = "tiny"  # tiny (untrained: a smoke test), smollm2-135m, a hub id, folder or .gguf
     tiny: TinyModelConfig = field(default_factory=lambda: TinyModelConfig(max_len=256))
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(batch_size=32, max_candidates=10))
+
+    def __post_init__(self) -> None:
+        check(self.limit >= 0, "limit", f"must be 0 (all) or more, got {self.limit}")
 
 
 @dataclass(frozen=True)
@@ -170,22 +162,17 @@ def draw_candidates(asked: Sequence[Question], max_candidates: int, seed: int) -
 def run_pairs(config: PairsConfig, console: Console | None = None) -> Path:
     """Ask every pair both ways; returns the finished run directory."""
     console = console or Console(stderr=True)
-    if config.limit < 0:
-        raise ValueError(f"--limit must be 0 (all) or more, got {config.limit}")
     pairs = load_pairs(config.data)
     asked = questions(pairs, pairs[: config.limit or None])
     prompts = [(FEW_SHOT if config.few_shot else "") + f"Q: {q.text}\nA:" for q in asked]
     candidates = draw_candidates(asked, config.eval.max_candidates, config.seed)
-    output_dir = config.output_dir or default_run_dir("pairs")
-    with run_directory(output_dir) as scratch:
-        (scratch / "config.yaml").write_text(to_yaml(config), encoding="utf-8")
+    config = with_output_dir(config, "pairs")
+    with opened_run(config) as scratch:
         texts = [*prompts, *(c for cands in candidates for c in cands)]
         model, tokenizer = make_model(config.model, config.tiny, texts, config.seed)
-        model.to(PartialState().device)
-        console.print(
-            f"[bold]revcurse pairs[/]: {len(asked) // 2} of {len(pairs)} pairs, asked both ways; "
-            f"model {config.model}, {count_parameters(model):,} parameters"
-        )
+        model.to(device())
+        what = f"{len(asked) // 2} of {len(pairs)} pairs, asked both ways"
+        announce(console, "pairs", what, config.model, count_parameters(model))
         start = time.perf_counter()
         lm = CausalLM(model, tokenizer, config.eval.batch_size, config.progress)
         max_new = answer_tokens(tokenizer, [" " + q.target for q in asked], config.eval)
@@ -216,12 +203,11 @@ def run_pairs(config: PairsConfig, console: Console | None = None) -> Path:
         write_results(
             scratch,
             rows,
-            samples,
             text,
+            samples,
             config=to_dict(config),
             pairs={"asked": len(asked) // 2, "in_file": len(pairs)},
             eval={"seconds": seconds, "questions": len(asked)},
         )
-    print(text, end="")
-    console.print(f"results: {output_dir}/results.json (eval {seconds:.0f} s)")
-    return output_dir
+    finished(console, text, config.output_dir, f"eval {seconds:.0f} s")
+    return config.output_dir

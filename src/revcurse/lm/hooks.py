@@ -1,6 +1,7 @@
 """Reading and rewriting hidden states through the standard transformers modules.
 
-    revcurse analyze runs/demo-20261126-093000   # every analysis runs the model through these
+    revcurse analyze runs/demo-20261126-093000   # the analyses read the model through these
+    revcurse compare --methods baseline,rome      # and the weight edits write through them
 
 Only the names every Llama-style causal LM in transformers shares are used:
 `model.model.layers[i]` (its output is the residual stream after layer i), its `.mlp` and
@@ -12,12 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
-from transformers import PreTrainedModel
 
-from revcurse.train import collate
+from revcurse.lm.batching import collate, spans
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 K = TypeVar("K", bound=Hashable)
 
@@ -33,12 +36,6 @@ def decoder_layers(model: PreTrainedModel) -> list[torch.nn.Module]:
 def module_of(model: PreTrainedModel, kind: str, layer: int) -> torch.nn.Module:
     block = decoder_layers(model)[layer]
     return {"hidden": block, "mlp": block.mlp, "attn": block.self_attn}[kind]
-
-
-def spans(n: int, size: int) -> Iterator[slice]:
-    """Consecutive slices of at most `size` items covering range(n): one forward pass each."""
-    for start in range(0, n, size):
-        yield slice(start, start + size)
 
 
 @contextmanager
@@ -116,7 +113,7 @@ def residual_stream(
     streams = dict(enumerate([model.get_input_embeddings(), *decoder_layers(model)]))
     out = []
     for part in spans(len(sequences), batch_size):
-        # Right-padded (train.collate), so the padding's id never reaches a real position.
+        # Right-padded (batching.collate), so the padding's id never reaches a real position.
         batch = collate([(s, s) for s in sequences[part]], pad_id=0)
         with captured_outputs(streams) as captured:
             model.model(

@@ -18,7 +18,6 @@ last checkpoint, with its saved config, to exactly the results of an uninterrupt
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -26,19 +25,15 @@ from pathlib import Path
 
 from rich.console import Console
 
-from revcurse.config import load_yaml, to_dict, to_yaml
-from revcurse.evaluate import CausalLM, EvalConfig, evaluate
+from revcurse.config import load_yaml, to_dict
+from revcurse.evaluate import EvalConfig, evaluate
 from revcurse.facts import expand, load_facts, load_templates, write_records
-from revcurse.model import TinyModelConfig, count_parameters, make_model, save_checkpoint
-from revcurse.pretrained import chat_formatted
-from revcurse.results import (
-    default_run_dir,
-    render,
-    results_table,
-    run_directory,
-    train_record,
-    write_results,
-)
+from revcurse.lm.causal import CausalLM
+from revcurse.lm.chat import chat_formatted
+from revcurse.lm.models import count_parameters, make_model, save_checkpoint
+from revcurse.lm.tiny import TinyModelConfig
+from revcurse.recipes.run import announce, finished, opened_run, with_output_dir
+from revcurse.results import render, results_table, train_record, write_results
 from revcurse.train import TrainConfig, train
 from revcurse.world import TEMPLATES, WorldConfig, generate_facts
 
@@ -72,10 +67,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
             load_facts(config.facts) if config.facts else generate_facts(config.world, config.seed)
         )
         templates = load_templates(config.templates) if config.templates else TEMPLATES
-        # Where the run will be, recorded in its config: --resume finishes it there.
-        config = dataclasses.replace(
-            config, output_dir=config.output_dir or default_run_dir("demo")
-        )
+        config = with_output_dir(config, "demo")  # recorded in config.yaml: --resume goes there
     train_examples, test_examples = expand(facts, templates, config.world.teach_test_phrasings)
     if not train_examples or not test_examples:
         source = config.templates or "the templates"
@@ -84,12 +76,9 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
             f"(got {len(train_examples)} train and {len(test_examples)} test examples)"
         )
     output_dir = config.output_dir
-    with run_directory(output_dir, resumable=True) as scratch:
-        if partial:
-            scratch.rmdir()
-            partial.rename(scratch)  # the killed run's files, its training checkpoint among them
-        else:
-            (scratch / "config.yaml").write_text(to_yaml(config), encoding="utf-8")
+    # With --resume: the killed run's files, its training checkpoint among them
+    with opened_run(config, resume=partial, resumable=True) as scratch:
+        if not partial:
             write_records(scratch / "world" / "facts.jsonl", facts)
             write_records(scratch / "world" / "templates.jsonl", templates)
 
@@ -98,10 +87,11 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
         if config.chat_template:
             train_examples = chat_formatted(train_examples, tokenizer)
             test_examples = chat_formatted(test_examples, tokenizer)
-        console.print(
-            f"[bold]revcurse demo[/]: {len(facts)} facts, {len(train_examples)} training and "
-            f"{len(test_examples)} test examples; model {count_parameters(model):,} parameters"
+        what = (
+            f"{len(facts)} facts, {len(train_examples)} training and "
+            f"{len(test_examples)} test examples"
         )
+        announce(console, "demo", what, config.model, count_parameters(model))
         console.print(  # one unwrapped line: the path is there to copy
             f"partial run: {scratch} (if killed: revcurse demo --resume {scratch})",
             soft_wrap=True,
@@ -130,14 +120,13 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
         write_results(
             scratch,
             rows,
-            samples,
             table,
+            samples,
             config=to_dict(config),
             train=train_record(trained, len(train_examples)),
             eval={"seconds": eval_seconds, "examples": len(test_examples)},
         )
         shutil.rmtree(scratch / "checkpoint", ignore_errors=True)  # the run is complete
-    print(table, end="")
     timing = f"train {trained.seconds:.0f} s, eval {eval_seconds:.0f} s"
-    console.print(f"results: {output_dir}/results.json ({timing})")
+    finished(console, table, output_dir, timing)
     return output_dir

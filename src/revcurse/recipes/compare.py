@@ -1,0 +1,148 @@
+"""Every remedy on the same world, with the same training budget, over several seeds.
+
+    revcurse compare --seeds 3 --output-dir runs/compare
+
+For each seed: a fresh controlled world (facts plus reading documents), one shared
+tokenizer, and each method from revcurse.remedies: the trained ones start from the same
+weights (the tiny reader, or a pretrained model) and train for the same steps on the same
+base corpus plus their own additions; the prompting ones and the edits reuse the baseline
+model. All are scored by the same evaluator on the same held-out questions. Seeds, and
+the methods that train their own model, run side by side in worker processes (one per
+core by default: a tiny model uses two threads poorly; revcurse.recipes.compare_units).
+The run directory gets the per-seed and aggregated rows (results.json), every answer
+(samples.jsonl), the table, a bar chart (chart.png) and report.md with training time and
+estimated training FLOPs (revcurse.report).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from revcurse.config import ConfigError, check, to_dict
+from revcurse.evaluate import EvalConfig
+from revcurse.facts import GROUPS, write_records
+from revcurse.lm.tiny import TinyModelConfig
+from revcurse.reader import ReaderConfig
+from revcurse.recipes.compare_units import (
+    MethodRun,
+    build_setting,
+    run_units,
+    starting_point,
+    work_units,
+    worker_count,
+)
+from revcurse.recipes.run import finished, opened_run, with_output_dir
+from revcurse.remedies import RemedyConfig, parse_methods
+from revcurse.report import chart, report, summarize_costs
+from revcurse.results import METRICS, render, results_table, write_results
+from revcurse.stats import aggregate
+from revcurse.train import TrainConfig
+from revcurse.world import WorldConfig
+
+
+@dataclass
+class CompareConfig:
+    output_dir: Path | None = None  # run directory; default runs/compare-<timestamp>
+    seeds: int = 3  # independent worlds and initialisations; CIs are across seeds
+    seed: int = 0  # the first seed; the others follow it
+    methods: str = "all"  # comma-separated methods, or all (see revcurse.remedies)
+    progress: bool = True  # progress bars on stderr
+    workers: int = 0  # processes running seeds and methods side by side; 0: one per core (tiny)
+    world: WorldConfig = field(default_factory=lambda: WorldConfig(facts_per_group=30))
+    model: str = "tiny"  # tiny (from scratch) or a pretrained model, as in revcurse demo
+    chat_template: bool = False  # instruct models: pose prompts in the tokenizer's chat template
+    tiny: TinyModelConfig = field(default_factory=lambda: TinyModelConfig(max_len=128))
+    # From the reader: ~16 passes over the fact sentences. The cosine decay lets 400 steps of
+    # 32 learn what 1000 of 64 at a constant rate did (bidirectional 1.00 either way)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(steps=400, batch_size=32, decay="cosine")
+    )
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    remedies: RemedyConfig = field(default_factory=RemedyConfig)
+    reader: ReaderConfig = field(default_factory=ReaderConfig)  # tiny: learns to read first
+
+    def __post_init__(self) -> None:
+        check(self.seeds >= 1, "seeds", f"must be at least 1, got {self.seeds}")
+        check(self.workers >= 0, "workers", f"must be 0 (auto) or more, got {self.workers}")
+        try:
+            parse_methods(self.methods, pretrained=self.model != "tiny")
+        except ValueError as error:  # its message names --methods already
+            raise ConfigError("methods", str(error).removeprefix("--methods: ")) from None
+
+
+def run_compare(config: CompareConfig, console: Console | None = None) -> Path:
+    console = console or Console(stderr=True)
+    start = time.perf_counter()
+    methods = parse_methods(config.methods, pretrained=config.model != "tiny")
+    seeds = range(config.seed, config.seed + config.seeds)
+    units = work_units(methods, seeds)
+    workers = worker_count(config, len(units))
+    config = with_output_dir(config, "compare")
+    initial = starting_point(config, console)
+    runs: dict[tuple[int, str], MethodRun] = {}
+    with opened_run(config) as folder:
+        for seed in seeds:
+            setting = build_setting(config, seed, folder, initial)
+            write_records(folder / "world" / f"facts-seed{seed}.jsonl", setting.facts)
+            console.print(
+                f"[bold]seed {seed}[/]: {len(setting.facts)} facts, "
+                f"{len(setting.train_examples)} fact sentences + {len(setting.reading)} reading "
+                f"documents, {len(setting.test_examples)} questions"
+            )
+        if workers > 1:
+            console.print(f"{len(units)} units of work on {workers} worker processes")
+        for run in run_units(config, units, folder, initial, workers):
+            runs[run.seed, run.method] = run
+            console.print(f"  {run.summary}")
+        ordered = [runs[seed, method] for seed in seeds for method in methods]
+        table = write_outputs(
+            folder,
+            config,
+            [row for run in ordered for row in run.rows],
+            [sample for run in ordered for sample in run.samples],
+            [run.cost for run in ordered],
+        )
+    finished(console, table, config.output_dir, f"{time.perf_counter() - start:.0f} s", "report.md")
+    return config.output_dir
+
+
+def setup(config: CompareConfig) -> str:
+    """What was compared, in words (report.md's first paragraph)."""
+    start = "the tiny reader" if config.model == "tiny" else config.model
+    return (
+        f"{config.seeds} seed(s) from {config.seed}; "
+        f"{config.world.facts_per_group} facts per group ({', '.join(GROUPS)}), "
+        f"{config.remedies.reading_documents} reading documents; every "
+        f"trained method: {config.train.steps} steps of {config.train.batch_size} sequences "
+        f"({config.train.decay} decay) from {start}."
+    )
+
+
+def write_outputs(
+    folder: Path,
+    config: CompareConfig,
+    seed_rows: list[dict],
+    samples: list[dict],
+    costs: list[dict],
+) -> str:
+    """Aggregate the per-seed rows and write the table, chart, report and results; returns
+    the table as printed."""
+    rows = aggregate([{k: v for k, v in r.items() if k != "seed"} for r in seed_rows])
+    main = [r for r in rows if r["metric"] in METRICS]
+    extra = [r for r in rows if r["metric"] not in METRICS]
+    table = render(results_table(main, f"revcurse compare, {config.seeds} seed(s)"))
+    if extra:
+        names = tuple(dict.fromkeys(r["metric"] for r in extra))
+        table += render(results_table(extra, "remedy-specific measurements", names), width=200)
+    chart(rows, folder / "chart.png")
+    (folder / "report.md").write_text(
+        report(setup(config), rows, summarize_costs(costs)), encoding="utf-8"
+    )
+    write_results(
+        folder, rows, table, samples, seed_rows=seed_rows, costs=costs, config=to_dict(config)
+    )
+    return table

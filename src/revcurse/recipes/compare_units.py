@@ -1,0 +1,213 @@
+"""`revcurse compare`'s units of work: one seed's setting, its methods, here or on workers.
+
+    revcurse compare --workers 2   # the units of work, side by side on two processes
+
+A unit is one seed's methods that share its baseline model, or one method that trains its
+own model (revcurse.remedies.Remedy.own_model); units run in this process, or spread over
+spawned worker processes that each get an equal share of torch's threads.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from rich.console import Console
+from tqdm.auto import tqdm
+
+from revcurse.context import reading_documents
+from revcurse.evaluate import evaluate
+from revcurse.facts import expand
+from revcurse.lm.pretrained import load_pretrained
+from revcurse.lm.tokenizer import build_word_tokenizer
+from revcurse.reader import load_or_train_reader
+from revcurse.remedies import REMEDIES
+from revcurse.remedies.reverse_training import SEGMENT_MARKER
+from revcurse.remedies.setting import Setting
+from revcurse.world import TEMPLATES, generate_facts, vocabulary
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from revcurse.recipes.compare import CompareConfig
+
+Start = tuple["PreTrainedModel", "PreTrainedTokenizerBase"]  # the start weights and tokenizer
+
+
+def starting_point(config: CompareConfig, console: Console | None = None) -> Start:
+    """The weights every causal remedy starts from: the pretrained model, or for `tiny` the
+    cached reader (revcurse.reader) with the tokenizer of the world's whole vocabulary."""
+    if config.model != "tiny":
+        return load_pretrained(config.model)
+    tokenizer = build_word_tokenizer([*vocabulary(), SEGMENT_MARKER])
+    reader = load_or_train_reader(config.reader, config.tiny, tokenizer, config.progress, console)
+    return reader, tokenizer
+
+
+def build_setting(
+    config: CompareConfig,
+    seed: int,
+    workdir: Path,
+    start: Start,
+) -> Setting:
+    """One seed's world. A tiny model keeps reading its reading documents while it learns the
+    facts; a pretrained one only uses them as generic text (edit statistics, perplexity)."""
+    facts = generate_facts(config.world, seed)
+    train, test = expand(facts, TEMPLATES, config.world.teach_test_phrasings)
+    reading = reading_documents(
+        config.remedies.reading_documents, config.remedies.distractors, TEMPLATES, facts, seed
+    )
+    model, tokenizer = start
+    return Setting(
+        facts=facts,
+        templates=list(TEMPLATES),
+        train_examples=train,
+        test_examples=test,
+        reading=reading,
+        tokenizer=tokenizer,
+        start=model,
+        seed=seed,
+        workdir=workdir,
+        tiny=config.tiny,
+        train=config.train,
+        eval=config.eval,
+        remedies=config.remedies,
+        progress=config.progress,
+        pretrained=config.model != "tiny",
+        chat_template=config.chat_template,
+    )
+
+
+@dataclass
+class MethodRun:
+    """One method on one seed: its result rows, answers, cost and a one-line summary."""
+
+    method: str
+    seed: int
+    rows: list[dict]
+    samples: list[dict]
+    cost: dict
+    summary: str
+
+
+def run_methods(setting: Setting, methods: Sequence[str]) -> Iterator[MethodRun]:
+    """Apply and score each method on one seed's setting, in order (later ones may reuse the
+    baseline model an earlier one trained), each run as soon as it is done."""
+    for method in methods:
+        start = time.perf_counter()
+        treatment = REMEDIES[method].apply(setting)
+        test = setting.ask(treatment.test or setting.test_examples)
+        rows, samples = evaluate(treatment.lm, test, setting.eval, method, setting.seed)
+        seconds = time.perf_counter() - start
+        cost = {
+            "method": method,
+            "seed": setting.seed,
+            "train_seconds": treatment.cost.seconds,
+            "train_tokens": treatment.cost.tokens,
+            "train_flops": treatment.cost.flops,
+            "final_loss": treatment.cost.losses[-1],
+            "wall_seconds": seconds,
+        }
+        one_way = [r for r in rows if r["metric"] == "exact_match" and r["group"] != "both"]
+        summary = ", ".join(f"{r['group']} {r['direction']} {r['value']:.2f}" for r in one_way)
+        yield MethodRun(
+            method,
+            setting.seed,
+            [{**r, "seed": setting.seed} for r in [*rows, *treatment.rows]],
+            [{**s, "seed": setting.seed} for s in samples],
+            cost,
+            f"seed {setting.seed} {method:<16} {summary}  ({seconds:.0f} s)",
+        )
+
+
+def work_units(methods: Sequence[str], seeds: Sequence[int]) -> list[tuple[int, list[str]]]:
+    """What can run side by side: per seed, the methods that share its baseline model
+    together, and each method that trains its own model from the start alone; largest first."""
+    shared = [m for m in methods if not REMEDIES[m].own_model]
+    units = [(seed, shared) for seed in seeds if shared]
+    return units + [(seed, [m]) for m in methods if REMEDIES[m].own_model for seed in seeds]
+
+
+def worker_count(config: CompareConfig, units: int) -> int:
+    """--workers, or by default one process per core (torch's threads) for the tiny model;
+    one for a pretrained model, whose every process would hold its own copy."""
+    wanted = config.workers or (torch.get_num_threads() if config.model == "tiny" else 1)
+    return max(1, min(wanted, units))
+
+
+_worker_start: Start | None = None
+
+
+def _start_worker(start: Start, threads: int) -> None:
+    global _worker_start
+    torch.set_num_threads(threads)  # the cores are shared out among the workers
+    _worker_start = start
+
+
+def _run_in_worker(
+    config: CompareConfig, seed: int, methods: list[str], workdir: Path
+) -> list[MethodRun]:
+    """One unit of work in a worker process, whose starting point came with _start_worker."""
+    assert _worker_start is not None, "a worker process starts with _start_worker"
+    setting = build_setting(config, seed, workdir, _worker_start)
+    return list(run_methods(setting, methods))
+
+
+@contextmanager
+def children_ignore_ctrl_c() -> Iterator[None]:
+    """Processes started in this block ignore Ctrl-C (an ignored signal stays ignored across
+    exec), so it stops only this process, which ends them: no half-imported worker prints a
+    traceback. A no-op outside the main thread, where signals cannot be set."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_units(
+    config: CompareConfig,
+    units: list[tuple[int, list[str]]],
+    workdir: Path,
+    start: Start,
+    workers: int,
+) -> Iterator[MethodRun]:
+    """Every method's run: in this process, each as it is done, or spread over `workers`
+    processes that each get an equal share of the threads (small models use many threads
+    poorly), a unit's runs as the unit is done."""
+    if workers == 1:
+        for seed, methods in units:
+            setting = build_setting(config, seed, workdir, start)
+            yield from run_methods(setting, methods)
+        return
+    threads = max(1, torch.get_num_threads() // workers)
+    quiet = replace(config, progress=False)  # one bar here instead of one per worker
+    spawn = multiprocessing.get_context("spawn")  # fork is unsafe once torch has threads
+    others = set(multiprocessing.active_children())
+    with ProcessPoolExecutor(workers, spawn, _start_worker, (start, threads)) as pool:
+        with children_ignore_ctrl_c():  # the workers start as the units are submitted
+            futures = [pool.submit(_run_in_worker, quiet, *unit, workdir) for unit in units]
+        pool_processes = set(multiprocessing.active_children()) - others
+        bar = tqdm(total=len(futures), desc="compare", unit="unit", disable=not config.progress)
+        try:
+            for future in as_completed(futures):
+                bar.update()
+                yield from future.result()
+        except BaseException:  # an error, or Ctrl-C here: the other units stop now
+            for process in pool_processes:
+                process.terminate()
+            raise
+        finally:
+            bar.close()

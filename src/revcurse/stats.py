@@ -1,0 +1,140 @@
+"""Result rows and their statistics: one row per method, group, direction and metric.
+
+    revcurse compare --seeds 3   # per-seed rows, then `aggregate` across the seeds
+
+Each row is {"method", "group", "direction", "metric", "value", "n", "ci_low", "ci_high"}:
+a proportion with its Wilson interval, a mean with its t interval, a p-value, and the
+across-seed aggregate of any of them. scipy is imported by the functions that use it, so
+that the command line can import the stages without loading it.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+CONFIDENCE = 0.95
+
+
+def row(
+    method: str,
+    group: str,
+    direction: str,
+    metric: str,
+    value: float | None,
+    n: int,
+    ci: tuple[float, float] | None,
+) -> dict[str, Any]:
+    def clean(x: float | None) -> float | None:  # JSON has no NaN
+        return None if x is None or not math.isfinite(x) else float(x)
+
+    low, high = ci if ci else (None, None)
+    return {
+        "method": method,
+        "group": group,
+        "direction": direction,
+        "metric": metric,
+        "value": clean(value),
+        "n": n,
+        "ci_low": clean(low),
+        "ci_high": clean(high),
+    }
+
+
+def proportion_row(
+    method: str, group: str, direction: str, metric: str, hits: Sequence[bool]
+) -> dict:
+    """Share of hits with a Wilson score interval (sound near 0 and 1, where the curse lives)."""
+    from scipy import stats
+
+    k, n = sum(bool(h) for h in hits), len(hits)
+    ci = stats.binomtest(k, n).proportion_ci(CONFIDENCE, method="wilson")
+    return row(method, group, direction, metric, k / n, n, (ci.low, ci.high))
+
+
+def mean_row(method: str, group: str, direction: str, metric: str, values: Sequence[float]) -> dict:
+    """Mean with a t interval."""
+    from scipy import stats
+
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return row(method, group, direction, metric, mean, n, None)
+    ci = stats.ttest_1samp(values, 0.0).confidence_interval(CONFIDENCE)
+    return row(method, group, direction, metric, mean, n, (ci.low, ci.high))
+
+
+def p_value_row(
+    method: str, group: str, direction: str, metric: str, a: Sequence[float], b: Sequence[float]
+) -> dict:
+    """Two-sided paired t-test of a against b (Berglund et al.'s log-likelihood test)."""
+    from scipy import stats
+
+    p = stats.ttest_rel(a, b).pvalue if len(a) > 1 else None
+    return row(method, group, direction, metric, p, len(a), None)
+
+
+def ks_row(
+    method: str, group: str, direction: str, metric: str, a: Sequence[float], b: Sequence[float]
+) -> dict:
+    """Two-sample Kolmogorov-Smirnov test: do a and b come from the same distribution?"""
+    from scipy import stats
+
+    p = stats.ks_2samp(a, b).pvalue if a and b else None
+    return row(method, group, direction, metric, p, len(a), None)
+
+
+PROPORTIONS = (
+    "exact_match",
+    "rank_acc",
+    "reliability",
+    "generalization",
+    "control_exact_match",
+    "locality",
+    "teacher_accuracy",
+    "teacher_agreed",
+)
+
+
+def is_proportion(metric: str) -> bool:
+    return metric in PROPORTIONS or metric.startswith("retrieval_recall")
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+    """One row per method, group, direction and metric: the mean over seeds with a t interval
+    across seeds (with one seed, that run's own interval); p-values combined by Fisher."""
+    from scipy import stats
+
+    by_key: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_key[(row["method"], row["group"], row["direction"], row["metric"])].append(row)
+    out = []
+    for (method, group, direction, metric), runs in by_key.items():
+        values = [r["value"] for r in runs if r["value"] is not None]
+        row = {
+            "method": method,
+            "group": group,
+            "direction": direction,
+            "metric": metric,
+            "value": None,
+            "n": sum(r["n"] for r in runs),
+            "ci_low": None,
+            "ci_high": None,
+        }
+        if metric == "p_value" and values:
+            row["value"] = float(stats.combine_pvalues(values, method="fisher").pvalue)
+        elif len(values) == 1:
+            row.update(value=values[0], ci_low=runs[0]["ci_low"], ci_high=runs[0]["ci_high"])
+        elif values:
+            mean = statistics.fmean(values)
+            half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1) * stats.sem(values)
+            spread = 0.0 if half != half else float(half)  # identical values: sem is 0 or nan
+            low, high = mean - spread, mean + spread
+            if is_proportion(metric):  # a share's interval stays inside [0, 1]
+                low, high = max(0.0, low), min(1.0, high)
+            row.update(value=mean, ci_low=low, ci_high=high)
+        out.append(row)
+    return out
