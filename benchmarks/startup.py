@@ -1,11 +1,13 @@
-"""How fast a bad option is refused, against the time of importing torch, side by side.
+"""Start-up of revcurse's commands against the time of importing torch, side by side.
 
-    .venv/bin/python benchmarks/startup.py      # ~15 s: 3 runs of each, fresh processes
+    .venv/bin/python benchmarks/startup.py      # ~30 s: 5 fresh processes of each
 
-`revcurse compare --train.decay nope` must exit with status 2, leave no run directory and
-take less than twice `python -c "import torch"` (the options are checked when the config is
-built, before the reader is loaded or anything trained). Prints the median of each, the
-ratio and whether it meets the target; exits 1 when it does not.
+- `revcurse --help` and `revcurse facts validate` on a small file import no torch: each must
+  take less than a third of `python -c "import torch"`;
+- `revcurse compare --train.decay nope` must exit with status 2, leave no run directory and
+  take less than twice `import torch` (the options are checked when the config is built,
+  before the reader is loaded or anything trained).
+Prints the median of each, its ratio and whether it meets its target; exits 1 if one does not.
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-TARGET = 2.0  # bad option / import torch
-RUNS = 3  # fresh processes each; the median evens out a busy core
+RUNS = 5  # fresh processes each, interleaved; the median evens out a busy core
 REVCURSE = str(Path(sys.executable).parent / "revcurse")
 
 
@@ -29,21 +30,49 @@ def timed(command: list[str]) -> tuple[float, subprocess.CompletedProcess]:
 
 
 def main() -> None:
-    out = Path(tempfile.mkdtemp()) / "never"
-    bad = [REVCURSE, "compare", "--train.decay", "nope", "--output-dir", str(out)]
-    torch_times, bad_times = [], []
-    for _ in range(RUNS):  # interleaved, so both see the same machine
-        torch_times.append(timed([sys.executable, "-c", "import torch"])[0])
-        seconds, done = timed(bad)
-        bad_times.append(seconds)
-        if done.returncode != 2 or out.exists():
-            sys.exit(f"bad option: exit {done.returncode}, run dir left: {out.exists()}")
-    torch_s, bad_s = statistics.median(torch_times), statistics.median(bad_times)
-    ratio = bad_s / torch_s
-    print(f"import torch: {torch_s:.2f} s; compare --train.decay nope: {bad_s:.2f} s (exit 2)")
-    verdict = "meets" if ratio < TARGET else "MISSES"
-    print(f"ratio {ratio:.2f}x import torch, target < {TARGET:.1f}x: {verdict}")
-    sys.exit(0 if ratio < TARGET else 1)
+    folder = Path(tempfile.mkdtemp())
+    facts = folder / "facts.jsonl"
+    facts.write_text(
+        "".join(
+            f'{{"group": "p2d", "a": "Person {i}", "b": "the keeper of lighthouse {i}"}}\n'
+            for i in range(15)
+        )
+    )
+    never = folder / "never"
+    checks = {  # name: (command, target ratio to import torch, expected exit status)
+        "revcurse --help": ([REVCURSE, "--help"], 1 / 3, 0),
+        "revcurse facts validate (15 lines)": (
+            [REVCURSE, "facts", "validate", str(facts)],
+            1 / 3,
+            0,
+        ),
+        "revcurse compare --train.decay nope": (
+            [REVCURSE, "compare", "--train.decay", "nope", "--output-dir", str(never)],
+            2.0,
+            2,
+        ),
+    }
+    times: dict[str, list[float]] = {name: [] for name in ["import torch", *checks]}
+    for _ in range(RUNS):
+        times["import torch"].append(timed([sys.executable, "-c", "import torch"])[0])
+        for name, (command, _, status) in checks.items():
+            seconds, done = timed(command)
+            if done.returncode != status or never.exists():
+                sys.exit(f"{name}: exit {done.returncode} (expected {status}): {done.stderr}")
+            times[name].append(seconds)
+    torch_s = statistics.median(times["import torch"])
+    print(f"import torch: {torch_s:.2f} s (median of {RUNS})")
+    ok = True
+    for name, (_, target, _) in checks.items():
+        seconds = statistics.median(times[name])
+        ratio = seconds / torch_s
+        meets = ratio < target
+        ok &= meets
+        verdict = "meets" if meets else "MISSES"
+        print(
+            f"{name}: {seconds:.2f} s = {ratio:.2f}x import torch, target < {target:.2f}x:", verdict
+        )
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":

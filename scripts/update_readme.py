@@ -285,20 +285,19 @@ def analyze_block(run_dir: Path) -> str:
 # ---------------------------------------------------------------------------- compare
 
 
-def changed_options(config: dict[str, Any], default: dict[str, Any], prefix: str = "") -> list[str]:
+def changed_options(config: dict[str, Any], default: dict[str, Any]) -> list[str]:
     """The command-line options that turn `default` into `config` (run folders aside)."""
+    from revcurse.config import changed_leaves, option_name
+
     options = []
-    for key, value in config.items():
-        if key in ("output_dir", "progress", "cache_dir"):
+    for path, value in changed_leaves(config, default):
+        if path[-1] in ("output_dir", "progress", "cache_dir"):
             continue
-        if isinstance(value, dict):
-            options += changed_options(value, default[key], f"{prefix}{key}.")
-        elif value != default[key]:
-            flag = f"--{prefix}{key}".replace("_", "-")
-            if isinstance(value, bool):
-                options.append(flag if value else flag.replace("--", "--no-", 1))
-            else:
-                options.append(f"{flag} {value}")
+        flag = option_name(path)
+        if isinstance(value, bool):
+            options.append(flag if value else flag.replace("--", "--no-", 1))
+        else:
+            options.append(f"{flag} {value}")
     return options
 
 

@@ -4,6 +4,7 @@ modules stay small, the command line starts without the heavy libraries, help is
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +14,13 @@ from typer.testing import CliRunner
 
 from revcurse.cli import app
 from revcurse.config import _leaves, option_name
+from revcurse.facts import dumps_records
 from revcurse.recipes.analyze import AnalyzeConfig
 from revcurse.recipes.berglund import BerglundConfig
 from revcurse.recipes.compare import CompareConfig
 from revcurse.recipes.demo import DemoConfig
 from revcurse.recipes.pairs import PairsConfig
+from revcurse.world import WorldConfig, generate_facts
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "revcurse"
 MODULES = sorted(PACKAGE.rglob("*.py"))
@@ -53,7 +56,7 @@ def test_imports_run_one_way():
     for path in MODULES:
         name, deps = module_name(path), imported(path)
         if name.startswith("revcurse.lm"):
-            allowed = ("revcurse.lm", "revcurse.config", "revcurse.facts")
+            allowed = ("revcurse.lm", "revcurse.config", "revcurse.facts", "revcurse.progress")
             assert all(d.startswith(allowed) for d in deps), (name, deps)
         if name.startswith("revcurse.remedies"):
             assert not any(d.startswith("revcurse.analysis") for d in deps), (name, deps)
@@ -100,3 +103,77 @@ def test_help_shows_every_option_whole_in_80_columns(command, config):
     for path, *_ in _leaves(config()):
         flag = option_name(path)
         assert any(line.lstrip().startswith(flag) for line in lines), flag
+
+
+def test_nothing_a_user_gives_is_unpickled():
+    """Checkpoints load with weights_only=True; no module unpickles anything."""
+    for path in MODULES:
+        text = path.read_text(encoding="utf-8")
+        assert "weights_only=False" not in text, path
+        assert "import pickle" not in text and "pickle.load" not in text, path
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """`revcurse ARGS` in a fresh process whose stderr is a pipe, not a terminal."""
+    command = [sys.executable, "-c", "from revcurse.cli import main; main()", *args]
+    return subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, **env}, timeout=300
+    )
+
+
+def test_facts_commands_load_no_torch_and_need_no_writable_home(tmp_path):
+    (tmp_path / "facts.jsonl").write_text(dumps_records(generate_facts(WorldConfig(2), 0)))
+    code = (
+        "import sys; from revcurse.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as done:\n"
+        "    print(sorted(m for m in ('torch', 'transformers', 'matplotlib') if m in sys.modules),"
+        " done.code)"
+    )
+    home = str(tmp_path / "facts.jsonl" / "home")  # inside a file: nothing can be made there
+    done = subprocess.run(
+        [sys.executable, "-c", code, "facts", "validate", str(tmp_path / "facts.jsonl")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HOME": home, "MPLCONFIGDIR": home, "XDG_CACHE_HOME": home},
+    )
+    assert done.stdout.splitlines() == [f"{tmp_path / 'facts.jsonl'}: ok (6 facts)", "[] 0"]
+    assert done.stderr == ""
+
+
+def test_an_unexpected_error_is_one_line_and_a_log(tmp_path, monkeypatch, capsys):
+    import revcurse.cli
+    import revcurse.recipes.facts
+
+    def broken(path):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(revcurse.recipes.facts, "validate", broken)
+    monkeypatch.setattr(revcurse.cli, "LOGS", tmp_path / "logs")
+    monkeypatch.setattr(sys, "argv", ["revcurse", "facts", "validate", "x.jsonl"])
+    with pytest.raises(SystemExit) as done:
+        revcurse.cli.main()
+    assert done.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "revcurse: internal error: KeyError: 'a bug'"
+    [log] = (tmp_path / "logs").iterdir()
+    assert f"the traceback is in {log}" in lines[1] and len(lines) == 2
+    assert "Traceback" in log.read_text() and "a bug" in log.read_text()
+
+
+def test_progress_in_a_log_is_a_line_every_few_percent(tmp_path):
+    done = run_cli(
+        "demo",
+        "--output-dir",
+        str(tmp_path / "run"),
+        "--world.facts-per-group",
+        "4",
+        "--train.steps",
+        "200",
+        "--train.batch-size",
+        "16",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stderr
+    train = [line for line in done.stderr.splitlines() if line.startswith("train:")]
+    assert 15 <= len(train) <= 25, train  # a line per 5% of 200 steps, not one per step
+    assert train[-1].startswith("train: 100%")

@@ -48,6 +48,9 @@ def test_corrupt_gguf_is_a_one_line_error(tmp_path):
     pytest.importorskip("gguf")
     gguf = tmp_path / "broken.gguf"
     gguf.write_bytes(b"not a gguf file at all")
+    with pytest.raises(ModelNotFound, match="not a GGUF file"):  # told before loading
+        load_pretrained(str(gguf))
+    gguf.write_bytes(b"GGUF, then nothing a reader can use")
     with pytest.raises(ModelNotFound, match="cannot load"):
         load_pretrained(str(gguf))
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -35,7 +37,7 @@ def test_training_resumed_mid_epoch_matches_an_uninterrupted_run(small_world, tm
 
     whole_model, whole = run(12)
     run(6, tmp_path)  # as if killed after its step-6 checkpoint, halfway through an epoch
-    saved = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    saved = torch.load(tmp_path / CHECKPOINT, weights_only=True)  # no pickle in a checkpoint
     assert saved["progress"]["losses"] == whole.losses[:6]
     resumed_model, resumed = run(12, tmp_path)
     assert resumed.losses == whole.losses and resumed.tokens == whole.tokens
@@ -50,36 +52,134 @@ def _results(run_dir):
     return results["rows"], {k: results["train"][k] for k in ("final_loss", "steps", "tokens")}
 
 
-def test_demo_killed_by_sigkill_resumes_to_identical_results(tmp_path):
-    quick = ["--no-progress", "--world.facts-per-group", "8", "--train.batch-size", "32"]
-    args = [*quick, "--train.steps", "200", "--train.checkpoint-every", "20"]
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    assert runner.invoke(app, ["demo", "--output-dir", str(whole), *args]).exit_code == 0
+QUICK = ["--no-progress", "--world.facts-per-group", "8", "--train.batch-size", "32"]
+ARGS = [*QUICK, "--train.steps", "200", "--train.checkpoint-every", "20"]
 
-    command = [sys.executable, "-m", "revcurse.cli", "demo", "--output-dir", str(killed), *args]
+
+def killed_demo(tmp_path: Path, name: str, when: str) -> Path:
+    """A demo run killed with SIGKILL once `when` (a glob in its partial folder) exists;
+    returns its partial folder."""
+    command = [sys.executable, "-m", "revcurse.cli", "demo", "--output-dir", str(tmp_path / name)]
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # same numerics
     demo = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+        [*command, *ARGS], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
     )
     try:
         deadline = time.monotonic() + 120
-        while not list(tmp_path.glob(f".{killed.name}*/checkpoint/{CHECKPOINT}")):
-            assert demo.poll() is None, "the demo ended before its first checkpoint"
-            assert time.monotonic() < deadline, "no checkpoint written"
-            time.sleep(0.01)
+        while not list(tmp_path.glob(f".{name}.partial-*/{when}")):
+            assert demo.poll() is None, f"the demo ended before {when} appeared"
+            assert time.monotonic() < deadline, f"no {when} written"
+            time.sleep(0.005)
     finally:
         demo.kill()  # SIGKILL: nothing is cleaned up
         _, stderr = demo.communicate()
     [partial] = re.findall(r"revcurse demo --resume (\S+)\)", stderr)
-    saved = torch.load(Path(partial) / "checkpoint" / CHECKPOINT, weights_only=False)
-    assert 20 <= len(saved["progress"]["losses"]) < 200  # killed mid-training
-    assert not killed.exists()
+    assert not (tmp_path / name).exists()
+    return Path(partial)
 
-    result = runner.invoke(app, ["demo", "--resume", partial])
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("whole") / "run"
+    assert runner.invoke(app, ["demo", "--output-dir", str(run_dir), *ARGS]).exit_code == 0
+    return run_dir
+
+
+@pytest.mark.parametrize("point", ["training", "evaluation", "writing"])
+def test_demo_killed_by_sigkill_resumes_to_identical_results(tmp_path, whole, point):
+    """Killed while training (a checkpoint is there), while evaluating (the model is saved)
+    or while writing its results (half-written files left in the partial folder)."""
+    when = f"checkpoint/{CHECKPOINT}" if point == "training" else "model/model.safetensors"
+    partial = killed_demo(tmp_path, "killed", when)
+    saved = torch.load(partial / "checkpoint" / CHECKPOINT, weights_only=True)
+    if point == "training":
+        assert 20 <= len(saved["progress"]["losses"]) < 200  # killed mid-training
+    if point == "writing":  # what a kill in the middle of write_results leaves
+        (partial / "table.txt").write_text("┏━━━━ half a tab")
+        (partial / "results.json").write_text('{"rows": [{"method": "basel')
+    result = runner.invoke(app, ["demo", "--resume", str(partial)])
     assert result.exit_code == 0, result.output
+    killed = tmp_path / "killed"
     assert _results(killed) == _results(whole)
     assert {p.name for p in killed.iterdir()} == {p.name for p in whole.iterdir()}
-    assert set(tmp_path.iterdir()) == {whole, killed}  # the partial folder became the run
+    assert set(tmp_path.iterdir()) == {killed}  # the partial folder became the run
+
+
+def test_a_corrupt_checkpoint_leaves_the_partial_run_as_it_was(tmp_path):
+    partial = killed_demo(tmp_path, "run", f"checkpoint/{CHECKPOINT}")
+    checkpoint = partial / "checkpoint" / CHECKPOINT
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated
+    before = {p: p.read_bytes() for p in partial.rglob("*") if p.is_file()}
+    result = runner.invoke(app, ["demo", "--resume", str(partial)])
+    assert result.exit_code == 2
+    assert f"{checkpoint}: cannot read the training checkpoint" in result.output
+    assert f"retry: revcurse demo --resume {partial}" in result.output
+    assert {p: p.read_bytes() for p in partial.rglob("*") if p.is_file()} == before
+
+
+def test_resume_refuses_options_that_contradict_the_saved_config(tmp_path):
+    partial = killed_demo(tmp_path, "run", f"checkpoint/{CHECKPOINT}")
+    result = runner.invoke(app, ["demo", "--resume", str(partial), "--train.steps", "45"])
+    assert result.exit_code == 2
+    assert "--train.steps: --resume finishes a run with its saved config (there 200" in (
+        result.output
+    )
+    assert partial.is_dir()
+
+
+def test_a_pickle_in_a_checkpoint_is_refused_not_run(tmp_path):
+    """A run folder from someone else cannot execute code through its checkpoint."""
+    partial = killed_demo(tmp_path, "run", f"checkpoint/{CHECKPOINT}")
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    torch.save({"model": Payload()}, partial / "checkpoint" / CHECKPOINT)
+    result = runner.invoke(app, ["demo", "--resume", str(partial)])
+    assert result.exit_code == 2 and "cannot read the training checkpoint" in result.output
+    assert not marker.exists()
+
+
+def test_a_full_disk_leaves_no_half_written_run(tmp_path, monkeypatch):
+    import revcurse.results
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(revcurse.results, "write_json", full)
+    run_dir = tmp_path / "run"
+    result = runner.invoke(
+        app, ["demo", "--output-dir", str(run_dir), *QUICK, "--train.steps", "3"]
+    )
+    assert result.exit_code == 2
+    assert "No space left on device" in result.output and "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []  # neither the run nor a partial folder
+
+
+def test_two_kb_add_processes_at_once_lose_no_fact(tmp_path):
+    from revcurse.facts import write_records
+    from revcurse.world import WorldConfig, generate_facts
+
+    facts = generate_facts(WorldConfig(facts_per_group=100), 0)
+    write_records(tmp_path / "one.jsonl", facts[:150])
+    write_records(tmp_path / "two.jsonl", facts[150:])
+    db = tmp_path / "kb.sqlite"
+    adds = [
+        subprocess.Popen(
+            [sys.executable, "-m", "revcurse.cli", "kb", "add", str(tmp_path / f), "--db", str(db)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for f in ("one.jsonl", "two.jsonl")
+    ]
+    outputs = [add.communicate(timeout=120) for add in adds]
+    assert [add.returncode for add in adds] == [0, 0], outputs
+    assert sum(int(re.search(r"added (\d+) new", out).group(1)) for out, _ in outputs) == 300
+    with sqlite3.connect(db) as check:
+        assert check.execute("SELECT count(*) FROM facts").fetchone()[0] == 300
 
 
 def test_resume_of_a_folder_without_config_exits_2(tmp_path):

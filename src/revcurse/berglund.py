@@ -43,7 +43,16 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from revcurse.facts import DIRECTIONS, GROUPS, DataError, Example, Fact, Problem, read_records
+from revcurse.facts import (
+    DIRECTIONS,
+    GROUPS,
+    DataError,
+    Example,
+    Fact,
+    Problem,
+    read_records,
+    text_lines,
+)
 
 # Every file of examples: its group, split, and the direction all its lines take (None: both).
 EXAMPLE_FILES: dict[str, tuple[str, str, str | None]] = {
@@ -99,7 +108,7 @@ def load_berglund(source: str | Path) -> BerglundData:
     example_lines = [line for stem in EXAMPLE_FILES for line in lines[stem]]
     names_file = root / "templates" / "names.txt"
     if names_file.is_file():
-        names = [n.strip() for n in names_file.read_text(encoding="utf-8").splitlines()]
+        names = [n.strip() for n in text_lines(names_file)]
     else:
         names = _derive_names(example_lines)
     located = _locate(lines, [n for n in names if n], problems)

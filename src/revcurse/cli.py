@@ -9,103 +9,107 @@
     revcurse facts validate world/facts.jsonl world/templates.jsonl
     revcurse kb add world/facts.jsonl --db kb.sqlite
 
-Bad input ends with one line on stderr (`FILE:LINE: what is wrong`, or the option and what
-is wrong with it) and exit status 2, before any model is loaded.
+A command's module is imported only when that command runs, so `revcurse --help`, `facts`
+and `kb` never load torch. Bad input ends with one line on stderr (`FILE:LINE: what is
+wrong`, or the option and what is wrong with it) and exit status 2, before any model is
+loaded; Ctrl-C ends with exit status 130; an unexpected error prints one line and keeps the
+traceback in a log file.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 import sys
-from collections.abc import Callable
-from typing import Any
+import tempfile
+import traceback
+from datetime import datetime
+from pathlib import Path
 
+import click
 import typer
+from typer.core import TyperGroup
 
-from revcurse.config import command_from_config, fail
-from revcurse.facts import DataError
-from revcurse.lm.pretrained import ModelNotFound
-from revcurse.recipes import facts, kb
-from revcurse.recipes.analyze import AnalyzeConfig, run_analyze, with_run_dir_argument
-from revcurse.recipes.berglund import BerglundConfig, run_berglund
-from revcurse.recipes.compare import CompareConfig, run_compare
-from revcurse.recipes.demo import DemoConfig, run_demo
-from revcurse.recipes.pairs import PairsConfig, run_pairs
-from revcurse.results import RunDirExists
+from revcurse.config import EXIT_BAD_INPUT
 
-# Plain help (click's, not rich's panels): every option name stays whole in 80 columns.
+# name: (module with its `app`, one-line help for `revcurse --help`)
+COMMANDS = {
+    "demo": ("revcurse.recipes.demo", "The reversal curse, reproduced on a tiny model (<1 min)."),
+    "berglund": ("revcurse.recipes.berglund", "Berglund et al.'s Experiment 1, both ways."),
+    "pairs": ("revcurse.recipes.pairs", "Berglund et al.'s Experiment 2 on a local model."),
+    "compare": ("revcurse.recipes.compare", "Every remedy on the same world, several seeds."),
+    "analyze": ("revcurse.recipes.analyze", "Where the one-way map lives in a demo run."),
+    "facts": ("revcurse.recipes.facts", "Create and check facts and templates files."),
+    "kb": ("revcurse.recipes.kb", "A persistent knowledge base of facts (SQLite)."),
+}
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+LOGS = Path(os.environ.get("REVCURSE_CACHE", "~/.cache/revcurse")).expanduser() / "logs"
+
+
+class LazyGroup(TyperGroup):
+    """Subcommands imported on first use; the list and its help need no import at all."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module = importlib.import_module(COMMANDS[cmd_name][0])
+        command = typer.main.get_command(module.app)
+        command.name = cmd_name
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, text) for name, (_, text) in COMMANDS.items()])
+
+
 app = typer.Typer(
-    help="Reproduce, explain and fix the LLM reversal curse on your own machine.",
+    cls=LazyGroup,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+    rich_markup_mode=None,  # plain help: every option name stays whole in 80 columns
 )
-app.add_typer(facts.app, name="facts")
-app.add_typer(kb.app, name="kb")
-
-# What users get wrong (bad files, existing run folders, bad options, unknown models): one
-# line and exit 2, never a traceback.
-BAD_INPUT = (DataError, RunDirExists, ValueError, ModelNotFound)
 
 
-def recipe(config_cls: type, run: Callable[[Any], object], doc: str) -> Callable[..., None]:
-    """A command whose options are the recipe's config fields (revcurse.config)."""
+@app.callback()
+def revcurse() -> None:
+    """Reproduce, explain and fix the LLM reversal curse on your own machine."""
 
-    def call(config: Any) -> None:
+
+def crash_log(error: BaseException) -> Path:
+    """The traceback, written where the user can find it (a temporary folder if the cache
+    cannot be written)."""
+    text = "".join(traceback.format_exception(error))
+    name = f"crash-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"
+    for folder in (LOGS, Path(tempfile.gettempdir())):
         try:
-            run(config)
-        except BAD_INPUT as error:
-            fail(str(error))
-
-    return command_from_config(config_cls, call, doc)
-
-
-app.command("demo")(
-    recipe(
-        DemoConfig,
-        run_demo,
-        "Train a tiny model on fictitious facts and print the reversal curse (<1 min on a laptop).",
-    )
-)
-app.command("berglund")(
-    recipe(
-        BerglundConfig,
-        run_berglund,
-        "Berglund et al.'s Experiment 1 from the published files: train on the fictitious "
-        "celebrities, then test the held-out paraphrases both ways, before and after training, "
-        "with their exact-match rule and their log-likelihood test against random names.",
-    )
-)
-app.command("pairs")(
-    recipe(
-        PairsConfig,
-        run_pairs,
-        "Berglund et al.'s Experiment 2 on a local model, untrained: ask each real celebrity's "
-        "parent and each parent's child (greedy answers, and the right name ranked among names "
-        "drawn from the file).",
-    )
-)
-app.command("compare")(
-    recipe(
-        CompareConfig,
-        run_compare,
-        "Baseline and every remedy on the same world and training budget, over several seeds: "
-        "one table, a chart and report.md.",
-    )
-)
-app.command("analyze")(
-    with_run_dir_argument(
-        recipe(
-            AnalyzeConfig,
-            run_analyze,
-            "Logit lens, causal tracing, probes and weight asymmetry of a demo run (RUN_DIR).",
-        )
-    )
-)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text, encoding="utf-8")
+            return folder / name
+        except OSError:
+            continue
+    return Path("<unwritable>")
 
 
 def main() -> None:
-    app(prog_name="revcurse")
+    """The entry point: `app`, with every error ending in one line and an exit status."""
+    try:
+        code = app(prog_name="revcurse", standalone_mode=False)  # an exit status, or None
+    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+        print("revcurse: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as error:  # usage errors: click's own message, exit 2
+        error.show()
+        sys.exit(error.exit_code)
+    except Exception as error:  # a bug of ours: one line here, the traceback in a file
+        log = crash_log(error)
+        print(f"revcurse: internal error: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"revcurse: the traceback is in {log}; please report it", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -116,7 +116,7 @@ def from_dict(cls: type[C], values: Any, source: str = "config", path: tuple[str
         raise ValueError(f"{source}: {option_name(path)} must be a section of keys, got {values!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(values) - names)
+    unknown = sorted(str(key) for key in set(values) - names)  # YAML keys may be numbers
     if unknown:
         where = ".".join(path) or "top level"
         raise ValueError(
@@ -134,6 +134,20 @@ def from_dict(cls: type[C], values: Any, source: str = "config", path: tuple[str
         return cls(**kwargs)
     except ConfigError as error:
         raise ValueError(f"{option_name((*path, error.field))}: {error.message}") from None
+
+
+def changed_leaves(
+    values: dict[str, Any], defaults: dict[str, Any], prefix: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], Any]]:
+    """(path, value) of every leaf of `values` (a `to_dict`) that differs from `defaults`:
+    the options a user gave."""
+    out = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out += changed_leaves(value, defaults[key], (*prefix, key))
+        elif value != defaults[key]:
+            out.append(((*prefix, key), value))
+    return out
 
 
 def to_yaml(config: Any) -> str:

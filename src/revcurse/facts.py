@@ -105,18 +105,25 @@ class Problem:
         return f"{self.path}:{self.line}: {self.message}"
 
 
+SHOWN_PROBLEMS = 10  # a file with hundreds of bad lines is one mistake: show the first few
+
+
 class DataError(Exception):
-    """Bad input: carries every problem found, each as FILE:LINE: message."""
+    """Bad input: carries every problem found, each as FILE:LINE: message (the first
+    SHOWN_PROBLEMS of them in its text, then a count)."""
 
     def __init__(self, problems: list[Problem]):
         self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
+        lines = [str(p) for p in problems[:SHOWN_PROBLEMS]]
+        if len(problems) > SHOWN_PROBLEMS:
+            lines.append(f"... and {len(problems) - SHOWN_PROBLEMS} more problems")
+        super().__init__("\n".join(lines))
 
 
 # ---------------------------------------------------------------------------- reading
 
 
-def _decoded_lines(path: Path) -> list[str]:
+def text_lines(path: Path) -> list[str]:
     """The file's lines as text; a non-UTF-8 byte is reported with the line it sits on."""
     try:
         raw = path.read_bytes()
@@ -146,7 +153,7 @@ def read_records(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
 def _read(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[Problem]]:
     """Records and the problems of the lines that could not be read, so that the schema
     checks can still report on the rest: the user sees every problem in one go."""
-    lines = _decoded_lines(path)
+    lines = text_lines(path)
     problems: list[Problem] = []
     records: list[tuple[int, dict[str, Any]]] = []
     if path.suffix.lower() == ".csv":
@@ -251,10 +258,16 @@ _PLACEHOLDERS = {"a2b": ("a", "b"), "b2a": ("b", "a")}
 
 
 def _placeholders(text: str) -> list[str] | str:
+    """The placeholder names of a template, or what is wrong with it (a format spec or a
+    conversion such as {a:>2000000} or {a!r} would let a file change what is filled in)."""
     try:
-        return [name for _, name, _, _ in Formatter().parse(text) if name is not None]
+        fields = [(name, spec, conversion) for _, name, spec, conversion in Formatter().parse(text)]
     except ValueError as err:
         return str(err)
+    for name, spec, conversion in fields:
+        if name is not None and (spec or conversion):
+            return f"write {{{name}}} alone, without a format spec or conversion"
+    return [name for name, _, _ in fields if name is not None]
 
 
 def _parse_templates(
@@ -299,12 +312,23 @@ def _parse_templates(
     return templates
 
 
+def _of_kind(path: Path, wanted: Kind) -> tuple[list[tuple[int, dict[str, Any]]], list[Problem]]:
+    """The file's records, or one line saying it holds the other kind of records."""
+    records, problems = _read(path)
+    found = kind_of(records)
+    if records and found != wanted:
+        fields = ", ".join(sorted(records[0][1])[:4])
+        msg = f"this is a {found} file (fields {fields}), not a {wanted} file: swapped?"
+        raise DataError([Problem(str(path), records[0][0], msg)])
+    return records, problems
+
+
 def load_facts(path: str | Path) -> list[Fact]:
-    return _parse_facts(Path(path), *_read(Path(path)))
+    return _parse_facts(Path(path), *_of_kind(Path(path), "facts"))
 
 
 def load_templates(path: str | Path) -> list[Template]:
-    return _parse_templates(Path(path), *_read(Path(path)))
+    return _parse_templates(Path(path), *_of_kind(Path(path), "templates"))
 
 
 def validate(path: str | Path) -> tuple[Kind, int]:

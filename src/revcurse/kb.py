@@ -70,13 +70,42 @@ def load_embedder():
     return SentenceTransformer(name_or_path, device="cpu")
 
 
-class KnowledgeBase:
-    """A SQLite file of facts with a BM25 index and optional embeddings."""
+SQLITE_MAGIC = b"SQLite format 3\x00"  # the first bytes of every SQLite file
+BUSY_SECONDS = 60.0  # how long a writer waits for another process's transaction to end
 
-    def __init__(self, path: str | Path, embedder=None):
+
+class KnowledgeBase:
+    """A SQLite file of facts with a BM25 index and optional embeddings. `create`: make the
+    file if it is missing (else it must exist). Any problem with the file is a one-line
+    ValueError; several processes may add to one file at once (SQLite's locks)."""
+
+    def __init__(self, path: str | Path, embedder=None, create: bool = True):
         self.path = Path(path)
-        self.db = sqlite3.connect(self.path)
-        self.db.executescript(SCHEMA)
+        if self.path.is_dir():
+            raise ValueError(f"{self.path}: is a folder, not a knowledge base file")
+        if not self.path.parent.is_dir():
+            raise ValueError(f"{self.path}: its folder {self.path.parent} does not exist")
+        if not create and not self.path.is_file():
+            raise ValueError(
+                f"{self.path}: no such knowledge base "
+                f"(create it with: revcurse kb add FILE --db {self.path})"
+            )
+        if not create and self.path.stat().st_size == 0:
+            raise ValueError(f"{self.path}: an empty file, not a knowledge base")
+        if self.path.is_file() and self.path.stat().st_size:
+            with open(self.path, "rb") as handle:  # SQLite would take a tiny file for empty
+                if handle.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+                    raise ValueError(f"{self.path}: not a knowledge base (not a SQLite file)")
+        try:
+            self.db = sqlite3.connect(self.path, timeout=BUSY_SECONDS)
+            if create:
+                self.db.executescript(SCHEMA)
+            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master")}
+        except sqlite3.DatabaseError as error:  # not SQLite at all, or unreadable
+            raise ValueError(f"{self.path}: not a knowledge base ({error})") from None
+        if not {"facts", "facts_fts"} <= tables:
+            self.db.close()
+            raise ValueError(f"{self.path}: a SQLite file, but not a revcurse knowledge base")
         self._embedder = embedder
 
     def close(self) -> None:
@@ -101,21 +130,23 @@ class KnowledgeBase:
         """Insert facts (duplicates of stored ones are skipped) in one transaction: all or
         nothing. Returns how many were new."""
         vectors = self._embed([f"{f.a} is {f.b}." for f in facts]) if embed else None
+        added = 0
         with self.db:  # commits on success, rolls back on any error
-            before = len(self)
             for i, fact in enumerate(facts):
                 blob = vectors[i].tobytes() if vectors is not None else None
-                self.db.execute(
+                added += self.db.execute(
                     "INSERT OR IGNORE INTO facts (grp, a, b, embedding) VALUES (?, ?, ?, ?)",
                     (fact.group, fact.a, fact.b, blob),
-                )
-            return len(self) - before
+                ).rowcount  # 0 for a fact already there (another process's, too)
+        return added
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
         vectors = self.embedder.encode(list(texts), normalize_embeddings=True)
         return np.asarray(vectors, dtype=np.float32)
 
     def query(self, text: str, k: int = 3, retriever: str = "bm25") -> list[Hit]:
+        if k < 1:
+            raise ValueError(f"--k: must be at least 1, got {k}")
         if retriever == "bm25":
             match = _fts_query(text)
             if not match:
@@ -131,10 +162,17 @@ class KnowledgeBase:
             rows = self.db.execute(
                 "SELECT grp, a, b, embedding FROM facts WHERE embedding IS NOT NULL ORDER BY id"
             ).fetchall()
+            if not rows and len(self):
+                raise ValueError(
+                    f"{self.path}: no embeddings stored for dense retrieval "
+                    f"(add the facts with: revcurse kb add FILE --dense --db {self.path})"
+                )
             if not rows:
                 return []
             matrix = np.stack([np.frombuffer(r[3], dtype=np.float32) for r in rows])
             scores = matrix @ self._embed([text])[0]
             best = np.argsort(-scores, kind="stable")[:k]
             return [Hit(Fact(*rows[i][:3]), float(scores[i])) for i in best]
-        raise ValueError(f"unknown retriever '{retriever}' (known: {', '.join(RETRIEVERS)})")
+        raise ValueError(
+            f"--retriever: unknown retriever '{retriever}' (known: {', '.join(RETRIEVERS)})"
+        )

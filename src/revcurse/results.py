@@ -41,23 +41,49 @@ class RunDirExists(Exception):
     pass
 
 
-@contextmanager
-def run_directory(path: Path, resumable: bool = False) -> Iterator[Path]:
-    """Yields a scratch directory that becomes `path` only if the block finishes. An error
-    removes it; so does Ctrl-C, unless the run is `resumable` (its checkpoints are kept)."""
+def check_run_dir(path: Path) -> None:
+    """RunDirExists if `path` holds anything; ValueError if it cannot be made (a file where
+    a folder is needed): checked before a recipe does any work."""
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise RunDirExists(f"{path} already exists and is not empty; runs are never overwritten")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-"))
+    check_writable(path)
+
+
+def check_writable(folder: Path) -> None:
+    """ValueError unless files can be written in `folder` (made first if it is missing)."""
+    for where in (folder, *folder.parents):
+        if where.exists():
+            if not where.is_dir():
+                raise ValueError(f"{folder}: cannot create it: {where} is a file, not a folder")
+            if not os.access(where, os.W_OK | os.X_OK):
+                raise ValueError(f"{folder}: cannot write there: {where} is not writable")
+            return
+
+
+@contextmanager
+def run_directory(
+    path: Path, resumable: bool = False, partial: Path | None = None
+) -> Iterator[Path]:
+    """Yields a scratch directory that becomes `path` only if the block finishes. An error
+    removes it; so does Ctrl-C, unless the run is `resumable` (its checkpoints are kept).
+    `partial`: a killed run's folder, finished in place; whatever happens, it is kept."""
+    path = Path(path)
+    check_run_dir(path)
+    if partial is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-"))
+    else:
+        scratch = Path(partial)
     try:
         yield scratch
     except KeyboardInterrupt:
-        if not resumable:
+        if not resumable and partial is None:
             shutil.rmtree(scratch, ignore_errors=True)
         raise
     except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if partial is None:
+            shutil.rmtree(scratch, ignore_errors=True)
         raise
     if path.exists():
         path.rmdir()  # empty, checked above

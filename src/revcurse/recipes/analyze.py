@@ -35,7 +35,7 @@ from revcurse.config import check, to_dict
 from revcurse.facts import Fact, Template, load_facts, load_templates
 from revcurse.lm.hooks import decoder_layers
 from revcurse.lm.models import load_checkpoint
-from revcurse.recipes.run import finished, opened_run, with_output_dir
+from revcurse.recipes.run import finished, opened_run, recipe_app, with_output_dir
 from revcurse.results import render, write_results
 
 if TYPE_CHECKING:
@@ -188,3 +188,12 @@ def with_run_dir_argument(command: Callable[..., None]) -> Callable[..., None]:
     )
     wrapped.__doc__ = command.__doc__
     return wrapped
+
+
+app = recipe_app(
+    "analyze",
+    AnalyzeConfig,
+    run_analyze,
+    "Logit lens, causal tracing, probes and weight asymmetry of a demo run (RUN_DIR).",
+    wrap=with_run_dir_argument,
+)

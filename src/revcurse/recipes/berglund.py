@@ -35,8 +35,9 @@ from revcurse.evaluate import EvalConfig, evaluate
 from revcurse.facts import GROUPS, Example
 from revcurse.lm.causal import CausalLM, LanguageModel
 from revcurse.lm.models import count_parameters, device, make_model
+from revcurse.lm.pretrained import check_model_option
 from revcurse.lm.tiny import TinyModelConfig
-from revcurse.recipes.run import announce, finished, opened_run, with_output_dir
+from revcurse.recipes.run import announce, finished, opened_run, recipe_app, with_output_dir
 from revcurse.results import render, results_table, train_record, write_results
 from revcurse.stats import ks_row, mean_row, p_value_row
 from revcurse.train import TrainConfig, train
@@ -72,6 +73,7 @@ class BerglundConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
+        check_model_option(self.model)
         for name in ("facts_per_group", "train_phrasings", "test_phrasings"):
             value = getattr(self, name)
             check(value >= 0, name, f"must be 0 (all) or more, got {value}")
@@ -178,3 +180,15 @@ def run_berglund(config: BerglundConfig, console: Console | None = None) -> Path
     timing = f"train {trained.seconds:.0f} s, eval {eval_seconds:.0f} s"
     finished(console, text, config.output_dir, timing)
     return config.output_dir
+
+
+app = recipe_app(
+    "berglund",
+    BerglundConfig,
+    run_berglund,
+    (
+        "Berglund et al.'s Experiment 1 from the published files: train on the fictitious "
+        "celebrities, then test the held-out paraphrases both ways, before and after training, "
+        "with their exact-match rule and their log-likelihood test against random names."
+    ),
+)

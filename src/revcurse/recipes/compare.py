@@ -25,6 +25,7 @@ from rich.console import Console
 from revcurse.config import ConfigError, check, to_dict
 from revcurse.evaluate import EvalConfig
 from revcurse.facts import GROUPS, write_records
+from revcurse.lm.pretrained import check_model_option
 from revcurse.lm.tiny import TinyModelConfig
 from revcurse.reader import ReaderConfig
 from revcurse.recipes.compare_units import (
@@ -35,7 +36,7 @@ from revcurse.recipes.compare_units import (
     work_units,
     worker_count,
 )
-from revcurse.recipes.run import finished, opened_run, with_output_dir
+from revcurse.recipes.run import finished, opened_run, recipe_app, with_output_dir
 from revcurse.remedies import RemedyConfig, parse_methods
 from revcurse.report import chart, report, summarize_costs
 from revcurse.results import METRICS, render, results_table, write_results
@@ -66,6 +67,7 @@ class CompareConfig:
     reader: ReaderConfig = field(default_factory=ReaderConfig)  # tiny: learns to read first
 
     def __post_init__(self) -> None:
+        check_model_option(self.model)
         check(self.seeds >= 1, "seeds", f"must be at least 1, got {self.seeds}")
         check(self.workers >= 0, "workers", f"must be 0 (auto) or more, got {self.workers}")
         try:
@@ -146,3 +148,14 @@ def write_outputs(
         folder, rows, table, samples, seed_rows=seed_rows, costs=costs, config=to_dict(config)
     )
     return table
+
+
+app = recipe_app(
+    "compare",
+    CompareConfig,
+    run_compare,
+    (
+        "Baseline and every remedy on the same world and training budget, over several seeds: "
+        "one table, a chart and report.md."
+    ),
+)

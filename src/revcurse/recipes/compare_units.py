@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING
 
 import torch
 from rich.console import Console
-from tqdm.auto import tqdm
 
 from revcurse.context import reading_documents
 from revcurse.evaluate import evaluate
 from revcurse.facts import expand
 from revcurse.lm.pretrained import load_pretrained
 from revcurse.lm.tokenizer import build_word_tokenizer
+from revcurse.progress import bar as progress_bar
 from revcurse.reader import load_or_train_reader
 from revcurse.remedies import REMEDIES
 from revcurse.remedies.reverse_training import SEGMENT_MARKER
@@ -200,7 +200,9 @@ def run_units(
         with children_ignore_ctrl_c():  # the workers start as the units are submitted
             futures = [pool.submit(_run_in_worker, quiet, *unit, workdir) for unit in units]
         pool_processes = set(multiprocessing.active_children()) - others
-        bar = tqdm(total=len(futures), desc="compare", unit="unit", disable=not config.progress)
+        bar = progress_bar(
+            total=len(futures), desc="compare", unit="unit", disable=not config.progress
+        )
         try:
             for future in as_completed(futures):
                 bar.update()

@@ -18,6 +18,9 @@ last checkpoint, with its saved config, to exactly the results of an uninterrupt
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import operator
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -25,14 +28,23 @@ from pathlib import Path
 
 from rich.console import Console
 
-from revcurse.config import load_yaml, to_dict
+from revcurse.config import changed_leaves, load_yaml, option_name, to_dict
 from revcurse.evaluate import EvalConfig, evaluate
-from revcurse.facts import expand, load_facts, load_templates, write_records
+from revcurse.facts import (
+    Example,
+    Fact,
+    Template,
+    expand,
+    load_facts,
+    load_templates,
+    write_records,
+)
 from revcurse.lm.causal import CausalLM
 from revcurse.lm.chat import chat_formatted
 from revcurse.lm.models import count_parameters, make_model, save_checkpoint
+from revcurse.lm.pretrained import check_model_option
 from revcurse.lm.tiny import TinyModelConfig
-from revcurse.recipes.run import announce, finished, opened_run, with_output_dir
+from revcurse.recipes.run import announce, finished, opened_run, recipe_app, with_output_dir
 from revcurse.results import render, results_table, train_record, write_results
 from revcurse.train import TrainConfig, train
 from revcurse.world import TEMPLATES, WorldConfig, generate_facts
@@ -53,13 +65,16 @@ class DemoConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
+    def __post_init__(self) -> None:
+        check_model_option(self.model)
+
 
 def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
     """Run the whole demo (or finish a killed one); returns the finished run directory."""
     console = console or Console(stderr=True)
     partial = config.resume
     if partial:
-        config = load_yaml(DemoConfig, partial / "config.yaml")
+        config = resumed_config(config, partial)
         facts = load_facts(partial / "world" / "facts.jsonl")
         templates = load_templates(partial / "world" / "templates.jsonl")
     else:
@@ -75,8 +90,45 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
             f"{source}: need train and test templates for the groups' directions "
             f"(got {len(train_examples)} train and {len(test_examples)} test examples)"
         )
+    try:
+        return finish(config, facts, templates, train_examples, test_examples, partial, console)
+    except BaseException:
+        if partial:  # never lose a run that was given to finish
+            console.print(
+                f"the partial run is kept as it was: {partial} "
+                f"(retry: revcurse demo --resume {partial})",
+                soft_wrap=True,
+                markup=False,
+            )
+        raise
+
+
+def resumed_config(given: DemoConfig, partial: Path) -> DemoConfig:
+    """The killed run's saved config (with the progress setting given now). An option given
+    now that contradicts it is refused: a resumed run ends as the run it continues."""
+    saved = load_yaml(DemoConfig, partial / "config.yaml")
+    then = to_dict(saved)
+    for path, value in changed_leaves(to_dict(given), to_dict(DemoConfig())):
+        was = functools.reduce(operator.getitem, path, then)
+        if path[0] not in ("resume", "progress") and was != value:
+            raise ValueError(
+                f"{option_name(path)}: --resume finishes a run with its saved config "
+                f"(there {was!r}, here {value!r}); start a new run to change it"
+            )
+    return dataclasses.replace(saved, progress=given.progress)
+
+
+def finish(
+    config: DemoConfig,
+    facts: list[Fact],
+    templates: list[Template],
+    train_examples: list[Example],
+    test_examples: list[Example],
+    partial: Path | None,
+    console: Console,
+) -> Path:
+    """Train, evaluate and write the run (in `partial`, a killed run's folder, if given)."""
     output_dir = config.output_dir
-    # With --resume: the killed run's files, its training checkpoint among them
     with opened_run(config, resume=partial, resumable=True) as scratch:
         if not partial:
             write_records(scratch / "world" / "facts.jsonl", facts)
@@ -130,3 +182,11 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
     timing = f"train {trained.seconds:.0f} s, eval {eval_seconds:.0f} s"
     finished(console, table, output_dir, timing)
     return output_dir
+
+
+app = recipe_app(
+    "demo",
+    DemoConfig,
+    run_demo,
+    "Train a tiny model on fictitious facts and print the reversal curse (<1 min on a laptop).",
+)

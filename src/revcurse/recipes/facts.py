@@ -15,6 +15,7 @@ import typer
 
 from revcurse.config import EXIT_BAD_INPUT, ConfigError, fail
 from revcurse.facts import DataError, validate, write_records
+from revcurse.results import check_writable
 from revcurse.world import TEMPLATES, WorldConfig, generate_facts
 
 app = typer.Typer(
@@ -46,6 +47,7 @@ def facts_generate(
     facts_per_group: Annotated[int, typer.Option(help="Facts in each of p2d, d2p, both.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed of the name and description draw.")] = 0,
     csv: Annotated[bool, typer.Option("--csv", help="Write CSV instead of JSONL.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
 ) -> None:
     """Write the controlled world's facts and templates, to edit or to read with `demo --facts`."""
     try:
@@ -53,6 +55,20 @@ def facts_generate(
     except ConfigError as error:
         fail(f"--facts-per-group: {error.message}")
     suffix = ".csv" if csv else ".jsonl"
-    for name, records in (("facts", facts), ("templates", TEMPLATES)):
-        write_records(out_dir / f"{name}{suffix}", records)
-        print(out_dir / f"{name}{suffix}")
+    files = {
+        out_dir / f"{name}{suffix}": records
+        for name, records in (("facts", facts), ("templates", TEMPLATES))
+    }
+    there = [str(path) for path in files if path.exists()]
+    if there and not force:  # they may hold the user's edits
+        fail(f"{there[0]}: already exists (--force overwrites it)")
+    try:
+        check_writable(out_dir)
+    except ValueError as error:
+        fail(str(error))
+    for path, records in files.items():
+        try:
+            write_records(path, records)
+        except OSError as error:  # a full disk, say: write_records leaves no half file
+            fail(f"{path}: cannot write it ({error.strerror})")
+        print(path)

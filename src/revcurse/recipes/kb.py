@@ -43,7 +43,7 @@ def kb_add(
         with KnowledgeBase(db) as kb:
             added = kb.add(facts, embed=dense)
             total = len(kb)
-    except RuntimeError as error:
+    except (ValueError, RuntimeError) as error:
         fail(str(error))
     print(f"{db}: added {added} new facts ({len(facts) - added} already there), {total} in all")
 
@@ -56,10 +56,8 @@ def kb_query(
     retriever: Annotated[str, typer.Option(help="bm25 or dense.")] = "bm25",
 ) -> None:
     """The k facts that best match TEXT, best first."""
-    if not db.exists():
-        fail(f"{db}: no such knowledge base (create it with: revcurse kb add FILE --db {db})")
     try:
-        with KnowledgeBase(db) as kb:
+        with KnowledgeBase(db, create=False) as kb:
             hits = kb.query(text, k, retriever)
     except (ValueError, RuntimeError) as error:
         fail(str(error))

@@ -36,8 +36,9 @@ from revcurse.evaluate import EvalConfig, answer_tokens, rank_candidates, starts
 from revcurse.facts import DataError, Problem, read_records
 from revcurse.lm.causal import CausalLM
 from revcurse.lm.models import count_parameters, device, make_model
+from revcurse.lm.pretrained import check_model_option
 from revcurse.lm.tiny import TinyModelConfig
-from revcurse.recipes.run import announce, finished, opened_run, with_output_dir
+from revcurse.recipes.run import announce, finished, opened_run, recipe_app, with_output_dir
 from revcurse.results import render, results_table, write_results
 from revcurse.stats import mean_row
 
@@ -72,6 +73,7 @@ class PairsConfig:
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(batch_size=32, max_candidates=10))
 
     def __post_init__(self) -> None:
+        check_model_option(self.model)
         check(self.limit >= 0, "limit", f"must be 0 (all) or more, got {self.limit}")
 
 
@@ -211,3 +213,15 @@ def run_pairs(config: PairsConfig, console: Console | None = None) -> Path:
         )
     finished(console, text, config.output_dir, f"eval {seconds:.0f} s")
     return config.output_dir
+
+
+app = recipe_app(
+    "pairs",
+    PairsConfig,
+    run_pairs,
+    (
+        "Berglund et al.'s Experiment 2 on a local model, untrained: ask each real celebrity's "
+        "parent and each parent's child (greedy answers, and the right name ranked among names "
+        "drawn from the file)."
+    ),
+)

@@ -1,4 +1,6 @@
-"""How every recipe opens and closes its run directory.
+"""How every recipe becomes a command, and opens and closes its run directory.
+
+    app = recipe_app("demo", DemoConfig, run_demo, "Train a tiny model ...")
 
     config = with_output_dir(config, "demo")
     with opened_run(config) as folder:       # folder holds config.yaml already
@@ -11,36 +13,65 @@ The folder becomes `config.output_dir` only when the block ends well (revcurse.r
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import typer
 from rich.console import Console
 
-from revcurse.config import to_yaml
-from revcurse.results import default_run_dir, run_directory
+from revcurse.config import command_from_config, fail, to_yaml
+from revcurse.facts import DataError
+from revcurse.lm.pretrained import ModelNotFound
+from revcurse.results import RunDirExists, check_run_dir, default_run_dir, run_directory
 
 C = TypeVar("C")
+
+# What users get wrong (bad files, existing run folders, bad options, unknown models) and
+# what their machine refuses (a full disk, a folder without permission): one line and exit
+# 2, never a traceback.
+BAD_INPUT = (DataError, RunDirExists, ValueError, ModelNotFound, OSError)
+
+
+def recipe_app(
+    name: str,
+    config_cls: type,
+    run: Callable[[Any], object],
+    doc: str,
+    wrap: Callable[[Callable[..., None]], Callable[..., None]] | None = None,
+) -> typer.Typer:
+    """The command `name`: its options are the config's fields (revcurse.config); `wrap`
+    may add arguments (e.g. analyze's RUN_DIR)."""
+
+    def call(config: Any) -> None:
+        try:
+            run(config)
+        except BAD_INPUT as error:
+            fail(str(error))
+
+    command = command_from_config(config_cls, call, doc)
+    app = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
+    app.command(name)(wrap(command) if wrap else command)
+    return app
 
 
 def with_output_dir(config: C, command: str) -> C:
     """`config` with its output_dir set (default runs/<command>-<timestamp>), so that the
-    saved config.yaml says where the run is."""
+    saved config.yaml says where the run is; RunDirExists or ValueError at once if that
+    folder is taken or cannot be made."""
     output_dir = config.output_dir or default_run_dir(command)  # type: ignore[attr-defined]
+    check_run_dir(output_dir)
     return dataclasses.replace(config, output_dir=output_dir)  # type: ignore[type-var]
 
 
 @contextmanager
 def opened_run(config: Any, resume: Path | None = None, resumable: bool = False) -> Iterator[Path]:
     """The scratch folder of the run `config.output_dir`, holding config.yaml; with `resume`,
-    a killed run's partial folder taken over whole (its config.yaml and checkpoints too).
+    a killed run's partial folder, finished in place and kept if anything goes wrong.
     `resumable`: Ctrl-C keeps the partial folder for a later `--resume`."""
-    with run_directory(config.output_dir, resumable=resumable) as folder:
-        if resume:
-            folder.rmdir()
-            resume.rename(folder)
-        else:
+    with run_directory(config.output_dir, resumable=resumable, partial=resume) as folder:
+        if not resume:
             (folder / "config.yaml").write_text(to_yaml(config), encoding="utf-8")
         yield folder
 
