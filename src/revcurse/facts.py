@@ -109,8 +109,7 @@ SHOWN_PROBLEMS = 10  # a file with hundreds of bad lines is one mistake: show th
 
 
 class DataError(Exception):
-    """Bad input: carries every problem found, each as FILE:LINE: message (the first
-    SHOWN_PROBLEMS of them in its text, then a count)."""
+    """Bad input: every problem found, each as FILE:LINE: message (the first few shown)."""
 
     def __init__(self, problems: list[Problem]):
         self.problems = problems
@@ -157,21 +156,23 @@ def _read(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[Problem]]:
     problems: list[Problem] = []
     records: list[tuple[int, dict[str, Any]]] = []
     if path.suffix.lower() == ".csv":
-        rows = csv.reader(io.StringIO("\n".join(lines)))
+        rows = csv.reader(io.StringIO("\n".join(lines), newline=""))  # lone \r ends a row too
         header: list[str] | None = None
-        for row in rows:
-            number = rows.line_num
-            if not any(cell.strip() for cell in row):
-                continue
-            if header is None:
-                header = [cell.strip() for cell in row]
-                continue
-            if len(row) != len(header):
-                problems.append(
-                    Problem(str(path), number, f"{len(row)} columns, header has {len(header)}")
-                )
-                continue
-            records.append((number, dict(zip(header, row, strict=True))))
+        try:
+            for row in rows:
+                number = rows.line_num
+                if not any(cell.strip() for cell in row):
+                    continue
+                if header is None:
+                    header = [cell.strip() for cell in row]
+                    continue
+                if len(row) != len(header):
+                    msg = f"{len(row)} columns, header has {len(header)}"
+                    problems.append(Problem(str(path), number, msg))
+                    continue
+                records.append((number, dict(zip(header, row, strict=True))))
+        except csv.Error as err:  # e.g. a quote left open: the rest cannot be read
+            problems.append(Problem(str(path), rows.line_num, f"malformed CSV: {err}"))
         if header is not None and not records and not problems:
             problems.append(Problem(str(path), 1, "empty file: a header but no records"))
     else:
@@ -227,6 +228,9 @@ def _parse_facts(
         if not found and record["group"] not in GROUPS:
             msg = f"unknown group '{record['group']}' (expected one of {', '.join(GROUPS)})"
             found.append(Problem(str(path), number, msg))
+        for name in ("a", "b"):  # an entity is one line of text: a prompt holds it inline
+            if not found and any(c in record[name] for c in "\n\r\x00"):
+                found.append(Problem(str(path), number, f"field '{name}' holds a line break"))
         if found:
             problems += found
             continue
@@ -258,8 +262,7 @@ _PLACEHOLDERS = {"a2b": ("a", "b"), "b2a": ("b", "a")}
 
 
 def _placeholders(text: str) -> list[str] | str:
-    """The placeholder names of a template, or what is wrong with it (a format spec or a
-    conversion such as {a:>2000000} or {a!r} would let a file change what is filled in)."""
+    """The placeholder names of a template, or what is wrong with it ({a:>2000000}, {a!r})."""
     try:
         fields = [(name, spec, conversion) for _, name, spec, conversion in Formatter().parse(text)]
     except ValueError as err:
@@ -315,11 +318,9 @@ def _parse_templates(
 def _of_kind(path: Path, wanted: Kind) -> tuple[list[tuple[int, dict[str, Any]]], list[Problem]]:
     """The file's records, or one line saying it holds the other kind of records."""
     records, problems = _read(path)
-    found = kind_of(records)
-    if records and found != wanted:
-        fields = ", ".join(sorted(records[0][1])[:4])
-        msg = f"this is a {found} file (fields {fields}), not a {wanted} file: swapped?"
-        raise DataError([Problem(str(path), records[0][0], msg)])
+    if records and (found := kind_of(records)) != wanted:
+        msg = f"this is a {found} file (fields {', '.join(sorted(records[0][1])[:4])}), not a"
+        raise DataError([Problem(str(path), records[0][0], f"{msg} {wanted} file: swapped?")])
     return records, problems
 
 

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
 import torch
 
@@ -101,6 +104,16 @@ def resolve(name: str) -> tuple[str, str | None]:
 GGUF_MAGIC = b"GGUF"  # the first four bytes of every GGUF file
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub answers at all (a TCP connection within `timeout` seconds)."""
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    try:
+        socket.create_connection((host or "huggingface.co", 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def check_model(name: str) -> None:
     """ModelNotFound now, before any work, for a `--model` that cannot be loaded as far as
     can be told without loading it (a hub id is only checked when it is downloaded)."""
@@ -143,13 +156,17 @@ def load_pretrained(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase
 
     check_model(name)
     where, gguf_file = resolve(name)
-    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    kwargs: dict[str, object] = {"gguf_file": gguf_file} if gguf_file else {}
+    offline = not Path(where).exists() and not hub_reachable()
+    if offline:  # the cache alone, at once, instead of a minute of retries
+        kwargs["local_files_only"] = True
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **kwargs)
     except (OSError, ValueError, RuntimeError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelNotFound(f"model '{name}': cannot load ({first_line})") from err
+        note = "; offline: no connection to the hub, and not in its cache" if offline else ""
+        raise ModelNotFound(f"model '{name}': cannot load ({first_line[:200]}){note}") from err
     if gguf_file:
         # transformers dequantised the GGUF weights to float32 on load; what remains marked
         # "quantized" is only the origin, and it would forbid saving the fine-tuned model.
