@@ -1,15 +1,21 @@
-"""Sweep the Hebbian edit's rate, layers and post-synaptic source on the tiny world (seed 0).
+"""Sweep the Hebbian edits on the tiny world (seed 0): the plain rule's rate, the delta rule's
+ridge, the layers.
 
-    .venv/bin/python scripts/sweep_hebbian.py          # ~2 min once the reader is cached
+    .venv/bin/python scripts/sweep_hebbian.py            # ~3 min once the reader is cached
+    .venv/bin/python scripts/sweep_hebbian.py --readme   # and the README's sweep block
 
-Prints, for each setting, the edit metrics of revcurse.remedies.targets: whether any rate
-installs the reverse (reliability, generalization) before it breaks the rest of the model
-(locality, ppl_drift). The default rate of `revcurse compare` comes from this sweep.
+Prints, for each setting, the edit metrics of revcurse.remedies.targets (means over the
+p2d and d2p groups): whether it installs the reverse (reliability on the edit phrasings,
+generalization on held-out ones), what the treated facts keep of their trained direction
+(kept), that the controls stay at chance, and what it costs the rest of the model
+(locality, ppl_drift). The defaults of `revcurse compare` come from this sweep.
 """
 
 from __future__ import annotations
 
 import copy
+import statistics
+import sys
 import tempfile
 from pathlib import Path
 
@@ -18,29 +24,50 @@ from revcurse.recipes.compare_units import build_setting, starting_point
 from revcurse.remedies.hebbian import hebbian_edit
 from revcurse.remedies.targets import effect_rows, split_one_way
 
-RATES = (0.03, 0.1, 0.3, 1.0)
-LAYERS = ("all", "0", "1")
-SOURCES = ("pair", "context")
+SETTINGS = [  # (rule, layers, rate or ridge)
+    *(("plain", "all", rate) for rate in (0.03, 0.1, 0.3, 1.0)),
+    *(("delta", "1", ridge) for ridge in (0.01, 0.1, 0.3, 1.0, 3.0)),
+    *(("delta", "all", ridge) for ridge in (0.01, 0.1, 0.3, 1.0)),
+]
+METRICS = ("reliability", "generalization", "kept", "control_exact_match", "locality", "ppl_drift")
 
 
-def main() -> None:
+def sweep() -> list[str]:
+    """Markdown table lines, one per setting."""
     config = CompareConfig(progress=False)
     setting = build_setting(config, 0, Path(tempfile.mkdtemp()), starting_point(config))
     base, _ = setting.base
     treated, control = split_one_way(setting)
-    print("layers source rate: metrics")
-    for layers in LAYERS:
-        for source in SOURCES:
-            for rate in RATES:
-                hebbian = setting.remedies.hebbian
-                hebbian.layers, hebbian.source, hebbian.rate = layers, source, rate
-                edited = copy.deepcopy(base)
-                hebbian_edit(setting, edited, treated)
-                before, after = setting.causal_lm(base), setting.causal_lm(edited)
-                rows = effect_rows("hebbian", setting, before, after, treated, control)
-                metrics = " ".join(f"{r['group']}:{r['metric']}={r['value']:.2f}" for r in rows)
-                print(f"{layers} {source} {rate}: {metrics}", flush=True)
+    lines = [
+        "| rule | layers | rate / ridge | " + " | ".join(METRICS) + " |",
+        "|---" * (3 + len(METRICS)) + "|",
+    ]
+    for rule, layers, value in SETTINGS:
+        hebbian = setting.remedies.hebbian
+        hebbian.layers = hebbian.delta_layers = layers
+        hebbian.rate = hebbian.ridge = value
+        edited = copy.deepcopy(base)
+        hebbian_edit(setting, edited, treated, rule)
+        before, after = setting.causal_lm(base), setting.causal_lm(edited)
+        rows = effect_rows("hebbian", setting, before, after, treated, control)
+        means = [statistics.fmean(r["value"] for r in rows if r["metric"] == m) for m in METRICS]
+        lines.append(
+            f"| {rule} | {layers} | {value} | " + " | ".join(f"{v:.2f}" for v in means) + " |"
+        )
+        print(lines[-1], flush=True)
+    return lines
+
+
+def main(argv: list[str]) -> None:
+    lines = sweep()
+    if argv == ["--readme"]:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from update_readme import replace_block
+
+        command = "`.venv/bin/python scripts/sweep_hebbian.py` (seed 0, 30 facts per group):"
+        replace_block("hebbian-sweep", "\n".join([command, "", *lines]))
+        print("README.md: hebbian-sweep block")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

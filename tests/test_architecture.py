@@ -160,6 +160,14 @@ def test_an_unexpected_error_is_one_line_and_a_log(tmp_path, monkeypatch, capsys
     assert "Traceback" in log.read_text() and "a bug" in log.read_text()
 
 
+def test_usage_errors_are_clicks_own_lines_not_internal_errors():
+    bare = run_cli()
+    assert bare.returncode == 2 and "Commands:" in bare.stdout + bare.stderr
+    unknown = run_cli("nosuch")
+    assert unknown.returncode == 2 and "No such command 'nosuch'" in unknown.stderr
+    assert "internal error" not in bare.stderr + unknown.stderr
+
+
 def test_progress_in_a_log_is_a_line_every_few_percent(tmp_path):
     done = run_cli(
         "demo",

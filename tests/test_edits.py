@@ -14,7 +14,7 @@ from revcurse.recipes.compare import CompareConfig
 from revcurse.recipes.compare_units import build_setting, starting_point
 from revcurse.remedies import REMEDIES
 from revcurse.remedies.ffn import TeacherForced, down_proj, keys, parse_layers
-from revcurse.remedies.hebbian import hebbian_edit
+from revcurse.remedies.hebbian import delta_rule, hebbian_edit
 from revcurse.remedies.rome import edit_fact, second_moment, subject_of, subject_positions
 from revcurse.remedies.self_distill import (
     first_sentence,
@@ -168,6 +168,28 @@ def test_teacher_uses_no_ground_truth(setting, monkeypatch):
     )
 
 
+def test_delta_rule_edit_changes_only_its_layers_and_solves_its_least_squares(setting):
+    base, _ = setting.base
+    treated, _ = split_one_way(setting)
+    edited = copy.deepcopy(base)
+    hebbian_edit(setting, edited, treated, "delta")  # default: the last layer alone
+    changed = {
+        name
+        for (name, p), q in zip(base.named_parameters(), edited.parameters(), strict=True)
+        if not torch.equal(p, q)
+    }
+    assert changed == {"model.layers.1.mlp.down_proj.weight"}
+    # the closed form is the minimiser: its gradient vanishes
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 8, generator=generator), torch.randn(40, 5, generator=generator)
+    kept = torch.randn(100, 8, generator=generator)
+    d = delta_rule(x, y, kept, ridge=0.5).requires_grad_(True)
+    moment = kept.T @ kept / len(kept)
+    loss = (x @ d.T - y).pow(2).sum() + 0.5 * len(x) * torch.trace(d @ moment @ d.T)
+    loss.backward()
+    assert d.grad.abs().max() < 1e-4
+
+
 def test_kl_objective_is_zero_for_the_teachers_own_distributions(setting):
     """Teacher = the model itself without context: KL 0; rows without a teacher: plain CE."""
     base, _ = setting.base
@@ -185,13 +207,17 @@ def test_kl_objective_is_zero_for_the_teachers_own_distributions(setting):
         assert loss_fn(base, batch).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-@pytest.mark.parametrize("method", ["self_distill", "self_distill_kl", "hebbian", "rome"])
+@pytest.mark.parametrize(
+    "method", ["self_distill", "self_distill_kl", "hebbian", "hebbian_delta", "rome"]
+)
 def test_weight_remedies_report_edit_metrics_on_treated_facts(setting, method):
     treatment = REMEDIES[method].apply(setting)
     treated, _ = split_one_way(setting)
     assert {e.fact for e in treatment.test} == set(treated)
     metrics = {r["metric"] for r in treatment.rows}
-    assert {"reliability", "generalization", "control_exact_match", "locality"} <= metrics
+    assert {"reliability", "generalization", "kept", "control_exact_match", "locality"} <= metrics
+    kept = [r for r in treatment.rows if r["metric"] == "kept"]
+    assert {r["direction"] for r in kept} == {"same"} and all(r["n"] > 0 for r in kept)
     assert "ppl_drift" in metrics
     if method == "self_distill":
         agreed = next(r for r in treatment.rows if r["metric"] == "teacher_agreed")

@@ -25,12 +25,15 @@ import tempfile
 import traceback
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import click
 import typer
 from typer.core import TyperGroup
 
 from revcurse.config import EXIT_BAD_INPUT
+
+if TYPE_CHECKING:  # typer's own copy of click
+    from typer._click import Command, Context, HelpFormatter
 
 # name: (module with its `app`, one-line help for `revcurse --help`)
 COMMANDS = {
@@ -49,10 +52,10 @@ LOGS = Path(os.environ.get("REVCURSE_CACHE", "~/.cache/revcurse")).expanduser() 
 class LazyGroup(TyperGroup):
     """Subcommands imported on first use; the list and its help need no import at all."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: Context) -> list[str]:
         return list(COMMANDS)
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         if cmd_name not in COMMANDS:
             return None
         module = importlib.import_module(COMMANDS[cmd_name][0])
@@ -60,7 +63,7 @@ class LazyGroup(TyperGroup):
         command.name = cmd_name
         return command
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
         with formatter.section("Commands"):
             formatter.write_dl([(name, text) for name, (_, text) in COMMANDS.items()])
 
@@ -97,12 +100,12 @@ def main() -> None:
     """The entry point: `app`, with every error ending in one line and an exit status."""
     try:
         code = app(prog_name="revcurse", standalone_mode=False)  # an exit status, or None
-    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+    except (typer.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
         print("revcurse: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
-    except click.ClickException as error:  # usage errors: click's own message, exit 2
-        error.show()
-        sys.exit(error.exit_code)
+    except typer.TyperException as error:  # usage errors: click's own message, exit 2
+        error.show()  # type: ignore[attr-defined]
+        sys.exit(getattr(error, "exit_code", EXIT_BAD_INPUT))
     except Exception as error:  # a bug of ours: one line here, the traceback in a file
         log = crash_log(error)
         print(f"revcurse: internal error: {type(error).__name__}: {error}", file=sys.stderr)

@@ -92,6 +92,7 @@ PROPORTIONS = (
     "rank_acc",
     "reliability",
     "generalization",
+    "kept",
     "control_exact_match",
     "locality",
     "teacher_accuracy",

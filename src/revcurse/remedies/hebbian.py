@@ -14,8 +14,15 @@ forced with its answer (the pair B -> A). At each position that predicts an answ
              stream after the layer, reading the fact, minus the same without it;
   - pair:    the output unit of the answer's next token: its unembedding direction, as
              long as the residual stream at that position.
-Then W_down += rate * sum over positions of y x^T / |x|^2 (divided by the number of
-layers), so a key seen again adds `rate` times its value.
+Then, by `rule`:
+- plain: W_down += rate * sum over positions of y x^T / |x|^2 (divided by the number of
+         layers), so a key seen again adds `rate` times its value;
+- delta: the error-correcting (delta / least-squares) rule over all treated facts at once,
+         on the raw keys: the change D minimising |D X - Y|^2 + ridge n tr(D C D^T), where C
+         is the keys' second moment over what must stay as it is (generic text and the
+         model's own training sentences, teacher-forced): D = Y X^T (X X^T + ridge n C)^-1.
+         Correlated keys (the template's words) no longer pile up: each key gets what is
+         missing, not one more copy (`revcurse compare --methods baseline,hebbian_delta`).
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ if TYPE_CHECKING:
 METHOD = "hebbian"
 SOURCES = ("context", "pair")
 POSITIONS = ("answer", "last")
+RULES = ("plain", "delta")
 
 
 @dataclass
@@ -55,9 +63,15 @@ class HebbianConfig:
     positions: str = "answer"  # answer (every answer token) or last
     layers: str = "all"  # all, middle or indices, e.g. 0,1
     # scripts/sweep_hebbian.py: no rate installs the reverse; above 0.03 locality collapses
-    rate: float = 0.03  # a stored key recalls rate x its value
+    rate: float = 0.03  # plain rule: a stored key recalls rate x its value
+    # scripts/sweep_hebbian.py: reverse and locality trade against each other; 0.3 is between
+    ridge: float = 0.3  # delta rule: weight of keeping the outputs of the keys that must stay
+    # The sweep: on every layer the delta rule installs far less than on the last alone
+    delta_layers: str = "-1"  # delta rule: its layers (the last: where tracing finds the lookup)
 
     def __post_init__(self) -> None:
+        check(self.ridge > 0, "ridge", f"must be positive, got {self.ridge}")
+        check_layers(self.delta_layers, "delta_layers")
         choice(self.source, "source", SOURCES)
         choice(self.positions, "positions", POSITIONS)
         check_layers(self.layers, "layers")
@@ -114,10 +128,31 @@ def context_shift(
     return shift
 
 
-def hebbian_edit(setting: Setting, model: PreTrainedModel, treated: list[int]) -> None:
+def kept_keys(
+    setting: Setting, model: PreTrainedModel, layers: list[int]
+) -> dict[int, torch.Tensor]:
+    """Per layer, (tokens, d_ff): the keys whose outputs the delta rule keeps: generic text
+    and the model's own training sentences at their answer positions (teacher-forced)."""
+    generic = keys(model, setting.tokenizer, generic_texts(setting), layers)
+    forced = TeacherForced.of(setting.tokenizer, setting.ask(setting.train_examples))
+    trained, _ = activity(model, forced, layers)
+    return {i: torch.cat([generic[i], trained[i][forced.answer]]) for i in layers}
+
+
+def delta_rule(x: torch.Tensor, y: torch.Tensor, kept: torch.Tensor, ridge: float) -> torch.Tensor:
+    """(d, d_ff): D minimising |D x^T - y^T|^2 + ridge n tr(D C D^T), C = kept^T kept / m."""
+    moment = kept.T @ kept / len(kept)
+    return torch.linalg.solve(x.T @ x + ridge * len(x) * moment, x.T @ y).T
+
+
+def hebbian_edit(
+    setting: Setting, model: PreTrainedModel, treated: list[int], rule: str = "plain"
+) -> None:
     config = setting.remedies.hebbian
+    choice(rule, "rule", RULES)
     asked = reverse_phrasings(setting, treated, "train")
-    layers = parse_layers(config.layers, len(decoder_layers(model)))
+    chosen = config.delta_layers if rule == "delta" else config.layers
+    layers = parse_layers(chosen, len(decoder_layers(model)))
     forced = TeacherForced.of(setting.tokenizer, setting.ask(asked))
     pre, post = activity(model, forced, layers)
     mask = answer_mask(forced, config.positions)
@@ -127,16 +162,27 @@ def hebbian_edit(setting: Setting, model: PreTrainedModel, treated: list[int]) -
         unembed = model.get_output_embeddings().weight.float()
         direction = torch.nn.functional.normalize(unembed[forced.next_token.clamp(min=0)], dim=-1)
     generic = keys(model, setting.tokenizer, generic_texts(setting), layers)
+    kept = kept_keys(setting, model, layers) if rule == "delta" else {}
     for layer in layers:
-        mean_key = generic[layer].mean(dim=0)
-        x = (pre[layer] - mean_key)[mask]
         if config.source == "context":
             y = target[layer][mask]
         else:
             y = direction[mask] * post[layer][mask].norm(dim=-1, keepdim=True)
+        if rule == "delta":
+            delta = delta_rule(pre[layer][mask], y, kept[layer], config.ridge)
+            add_to_weight(model, layer, delta / len(layers))
+            continue
+        x = (pre[layer] - generic[layer].mean(dim=0))[mask]
         delta = (y.T / x.pow(2).sum(-1).clamp(min=1e-6)) @ x
         add_to_weight(model, layer, config.rate / len(layers) * delta)
 
 
-def apply(setting: Setting) -> Treatment:
-    return edited(METHOD, setting, lambda model, treated: hebbian_edit(setting, model, treated))
+def apply(setting: Setting, rule: str = "plain") -> Treatment:
+    method = METHOD if rule == "plain" else f"{METHOD}_{rule}"
+    return edited(
+        method, setting, lambda model, treated: hebbian_edit(setting, model, treated, rule)
+    )
+
+
+def apply_delta(setting: Setting) -> Treatment:
+    return apply(setting, "delta")

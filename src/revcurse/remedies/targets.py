@@ -8,6 +8,8 @@ chance), and the untouched facts' answers measure locality.
 Metrics use EasyEdit's names (Yao et al. 2023; Meng et al. 2022):
 - reliability:    reverse questions in the phrasings the remedy used (its edit prompts);
 - generalization: reverse questions in held-out phrasings (the test split);
+- kept:           the treated facts' questions in their trained direction (held-out
+                  phrasings) still answered: what the treatment cost them;
 - locality:       share of the untouched facts' answers (every question about them) that
                   the treatment left unchanged;
 - ppl_drift:      perplexity of generic text (reading documents) after / before, minus 1.
@@ -66,14 +68,18 @@ def hits(lm: CausalLM, examples: Sequence[Example]) -> list[bool]:
 
 
 def by_group(
-    method: str, metric: str, examples: Sequence[Example], flags: Sequence[bool]
+    method: str,
+    metric: str,
+    examples: Sequence[Example],
+    flags: Sequence[bool],
+    direction: str = "reverse",
 ) -> list[dict]:
-    """One proportion row per one-way group (direction: reverse)."""
+    """One proportion row per one-way group."""
     return [
         proportion_row(
             method,
             group,
-            "reverse",
+            direction,
             metric,
             [f for e, f in zip(examples, flags, strict=True) if e.group == group],
         )
@@ -103,9 +109,11 @@ def effect_rows(
     treated: Sequence[int],
     control: Sequence[int],
 ) -> list[dict]:
-    """Reliability, generalization (treated facts), control reverse recall, locality and
-    perplexity drift of a treatment that turned `before` into `after`."""
+    """Reliability, generalization (treated facts), what the treated facts kept of their
+    trained direction, control reverse recall, locality and perplexity drift of a treatment
+    that turned `before` into `after`."""
     edit_prompts = setting.ask(reverse_phrasings(setting, treated, "train"))
+    forward = [e for e in setting.ask(questions_about(setting, treated)) if e.relation == "same"]
     held_out = setting.ask(reverse_phrasings(setting, treated, "test"))
     controls = setting.ask(reverse_phrasings(setting, control, "test"))
     others = sorted(set(range(len(setting.facts))) - set(treated))
@@ -123,6 +131,7 @@ def effect_rows(
     return [
         *by_group(method, "reliability", edit_prompts, hits(after, edit_prompts)),
         *by_group(method, "generalization", held_out, hits(after, held_out)),
+        *by_group(method, "kept", forward, hits(after, forward), direction="same"),
         *by_group(method, "control_exact_match", controls, hits(after, controls)),
         proportion_row(method, "untouched", "all", "locality", unchanged),
         row(method, "generic", "all", "ppl_drift", drift, len(generic), None),
