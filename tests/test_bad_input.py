@@ -146,6 +146,12 @@ CASES = [
     ),
     # berglund, pairs, analyze
     ("berglund-data", ["berglund", "--data", "{d}/none"], {}, "none:0: no such folder"),
+    (
+        "berglund-not-utf8",
+        ["berglund", "--data", "{d}/b"],
+        {"b/p2d_prompts_train.jsonl": b'{"prompt": "\xff"}\n'},
+        "p2d_prompts_train.jsonl:1: not UTF-8",
+    ),
     ("berglund-facts", ["berglund", "--facts-per-group", "-1"], {}, "--facts-per-group: must be"),
     ("berglund-tests", ["berglund", "--test-phrasings", "-2"], {}, "--test-phrasings: must be 0"),
     ("pairs-limit", ["pairs", "--limit", "-1"], {}, "--limit: must be 0 (all) or more, got -1"),

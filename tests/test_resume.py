@@ -56,10 +56,20 @@ QUICK = ["--no-progress", "--world.facts-per-group", "8", "--train.batch-size", 
 ARGS = [*QUICK, "--train.steps", "200", "--train.checkpoint-every", "20"]
 
 
-def killed_demo(tmp_path: Path, name: str, when: str) -> Path:
+# Run in the demo's process first: writing samples.jsonl then takes a minute, so that a kill
+# lands in the middle of writing the results (table.txt and samples.jsonl written, not yet
+# results.json)
+SLOW_WRITES = (
+    "import time, revcurse.results as r; write = r.write_jsonl\n"
+    "r.write_jsonl = lambda *a: (write(*a), time.sleep(60))\n"
+)
+
+
+def killed_demo(tmp_path: Path, name: str, when: str, prelude: str = "") -> Path:
     """A demo run killed with SIGKILL once `when` (a glob in its partial folder) exists;
     returns its partial folder."""
-    command = [sys.executable, "-m", "revcurse.cli", "demo", "--output-dir", str(tmp_path / name)]
+    main = prelude + "from revcurse.cli import main; main()"
+    command = [sys.executable, "-c", main, "demo", "--output-dir", str(tmp_path / name)]
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # same numerics
     demo = subprocess.Popen(
         [*command, *ARGS], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
@@ -88,15 +98,18 @@ def whole(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("point", ["training", "evaluation", "writing"])
 def test_demo_killed_by_sigkill_resumes_to_identical_results(tmp_path, whole, point):
     """Killed while training (a checkpoint is there), while evaluating (the model is saved)
-    or while writing its results (half-written files left in the partial folder)."""
-    when = f"checkpoint/{CHECKPOINT}" if point == "training" else "model/model.safetensors"
-    partial = killed_demo(tmp_path, "killed", when)
+    or while writing its results (samples.jsonl written, results.json not yet)."""
+    when = {
+        "training": f"checkpoint/{CHECKPOINT}",
+        "evaluation": "model/model.safetensors",
+        "writing": "samples.jsonl",
+    }[point]
+    partial = killed_demo(tmp_path, "killed", when, SLOW_WRITES if point == "writing" else "")
     saved = torch.load(partial / "checkpoint" / CHECKPOINT, weights_only=True)
     if point == "training":
         assert 20 <= len(saved["progress"]["losses"]) < 200  # killed mid-training
-    if point == "writing":  # what a kill in the middle of write_results leaves
-        (partial / "table.txt").write_text("┏━━━━ half a tab")
-        (partial / "results.json").write_text('{"rows": [{"method": "basel')
+    if point == "writing":
+        assert (partial / "table.txt").exists() and not (partial / "results.json").exists()
     result = runner.invoke(app, ["demo", "--resume", str(partial)])
     assert result.exit_code == 0, result.output
     killed = tmp_path / "killed"
