@@ -179,6 +179,12 @@ CASES = [
         "does not exist",
     ),
     (
+        "kb-parent-file",
+        ["kb", "add", "{d}/f.jsonl", "--db", "{d}/f.jsonl/kb.sqlite"],
+        {"f.jsonl": FACTS},
+        "is a file, not a folder",
+    ),
+    (
         "kb-folder",
         ["kb", "add", "{d}/f.jsonl", "--db", "{d}/k"],
         {"f.jsonl": FACTS, "k/x": "x"},

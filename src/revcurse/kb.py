@@ -83,6 +83,8 @@ class KnowledgeBase:
         self.path = Path(path)
         if self.path.is_dir():
             raise ValueError(f"{self.path}: is a folder, not a knowledge base file")
+        if self.path.parent.exists() and not self.path.parent.is_dir():
+            raise ValueError(f"{self.path}: {self.path.parent} is a file, not a folder")
         if not self.path.parent.is_dir():
             raise ValueError(f"{self.path}: its folder {self.path.parent} does not exist")
         if not create and not self.path.is_file():
