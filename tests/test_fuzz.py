@@ -71,6 +71,10 @@ def written(name: str, content: bytes) -> Path:
     return path
 
 
+def written_jsonl(name: str, records: list) -> Path:
+    return written(name, "".join(json.dumps(r) + "\n" for r in records).encode())
+
+
 def reads_cleanly(read, path: Path) -> None:
     try:
         result = read(path)
@@ -90,7 +94,7 @@ def test_any_bytes(content, suffix):
 @FUZZ
 @given(st.lists(st.one_of(json_values, fact_like, template_like), max_size=6))
 def test_any_json_lines(records):
-    path = written("records.jsonl", "".join(json.dumps(r) + "\n" for r in records).encode())
+    path = written_jsonl("records.jsonl", records)
     for read in (load_facts, load_templates, validate):
         reads_cleanly(read, path)
 
@@ -98,7 +102,7 @@ def test_any_json_lines(records):
 @FUZZ
 @given(st.lists(fact_like, min_size=1, max_size=6))
 def test_fact_like_records_load_or_say_why(records):
-    path = written("facts.jsonl", "".join(json.dumps(r) + "\n" for r in records).encode())
+    path = written_jsonl("facts.jsonl", records)
     try:
         facts = load_facts(path)
     except DataError:
@@ -109,7 +113,7 @@ def test_fact_like_records_load_or_say_why(records):
 @FUZZ
 @given(st.lists(template_like, min_size=1, max_size=6))
 def test_template_like_records_load_or_say_why(records):
-    path = written("templates.jsonl", "".join(json.dumps(r) + "\n" for r in records).encode())
+    path = written_jsonl("templates.jsonl", records)
     try:
         templates = load_templates(path)
     except DataError:

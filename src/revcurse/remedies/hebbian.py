@@ -129,11 +129,11 @@ def context_shift(
 
 
 def kept_keys(
-    setting: Setting, model: PreTrainedModel, layers: list[int]
+    setting: Setting, model: PreTrainedModel, generic: dict[int, torch.Tensor]
 ) -> dict[int, torch.Tensor]:
-    """Per layer, (tokens, d_ff): the keys whose outputs the delta rule keeps: generic text
-    and the model's own training sentences at their answer positions (teacher-forced)."""
-    generic = keys(model, setting.tokenizer, generic_texts(setting), layers)
+    """Per layer, (tokens, d_ff): the keys whose outputs the delta rule keeps: generic text's
+    (`generic`) and the model's own training sentences' at their answer positions."""
+    layers = list(generic)
     forced = TeacherForced.of(setting.tokenizer, setting.ask(setting.train_examples))
     trained, _ = activity(model, forced, layers)
     return {i: torch.cat([generic[i], trained[i][forced.answer]]) for i in layers}
@@ -162,7 +162,7 @@ def hebbian_edit(
         unembed = model.get_output_embeddings().weight.float()
         direction = torch.nn.functional.normalize(unembed[forced.next_token.clamp(min=0)], dim=-1)
     generic = keys(model, setting.tokenizer, generic_texts(setting), layers)
-    kept = kept_keys(setting, model, layers) if rule == "delta" else {}
+    kept = kept_keys(setting, model, generic) if rule == "delta" else {}
     for layer in layers:
         if config.source == "context":
             y = target[layer][mask]
