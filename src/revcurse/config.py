@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 import re
 import typing
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +27,8 @@ import yaml
 C = TypeVar("C")
 
 EXIT_BAD_INPUT = 2  # the exit status of every error a user's input caused
+# Readers, dequantised GGUF models and error logs: one folder, moved with REVCURSE_CACHE
+CACHE = Path(os.environ.get("REVCURSE_CACHE", "~/.cache/revcurse")).expanduser()
 
 
 def fail(message: str) -> NoReturn:

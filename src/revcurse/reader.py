@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 from rich.console import Console
 
-from revcurse.config import check
+from revcurse.config import CACHE, check
 from revcurse.context import reading_documents
 from revcurse.lm.models import load_checkpoint, save_checkpoint
 from revcurse.lm.tiny import TinyModelConfig, build_tiny_model
@@ -35,8 +34,6 @@ from revcurse.world import TEMPLATES
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-DEFAULT_CACHE = Path(os.environ.get("REVCURSE_CACHE", "~/.cache/revcurse")).expanduser()
 
 
 @dataclass
@@ -50,7 +47,7 @@ class ReaderConfig:
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(steps=1000, lr=1e-3, batch_size=64)
     )
-    cache_dir: Path = DEFAULT_CACHE / "readers"  # trained readers, by config hash
+    cache_dir: Path = CACHE / "readers"  # trained readers, by config hash
 
     def __post_init__(self) -> None:
         check(self.documents >= 1, "documents", f"must be at least 1, got {self.documents}")

@@ -13,10 +13,14 @@ Instruct models may be asked through their chat template (revcurse.lm.chat).
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import os
+import shutil
 import socket
+import struct
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +28,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from revcurse.config import ConfigError
+from revcurse.config import CACHE, ConfigError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -150,12 +154,43 @@ def check_model_option(name: str) -> None:
         raise ConfigError("model", str(error)) from None
 
 
+def dequantised_cache(gguf: Path) -> Path:
+    """Where a GGUF file's float32 weights are kept as safetensors after its first load:
+    dequantising takes ~20 s for SmolLM2 on 2 cores, loading the copy well under 1 s. Keyed
+    by the file's path, size and modification time, so a changed file is loaded afresh."""
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    return CACHE / "models" / f"{gguf.stem}-{key.hexdigest()[:12]}"
+
+
+def keep_dequantised(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: Path
+) -> None:
+    """Save model and tokenizer to `folder`, whole or not at all (written beside it, then
+    renamed); a cache that cannot be written only costs the next load its speed."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    except OSError:
+        return
+    try:
+        model.save_pretrained(scratch)
+        tokenizer.save_pretrained(scratch)
+        scratch.rename(folder)
+    except OSError:  # full disk, or another process cached the same file first
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def load_pretrained(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Model (float32, eval mode) and tokenizer; pad token set for batching."""
+    """Model (float32, eval mode) and tokenizer; pad token set for batching. A GGUF model
+    is dequantised once, then loaded from its safetensors copy (`dequantised_cache`)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     check_model(name)
     where, gguf_file = resolve(name)
+    cached = dequantised_cache(Path(where) / gguf_file) if gguf_file else None
+    if cached is not None and (cached / "config.json").is_file():
+        where, gguf_file = str(cached), None
     kwargs: dict[str, object] = {"gguf_file": gguf_file} if gguf_file else {}
     offline = not Path(where).exists() and not hub_reachable()
     if offline:  # the cache alone, at once, instead of a minute of retries
@@ -163,7 +198,7 @@ def load_pretrained(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **kwargs)
-    except (OSError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, RuntimeError, struct.error) as err:  # struct: a cut-off GGUF
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         note = "; offline: no connection to the hub, and not in its cache" if offline else ""
         raise ModelNotFound(f"model '{name}': cannot load ({first_line[:200]}){note}") from err
@@ -173,6 +208,8 @@ def load_pretrained(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
+        if cached is not None:
+            keep_dequantised(model, tokenizer, cached)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.eval(), tokenizer
