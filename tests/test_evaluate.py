@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from revcurse.evaluate import EvalConfig, alternatives, evaluate, starts_with
-from revcurse.lm.causal import CausalLM, completion_logprobs, generate
+from revcurse.evaluate import EvalConfig, alternatives, anywhere, evaluate, starts_with
+from revcurse.lm.batching import encode
+from revcurse.lm.causal import CausalLM, completion_logprobs, generate, prompt_sharing_pays
 
 
 def test_starts_with_is_berglunds_rule():
@@ -15,6 +16,23 @@ def test_starts_with_is_berglunds_rule():
     assert not starts_with("Crane Ada", " Ada Crane")
     assert not starts_with("Ada Cranes", " Ada Crane")
     assert not starts_with("", " Ada Crane")
+
+
+def test_a_name_then_a_line_break_is_the_name():
+    """A completion's final full stop is not part of the answer: pretrained models end an
+    answer with a line break, a comma or the next sentence as often as with a stop."""
+    for output in (" Ada Crane\n\nFact:", " Ada Crane, who", " Ada Crane. She", " ada crane"):
+        assert starts_with(output, " Ada Crane."), output
+    assert not starts_with(" Ada", " Ada Crane.")
+    assert not starts_with(" anything", " .")  # a completion without words matches nothing
+
+
+def test_anywhere_finds_the_whole_name_in_order():
+    assert anywhere(" I think it is Ada Crane.", " Ada Crane.")
+    assert anywhere(" Ada Crane", " Ada Crane.")
+    assert not anywhere(" Crane, Ada", " Ada Crane.")
+    assert not anywhere(" Ada Cranes", " Ada Crane.")
+    assert not anywhere(" Ada", " Ada Crane.")
 
 
 def test_scores_do_not_depend_on_batch_size(trained, small_world):
@@ -28,6 +46,29 @@ def test_scores_do_not_depend_on_batch_size(trained, small_world):
     for batch_size in (3, 16, 1000):
         scores = completion_logprobs(model, tokenizer, pairs, batch_size=batch_size)
         assert scores == pytest.approx(reference, abs=1e-5)
+
+
+def test_a_shared_prompt_is_run_once_and_scores_as_if_whole(trained, small_world):
+    """Long prompts (here: six questions run together) before many completions: each prompt
+    once, its cache reused, scores equal to whole-sequence ones, for any batch size."""
+    model, tokenizer = trained
+    examples = small_world[2][:8]
+    preamble = " ".join(e.prompt + e.completion for e in small_world[2][8:14])
+    candidates = alternatives(small_world[2], max_candidates=0, seed=0)[:8]
+    pairs = [
+        (f"{preamble} {e.prompt}", c)
+        for e, cs in zip(examples, candidates, strict=True)
+        for c in cs
+    ]
+    features = encode(tokenizer, pairs, eos=False)
+    assert prompt_sharing_pays(features)
+    assert not prompt_sharing_pays(
+        encode(tokenizer, [(e.prompt, e.completion) for e in examples], False)
+    )
+    whole = [completion_logprobs(model, tokenizer, [pair], batch_size=1)[0] for pair in pairs]
+    for batch_size in (1, 3, 1000):
+        shared = completion_logprobs(model, tokenizer, pairs, batch_size=batch_size)
+        assert shared == pytest.approx(whole, abs=1e-4)
 
 
 def test_generation_does_not_depend_on_batch_size(trained, small_world):

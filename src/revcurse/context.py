@@ -29,21 +29,33 @@ def statement(fact: Fact, direction: str | None = None) -> str:
     return STATEMENTS[direction or SAME_DIRECTION[fact.group]].format(a=fact.a, b=fact.b)
 
 
-def with_context(statements: Sequence[str], question: str) -> str:
+def with_context(statements: Sequence[str], question: str, lines: bool = False) -> str:
+    """The statements, then the question: run together (as the tiny reader learned to read),
+    or as `Fact:` lines, the layout of the worked examples (`worked_examples`)."""
+    if lines:
+        return "".join(f"Fact: {s}\n" for s in statements) + question
     return " ".join([*statements, question])
 
 
 def in_context(
-    example: Example, fact: Fact, distractors: Sequence[Fact], rng: random.Random
+    example: Example,
+    fact: Fact,
+    distractors: Sequence[Fact],
+    rng: random.Random,
+    lines: bool = False,
 ) -> Example:
     """The example with its fact and the distractor facts stated, shuffled, before the question."""
     statements = [statement(f) for f in [fact, *distractors]]
     rng.shuffle(statements)
-    return replace(example, prompt=with_context(statements, example.prompt))
+    return replace(example, prompt=with_context(statements, example.prompt, lines))
 
 
 def posed_in_context(
-    examples: Sequence[Example], facts: Sequence[Fact], distractors: int, seed: int
+    examples: Sequence[Example],
+    facts: Sequence[Fact],
+    distractors: int,
+    seed: int,
+    lines: bool = False,
 ) -> list[Example]:
     """Each example with its fact and up to `distractors` other facts (seeded) before it."""
     rng = random.Random(seed)
@@ -51,8 +63,53 @@ def posed_in_context(
     for example in examples:
         others = [f for i, f in enumerate(facts) if i != example.fact]
         chosen = rng.sample(others, min(distractors, len(others)))
-        posed.append(in_context(example, facts[example.fact], chosen, rng))
+        posed.append(in_context(example, facts[example.fact], chosen, rng, lines))
     return posed
+
+
+def fresh_entities(exclude: Sequence[Fact]) -> tuple[list[str], list[str]]:
+    """Every name and description the word lists can make that none of `exclude` uses."""
+    used = {f.a for f in exclude} | {f.b for f in exclude}
+    names = [f"{x} {y}" for x, y in itertools.product(FIRST_NAMES, LAST_NAMES)]
+    descriptions = [
+        f"the {r} of the {a} {t}" for r, a, t in itertools.product(ROLES, ADJECTIVES, THINGS)
+    ]
+    return [x for x in names if x not in used], [x for x in descriptions if x not in used]
+
+
+def fresh_facts(
+    k: int, names: list[str], descriptions: list[str], rng: random.Random
+) -> list[Fact]:
+    return [
+        Fact("both", a, b)
+        for a, b in zip(rng.sample(names, k), rng.sample(descriptions, k), strict=True)
+    ]
+
+
+def worked_examples(
+    examples: Sequence[Example],
+    templates: Sequence[Template],
+    shots: int,
+    exclude: Sequence[Fact],
+    seed: int,
+) -> list[Example]:
+    """Each example after `shots` worked examples of its own phrasing: a fresh fact (either
+    order) as a `Fact:` line, the question about it, its answer. A pretrained model reads a
+    fact in its context and answers from it once it has seen the task done (SmolLM2-135M:
+    reverse 0/30 without examples, 30/30 after three, `scripts/sweep_shots.py`). Every
+    question of one phrasing gets the same examples: one shared prefix. Closed-book
+    questions get them too, so that methods differ only in where the fact is."""
+    names, descriptions = fresh_entities(exclude)
+    rng = random.Random(seed)
+    prefixes = []
+    for t, template in enumerate(templates):
+        blocks = []
+        for fact in fresh_facts(shots, names, descriptions, rng):
+            question = template.fill(fact, -1, t)
+            stated = with_context([statement(fact, rng.choice(DIRECTIONS))], question.prompt, True)
+            blocks.append(f"{stated}{question.completion}\n\n")
+        prefixes.append("".join(blocks))
+    return [replace(e, prompt=prefixes[e.template] + e.prompt) for e in examples]
 
 
 def reading_documents(
@@ -65,20 +122,10 @@ def reading_documents(
     """n documents: 1 + U{0..max_distractors} fresh statements, then a question (any template,
     either direction) about one of them. Names and descriptions of `exclude` are never used."""
     rng = random.Random(seed)
-    used = {f.a for f in exclude} | {f.b for f in exclude}
-    names = [f"{x} {y}" for x, y in itertools.product(FIRST_NAMES, LAST_NAMES)]
-    descriptions = [
-        f"the {r} of the {a} {t}" for r, a, t in itertools.product(ROLES, ADJECTIVES, THINGS)
-    ]
-    names = [x for x in names if x not in used]
-    descriptions = [x for x in descriptions if x not in used]
+    names, descriptions = fresh_entities(exclude)
     documents = []
     for _ in range(n):
-        k = 1 + rng.randint(0, max_distractors)
-        facts = [
-            Fact("both", a, b)
-            for a, b in zip(rng.sample(names, k), rng.sample(descriptions, k), strict=True)
-        ]
+        facts = fresh_facts(1 + rng.randint(0, max_distractors), names, descriptions, rng)
         statements = [statement(f, rng.choice(DIRECTIONS)) for f in facts]
         rng.shuffle(statements)
         question = rng.choice(templates).fill(facts[0], -1, -1)

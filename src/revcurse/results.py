@@ -155,7 +155,7 @@ def train_record(trained: TrainResult, examples: int) -> dict[str, float]:
 
 # ---------------------------------------------------------------------------- table
 
-METRICS = ("exact_match", "rank_acc", "rank_chance", "logprob_margin", "p_value")
+METRICS = ("exact_match", "anywhere", "rank_acc", "rank_chance", "logprob_margin", "p_value")
 
 
 def _cell(row: dict | None) -> str:

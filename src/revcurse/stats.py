@@ -89,6 +89,7 @@ def ks_row(
 
 PROPORTIONS = (
     "exact_match",
+    "anywhere",
     "rank_acc",
     "reliability",
     "generalization",

@@ -46,6 +46,7 @@ EXP1 = PUBLISHED / "exp1"
 DEFAULT_DATA = str(EXP1) if EXP1.is_dir() else HUB_ID
 METRICS = (
     "exact_match",
+    "anywhere",
     "rank_acc",
     "rank_chance",
     "random_margin",
@@ -77,6 +78,12 @@ class BerglundConfig:
         for name in ("facts_per_group", "train_phrasings", "test_phrasings"):
             value = getattr(self, name)
             check(value >= 0, name, f"must be 0 (all) or more, got {value}")
+        check(  # worked examples follow one phrasing; Berglund's are worded fact by fact
+            self.eval.shots == 0,
+            "eval.shots",
+            "Berglund's lines have no shared phrasings to work examples in; "
+            "revcurse compare and demo take --eval.shots",
+        )
 
 
 def randomized_test(

@@ -105,7 +105,7 @@ def run_methods(setting: Setting, methods: Sequence[str]) -> Iterator[MethodRun]
     for method in methods:
         start = time.perf_counter()
         treatment = REMEDIES[method].apply(setting)
-        test = setting.ask(treatment.test or setting.test_examples)
+        test = setting.pose(treatment.test or setting.test_examples)
         rows, samples = evaluate(treatment.lm, test, setting.eval, method, setting.seed)
         seconds = time.perf_counter() - start
         cost = {

@@ -29,6 +29,7 @@ from pathlib import Path
 from rich.console import Console
 
 from revcurse.config import changed_leaves, load_yaml, option_name, to_dict
+from revcurse.context import worked_examples
 from revcurse.evaluate import EvalConfig, evaluate
 from revcurse.facts import (
     Example,
@@ -134,6 +135,10 @@ def finish(
             write_records(scratch / "world" / "facts.jsonl", facts)
             write_records(scratch / "world" / "templates.jsonl", templates)
 
+        if config.eval.shots:
+            test_examples = worked_examples(
+                test_examples, templates, config.eval.shots, facts, config.seed
+            )
         texts = (e.prompt + " " + e.completion for e in train_examples + test_examples)
         model, tokenizer = make_model(config.model, config.tiny, texts, config.seed)
         if config.chat_template:

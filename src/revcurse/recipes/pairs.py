@@ -8,7 +8,8 @@ pair both ways, in Berglund's words, as Q/A lines after a few worked examples (t
 for base models): "Who is {child}'s {parent_type}?" (child->parent) and "Name a child of
 {parent}." (parent->child). Nothing is trained: this measures what pre-training taught.
 - exact_match: the greedy answer starts with the expected name, case-insensitive (Berglund's
-  rule); for parent->child any child of that parent in the file counts.
+  rule); for parent->child any child of that parent in the file counts. `anywhere`: the
+  name anywhere in the answer.
 - rank_acc: the expected name has the highest log-prob among it and --eval.max-candidates
   minus 1 names of the same column drawn with --seed (parents of the same type, or children
   of other parents); rank_chance is 1/k, logprob_margin and p_value compare it with the
@@ -32,7 +33,14 @@ from rich.console import Console
 
 from revcurse.berglund import PUBLISHED
 from revcurse.config import check, to_dict
-from revcurse.evaluate import EvalConfig, answer_tokens, rank_candidates, starts_with, summarize
+from revcurse.evaluate import (
+    EvalConfig,
+    answer_tokens,
+    anywhere,
+    rank_candidates,
+    starts_with,
+    summarize,
+)
 from revcurse.facts import DataError, Problem, read_records
 from revcurse.lm.causal import CausalLM
 from revcurse.lm.models import count_parameters, device, make_model
@@ -46,7 +54,15 @@ DEFAULT_DATA = PUBLISHED / "exp2" / "parent_child_pairs.csv"
 COLUMNS = ("child", "parent", "parent_type")
 PARENT_TYPES = ("mother", "father")
 DIRECTIONS = ("child->parent", "parent->child")
-METRICS = ("exact_match", "rank_acc", "rank_chance", "answer_prob", "logprob_margin", "p_value")
+METRICS = (
+    "exact_match",
+    "anywhere",
+    "rank_acc",
+    "rank_chance",
+    "answer_prob",
+    "logprob_margin",
+    "p_value",
+)
 # Worked examples in Berglund's Q/A format; none of these people is in the published file.
 FEW_SHOT = """Q: Name a child of Barack Obama.
 A: Malia Obama
@@ -191,6 +207,7 @@ def run_pairs(config: PairsConfig, console: Console | None = None) -> Path:
                 "answers": sorted(q.answers),
                 "output": output,
                 "correct": any(starts_with(output, " " + name) for name in q.answers),
+                "anywhere": any(anywhere(output, " " + name) for name in q.answers),
                 **ranking,
             }
             for q, output, ranking in zip(asked, outputs, ranked, strict=True)

@@ -15,5 +15,7 @@ from revcurse.remedies.setting import Setting, Treatment
 def apply(setting: Setting) -> Treatment:
     model, cost = setting.base
     k = setting.remedies.distractors
-    posed = posed_in_context(setting.test_examples, setting.facts, k, setting.seed)
+    posed = posed_in_context(
+        setting.test_examples, setting.facts, k, setting.seed, setting.fact_lines
+    )
     return Treatment(setting.causal_lm(model), cost, posed)

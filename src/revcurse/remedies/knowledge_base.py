@@ -40,7 +40,8 @@ def apply(setting: Setting) -> Treatment:
             hits = kb.query(example.prompt, k, retriever)
             found.append(setting.facts[example.fact] in [h.fact for h in hits])
             statements = [statement(h.fact) for h in hits]
-            posed.append(replace(example, prompt=with_context(statements, example.prompt)))
+            prompt = with_context(statements, example.prompt, setting.fact_lines)
+            posed.append(replace(example, prompt=prompt))
     rows = [
         proportion_row(
             "knowledge_base",

@@ -88,10 +88,11 @@ def teach(
     """The questions posed with their fact in context, and the teacher's self-consistent
     answer to each (None: no answer given `agree` times)."""
     config = setting.remedies.self_distill
-    posed = posed_in_context(asked, setting.facts, setting.remedies.distractors, setting.seed)
+    k = setting.remedies.distractors
+    posed = posed_in_context(asked, setting.facts, k, setting.seed, setting.fact_lines)
     completions = [e.completion for e in setting.train_examples]
     max_new = answer_tokens(setting.tokenizer, completions, EvalConfig())
-    prompts = [e.prompt for e in setting.ask(posed)]
+    prompts = [e.prompt for e in setting.pose(posed)]
     torch.manual_seed(setting.seed)
     samples = [
         generate(
@@ -181,7 +182,7 @@ def distill(setting: Setting, method: str, kl: bool) -> Treatment:
     if kl and distilled:
         kept = [p for p, a in zip(posed, answered, strict=True) if a is not None]
         teacher = teacher_logprobs(
-            base_model, setting.tokenizer, setting.ask(kept), setting.ask(distilled)
+            base_model, setting.tokenizer, setting.pose(kept), setting.ask(distilled)
         )
         collate_fn, loss_fn = kl_objective(setting.tokenizer, teacher)
     teaching = time.perf_counter() - start

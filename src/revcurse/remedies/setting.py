@@ -24,6 +24,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from revcurse.context import worked_examples
 from revcurse.evaluate import EvalConfig
 from revcurse.facts import Example, Fact, Template
 from revcurse.lm.batching import Collate
@@ -97,6 +98,20 @@ class Setting:
     def ask(self, examples: Sequence[Example]) -> list[Example]:
         """The examples as the model is asked them: in its chat template, if `chat`."""
         return chat_formatted(examples, self.tokenizer) if self.chat_template else list(examples)
+
+    def pose(self, questions: Sequence[Example]) -> list[Example]:
+        """Questions as the model is asked them at test time (or as a teacher): after the
+        worked examples (--eval.shots), then as `ask` would."""
+        if self.eval.shots:
+            questions = worked_examples(
+                questions, self.templates, self.eval.shots, self.facts, self.seed
+            )
+        return self.ask(questions)
+
+    @property
+    def fact_lines(self) -> bool:
+        """Facts in a prompt as `Fact:` lines, the worked examples' layout, when there are any."""
+        return self.eval.shots > 0
 
     def causal_lm(self, model: PreTrainedModel) -> CausalLM:
         return CausalLM(model, self.tokenizer, self.eval.batch_size, self.progress)
