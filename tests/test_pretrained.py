@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
+import operator
 
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 from revcurse.cli import app
+from revcurse.config import from_dict, pretrained_defaults, to_dict
 from revcurse.lm import pretrained
 from revcurse.lm.chat import chat_formatted
 from revcurse.lm.models import save_checkpoint
 from revcurse.lm.pretrained import PRESETS, ModelNotFound, load_pretrained, resolve
+from revcurse.recipes.berglund import BerglundConfig
+from revcurse.recipes.compare import CompareConfig
+from revcurse.recipes.demo import DemoConfig
 
 runner = CliRunner()
 
@@ -68,6 +75,18 @@ def test_demo_fine_tunes_a_pretrained_folder(trained, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "pretrained model" in (run_dir / "table.txt").read_text()
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["train"]["lr"] == DemoConfig.PRETRAINED["train.lr"]  # its own default
+    assert saved["train"]["steps"] == 3  # what the user gave wins
+    assert "Fact: " in (run_dir / "samples.jsonl").read_text()  # asked after worked examples
+
+
+@pytest.mark.parametrize("recipe", [DemoConfig, BerglundConfig, CompareConfig])
+def test_pretrained_defaults_name_real_options_with_valid_values(recipe):
+    values = to_dict(recipe())
+    for path, value in pretrained_defaults(recipe).items():
+        functools.reduce(operator.getitem, path[:-1], values)[path[-1]] = value
+    from_dict(recipe, values)  # every key an option, every value one it accepts
 
 
 CHAT = (

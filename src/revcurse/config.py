@@ -179,6 +179,14 @@ def _set(values: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     values[path[-1]] = value
 
 
+def pretrained_defaults(cls: type) -> dict[tuple[str, ...], Any]:
+    """A recipe's defaults for pretrained models (`--model` other than tiny), by option
+    path: its class attribute PRETRAINED, {"train.lr": 1e-4, ...}. The tiny model's
+    defaults (hundreds of steps of 256 sequences at a rate of 3e-3) would wreck a
+    pretrained model, or run it out of memory. Options given on the command line win."""
+    return {tuple(key.split(".")): value for key, value in getattr(cls, "PRETRAINED", {}).items()}
+
+
 def command_from_config(cls: type[C], run: Callable[[C], None], doc: str) -> Callable[..., None]:
     """A typer command whose options are `cls`'s fields; it builds the config and calls run."""
     params = [
@@ -192,16 +200,20 @@ def command_from_config(cls: type[C], run: Callable[[C], None], doc: str) -> Cal
         )
     ]
     leaves = list(_leaves(cls()))
+    pretrained = pretrained_defaults(cls)
     for path, kind, default, help_text in leaves:
         words = [p.replace("_", "-") for p in path]
         flag = option_name(path)
         negative = "--" + ".".join([*words[:-1], "no-" + words[-1]])
+        default_text = f"default: {default}"
+        if path in pretrained:
+            default_text += f"; pretrained models: {pretrained[path]}"
         decls = [f"{flag}/{negative}"] if kind is bool else [flag]
         params.append(
             inspect.Parameter(
                 "__".join(path),
                 inspect.Parameter.KEYWORD_ONLY,
-                default=typer.Option(None, *decls, help=f"{help_text}  [default: {default}]"),
+                default=typer.Option(None, *decls, help=f"{help_text}  [{default_text}]"),
                 annotation=kind | None,
             )
         )
@@ -210,6 +222,9 @@ def command_from_config(cls: type[C], run: Callable[[C], None], doc: str) -> Cal
         config_path = kwargs.pop("config")
         try:
             base = to_dict(load_yaml(cls, config_path)) if config_path else to_dict(cls())
+            if not config_path and kwargs.get("model") not in (None, "tiny"):
+                for path, value in pretrained.items():  # a replayed config has its own
+                    _set(base, path, value)
             for path, *_ in leaves:
                 value = kwargs["__".join(path)]
                 if value is not None:

@@ -112,7 +112,10 @@ def shared_prompt_logprobs(
     for prompt in progress_bar(
         list(by_prompt), desc="score", unit="prompt", disable=not progress, leave=False
     ):
-        out = model(input_ids=torch.tensor([prompt], device=device), use_cache=True)
+        # the last position's logits alone: the others would cost a vocabulary's worth each
+        out = model(
+            input_ids=torch.tensor([prompt], device=device), use_cache=True, logits_to_keep=1
+        )
         first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
         for part in spans(len(by_prompt[prompt]), batch_size):
             rows = by_prompt[prompt][part]

@@ -25,6 +25,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from rich.console import Console
 
@@ -53,6 +54,17 @@ from revcurse.world import TEMPLATES, WorldConfig, generate_facts
 
 @dataclass
 class DemoConfig:
+    # A pretrained model fine-tunes on fewer facts, gently, in batches that fit in memory
+    # (LoRA at 3e-4, as revcurse compare), and is asked after three worked examples
+    PRETRAINED: ClassVar[dict[str, object]] = {
+        "world.facts_per_group": 10,
+        "train.steps": 60,
+        "train.lr": 3e-4,
+        "train.batch_size": 16,
+        "train.warmup_steps": 10,
+        "eval.batch_size": 32,
+        "eval.shots": 3,
+    }
     output_dir: Path | None = None  # default runs/demo-<timestamp>; never overwritten
     seed: int = 0  # seeds the world, the initial weights and the data order
     facts: Path | None = None  # your facts file (JSONL/CSV) instead of the generated world

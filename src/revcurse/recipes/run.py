@@ -84,6 +84,20 @@ def announce(console: Console, command: str, what: str, model: str, parameters: 
 def finished(
     console: Console, table: str, output_dir: Path, timing: str, name: str = "results.json"
 ) -> None:
-    """The table on stdout, then where the results are."""
+    """The table on stdout, then where the results are, the time taken and the peak memory."""
     print(table, end="")
-    console.print(f"results: {output_dir}/{name} ({timing})")
+    console.print(f"results: {output_dir}/{name} ({timing}, peak memory {peak_memory()})")
+
+
+def peak_memory() -> str:
+    """The largest resident set so far of this process or of a finished worker, e.g.
+    '3.1 GiB' (Linux counts KiB; 'unknown' where there is no `resource` module)."""
+    try:
+        import resource
+    except ImportError:
+        return "unknown"
+    kib = max(
+        resource.getrusage(who).ru_maxrss
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return f"{kib / 2**20:.1f} GiB"
