@@ -6,7 +6,13 @@ import pytest
 
 from revcurse.evaluate import EvalConfig, alternatives, anywhere, evaluate, starts_with
 from revcurse.lm.batching import encode
-from revcurse.lm.causal import CausalLM, completion_logprobs, generate, prompt_sharing_pays
+from revcurse.lm.causal import (
+    CausalLM,
+    common_starts,
+    completion_logprobs,
+    generate,
+    prompt_sharing_pays,
+)
 
 
 def test_starts_with_is_berglunds_rule():
@@ -69,6 +75,16 @@ def test_a_shared_prompt_is_run_once_and_scores_as_if_whole(trained, small_world
     for batch_size in (1, 3, 1000):
         shared = completion_logprobs(model, tokenizer, pairs, batch_size=batch_size)
         assert shared == pytest.approx(whole, abs=1e-4)
+
+
+def test_prompts_that_begin_alike_share_their_start():
+    examples = tuple(range(100, 120))  # twenty tokens of worked examples
+    a, b, c = (*examples, 1, 2), (*examples, 1, 3), (*examples[:5], 4, 5)
+    groups = common_starts([c, b, a])
+    assert groups == [((*examples[:5], 4), [c]), ((*examples, 1), [a, b])]  # sorted
+    assert common_starts([examples, (*examples, 7)]) == [
+        (examples[:-1], [examples, (*examples, 7)])
+    ]
 
 
 def test_generation_does_not_depend_on_batch_size(trained, small_world):

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from revcurse.cli import app
 from revcurse.context import reading_documents, statement
+from revcurse.evaluate import EvalConfig
 from revcurse.facts import Fact
 from revcurse.kb import KnowledgeBase
 from revcurse.lm.batching import IGNORE, encode
@@ -90,6 +91,28 @@ def test_in_context_states_the_fact_and_distractors(tmp_path):
         assert statement(fact) in posed.prompt
         assert posed.prompt.count(" is ") >= 3  # the fact and two distractors
         assert posed.completion == original.completion
+
+
+def test_worked_examples_come_before_a_fact_in_context_alone(tmp_path):
+    """--eval.shots: the question with its fact after k answered examples of its phrasing
+    about other, fictitious facts (the same ones for every question of that phrasing); the
+    fact a `Fact:` line, as theirs. Closed-book questions stay as the facts were trained."""
+    setting = small_setting(tmp_path)
+    setting.eval = EvalConfig(shots=2)
+    treatment = REMEDIES["in_context"].apply(setting)
+    posed = setting.pose(treatment.test)
+    used = {f.a for f in setting.facts} | {f.b for f in setting.facts}
+    prefixes = {}
+    for original, asked in zip(setting.test_examples, posed, strict=True):
+        fact = setting.facts[original.fact]
+        examples, question = asked.prompt.rsplit("\n\n", 1)
+        assert question == f"Fact: {statement(fact)}\n{original.prompt}"
+        assert examples.count("Fact: ") == 2 and not any(u in examples for u in used)
+        assert prefixes.setdefault(original.template, examples) == examples
+    ready = setting.ask(setting.test_examples)
+    assert [e.prompt for e in ready] == [e.prompt for e in setting.test_examples]
+    documents = reading_documents(5, 0, TEMPLATES, setting.facts, seed=0, lines=True)
+    assert all(d.prompt.startswith("Fact: ") for d in documents)  # replayed in that layout
 
 
 def test_bidirectional_adds_the_other_direction_only_for_one_way_facts(tmp_path):

@@ -118,9 +118,11 @@ def reading_documents(
     templates: Sequence[Template],
     exclude: Sequence[Fact],
     seed: int,
+    lines: bool = False,
 ) -> list[Example]:
     """n documents: 1 + U{0..max_distractors} fresh statements, then a question (any template,
-    either direction) about one of them. Names and descriptions of `exclude` are never used."""
+    either direction) about one of them. Names and descriptions of `exclude` are never used.
+    `lines`: the statements as `Fact:` lines, the layout a pretrained model is asked in."""
     rng = random.Random(seed)
     names, descriptions = fresh_entities(exclude)
     documents = []
@@ -136,7 +138,7 @@ def reading_documents(
                 direction=question.direction,
                 split="train",
                 template=-1,
-                prompt=with_context(statements, question.prompt),
+                prompt=with_context(statements, question.prompt, lines),
                 completion=question.completion,
             )
         )

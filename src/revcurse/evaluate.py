@@ -33,7 +33,7 @@ class EvalConfig:
     max_new_tokens: int = 0  # 0 = the longest completion plus 2 tokens
     # The tiny reader learned to read without them; pretrained models get 3 by default
     # (scripts/sweep_shots.py), so that they answer from their context (context.worked_examples)
-    shots: int = 0  # worked examples, about other fictitious facts, before every question
+    shots: int = 0  # worked examples (other fictitious facts) before a question in context
 
     def __post_init__(self) -> None:
         check(self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}")
@@ -41,6 +41,16 @@ class EvalConfig:
         for name in ("max_candidates", "max_new_tokens"):
             value = getattr(self, name)
             check(value >= 0, name, f"must be 0 (automatic) or more, got {value}")
+
+
+def check_no_shots(config: EvalConfig) -> None:
+    """For recipes that ask closed book only: worked examples are for questions with their
+    fact in context."""
+    check(
+        config.shots == 0,
+        "eval.shots",
+        "worked examples go before questions with their fact in context: revcurse compare",
+    )
 
 
 def entity_words(completion: str) -> list[str]:

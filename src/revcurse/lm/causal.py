@@ -92,6 +92,27 @@ def prompt_sharing_pays(features: Sequence[tuple[list[int], list[int]]]) -> bool
     return 3 * shared <= whole
 
 
+def common_starts(prompts: Sequence[tuple[int, ...]]) -> list[tuple[tuple[int, ...], list]]:
+    """The prompts in groups that begin alike (the same worked examples), each with the
+    tokens all its prompts begin with, short of the last one of the shortest: run once for
+    the group. Sorted, so such prompts are neighbours; a group grows while that start stays
+    at least MIN_SHARED tokens long."""
+    groups: list[tuple[tuple[int, ...], list]] = []
+    for prompt in sorted(prompts):
+        if groups:
+            start, members = groups[-1]
+            same = [a == b for a, b in zip(start, prompt, strict=False)]
+            n = min(same.index(False) if False in same else len(same), len(prompt) - 1)
+            if n >= MIN_SHARED:
+                groups[-1] = (start[:n], [*members, prompt])
+                continue
+        groups.append((prompt[:-1], [prompt]))
+    return groups
+
+
+MIN_SHARED = 16  # tokens: a shorter common start is not worth a forward pass of its own
+
+
 @torch.no_grad()
 def shared_prompt_logprobs(
     model: PreTrainedModel,
@@ -99,38 +120,53 @@ def shared_prompt_logprobs(
     batch_size: int,
     progress: bool,
 ) -> list[float]:
-    """completion_logprobs with one forward pass per distinct prompt: its last logits score
-    each completion's first token, and its key-value cache, repeated for a batch of
-    completions (right-padded), scores the rest. Equal to whole-sequence scores up to float
-    rounding (tests: 1e-4)."""
+    """completion_logprobs with one forward pass per distinct prompt, after one per common
+    start of several prompts (`common_starts`): the prompt's last logits score each
+    completion's first token, and its key-value cache, repeated for a batch of completions
+    (right-padded), scores the rest. Equal to whole-sequence scores up to float rounding
+    (tests: 1e-4)."""
     by_prompt: dict[tuple[int, ...], list[tuple[int, list[int]]]] = {}
     for i, (ids, labels) in enumerate(features):
         prompt, completion = split_prompt(ids, labels)
         by_prompt.setdefault(prompt, []).append((i, completion))
     scores = [0.0] * len(features)
     device = model.device
-    for prompt in progress_bar(
-        list(by_prompt), desc="score", unit="prompt", disable=not progress, leave=False
-    ):
-        # the last position's logits alone: the others would cost a vocabulary's worth each
-        out = model(
-            input_ids=torch.tensor([prompt], device=device), use_cache=True, logits_to_keep=1
-        )
-        first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-        for part in spans(len(by_prompt[prompt]), batch_size):
-            rows = by_prompt[prompt][part]
-            width = max(len(c) for _, c in rows)
-            ids = torch.tensor([c + [0] * (width - len(c)) for _, c in rows], device=device)
-            mask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for _, c in rows])
-            cache = copy.deepcopy(out.cache)
-            cache.batch_repeat_interleave(len(rows))
-            attention = torch.cat([torch.ones(len(rows), len(prompt), dtype=mask.dtype), mask], 1)
-            logits = model(input_ids=ids, attention_mask=attention.to(device), cache=cache).logits
-            logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-            picked = logprobs.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-            rest = (picked * mask[:, 1:].to(device)).sum(-1)
-            for (i, completion), tail in zip(rows, rest.tolist(), strict=True):
-                scores[i] = first[completion[0]].item() + tail
+
+    def extend(cache: object, ids: Sequence[int]) -> object:
+        """The model's output for `ids` after what `cache` holds (a copy: it is reused);
+        the last position's logits alone, the others would cost a vocabulary's worth each."""
+        tokens = torch.tensor([list(ids)], device=device)
+        cache = copy.deepcopy(cache)
+        return model(input_ids=tokens, cache=cache, use_cache=True, logits_to_keep=1)
+
+    bar = progress_bar(total=len(by_prompt), desc="score", unit="prompt", disable=not progress)
+    for start, prompts in common_starts(list(by_prompt)):
+        if len(prompts) == 1:
+            start = ()  # nothing to share: the prompt in one pass
+        shared = extend(None, start).cache if start else None
+        for prompt in prompts:
+            out = extend(shared, prompt[len(start) :])
+            first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+            for part in spans(len(by_prompt[prompt]), batch_size):
+                rows = by_prompt[prompt][part]
+                width = max(len(c) for _, c in rows)
+                ids = torch.tensor([c + [0] * (width - len(c)) for _, c in rows], device=device)
+                mask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for _, c in rows])
+                cache = copy.deepcopy(out.cache)
+                cache.batch_repeat_interleave(len(rows))
+                attention = torch.cat(
+                    [torch.ones(len(rows), len(prompt), dtype=mask.dtype), mask], 1
+                )
+                logits = model(
+                    input_ids=ids, attention_mask=attention.to(device), cache=cache
+                ).logits
+                logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+                picked = logprobs.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+                rest = (picked * mask[:, 1:].to(device)).sum(-1)
+                for (i, completion), tail in zip(rows, rest.tolist(), strict=True):
+                    scores[i] = first[completion[0]].item() + tail
+            bar.update()
+    bar.close()
     return scores
 
 

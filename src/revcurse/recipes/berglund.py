@@ -32,7 +32,7 @@ from rich.console import Console
 
 from revcurse.berglund import HUB_ID, PUBLISHED, BerglundData, load_berglund, select
 from revcurse.config import check, to_dict
-from revcurse.evaluate import EvalConfig, evaluate
+from revcurse.evaluate import EvalConfig, check_no_shots, evaluate
 from revcurse.facts import GROUPS, Example
 from revcurse.lm.causal import CausalLM, LanguageModel
 from revcurse.lm.models import count_parameters, device, make_model
@@ -90,12 +90,7 @@ class BerglundConfig:
         for name in ("facts_per_group", "train_phrasings", "test_phrasings"):
             value = getattr(self, name)
             check(value >= 0, name, f"must be 0 (all) or more, got {value}")
-        check(  # worked examples follow one phrasing; Berglund's are worded fact by fact
-            self.eval.shots == 0,
-            "eval.shots",
-            "Berglund's lines have no shared phrasings to work examples in; "
-            "revcurse compare and demo take --eval.shots",
-        )
+        check_no_shots(self.eval)
 
 
 def randomized_test(

@@ -48,21 +48,26 @@ from revcurse.world import WorldConfig
 
 @dataclass
 class CompareConfig:
-    # SmolLM2-135M (scripts/sweep_shots.py, README): LoRA at 3e-4 for 150 steps of 16 learns
-    # 30 facts a group; 32 sequences a pass keep scoring within a few GiB (a 49k vocabulary);
-    # three worked examples let it answer from its context
+    # SmolLM2-135M (scripts/sweep_finetune.py, scripts/sweep_shots.py): LoRA at 3e-4 collapses
+    # it onto a few trained answers; full fine-tuning at 3e-4 with a quarter of the corpus
+    # reading documents (Fact: lines) keeps its in-context reading whole. 32 sequences a
+    # pass keep scoring within a few GiB (a 49k vocabulary); three worked examples let it
+    # answer from its context
     PRETRAINED: ClassVar[dict[str, object]] = {
         "workers": 1,
-        "train.steps": 150,
+        "train.finetune": "full",
+        "train.steps": 200,
         "train.lr": 3e-4,
-        "train.batch_size": 16,
-        "train.warmup_steps": 10,
+        "train.batch_size": 8,
+        "train.warmup_steps": 5,
         "eval.batch_size": 32,
         "eval.max_candidates": 10,
         "eval.shots": 3,
-        "remedies.reading_documents": 50,
+        "remedies.reading_documents": 200,
         "remedies.generic_documents": 20,
         "remedies.self_distill.steps": 60,
+        "remedies.self_distill.samples": 3,
+        "remedies.self_distill.agree": 2,
     }
     output_dir: Path | None = None  # run directory; default runs/compare-<timestamp>
     seeds: int = 3  # independent worlds and initialisations; CIs are across seeds

@@ -30,8 +30,7 @@ from typing import ClassVar
 from rich.console import Console
 
 from revcurse.config import changed_leaves, load_yaml, option_name, to_dict
-from revcurse.context import worked_examples
-from revcurse.evaluate import EvalConfig, evaluate
+from revcurse.evaluate import EvalConfig, check_no_shots, evaluate
 from revcurse.facts import (
     Example,
     Fact,
@@ -55,7 +54,6 @@ from revcurse.world import TEMPLATES, WorldConfig, generate_facts
 @dataclass
 class DemoConfig:
     # A pretrained model fine-tunes on fewer facts, gently, in batches that fit in memory
-    # (LoRA at 3e-4, as revcurse compare), and is asked after three worked examples
     PRETRAINED: ClassVar[dict[str, object]] = {
         "world.facts_per_group": 10,
         "train.steps": 60,
@@ -63,7 +61,6 @@ class DemoConfig:
         "train.batch_size": 16,
         "train.warmup_steps": 10,
         "eval.batch_size": 32,
-        "eval.shots": 3,
     }
     output_dir: Path | None = None  # default runs/demo-<timestamp>; never overwritten
     seed: int = 0  # seeds the world, the initial weights and the data order
@@ -80,6 +77,7 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         check_model_option(self.model)
+        check_no_shots(self.eval)
 
 
 def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
@@ -147,10 +145,6 @@ def finish(
             write_records(scratch / "world" / "facts.jsonl", facts)
             write_records(scratch / "world" / "templates.jsonl", templates)
 
-        if config.eval.shots:
-            test_examples = worked_examples(
-                test_examples, templates, config.eval.shots, facts, config.seed
-            )
         texts = (e.prompt + " " + e.completion for e in train_examples + test_examples)
         model, tokenizer = make_model(config.model, config.tiny, texts, config.seed)
         if config.chat_template:

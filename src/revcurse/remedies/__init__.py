@@ -37,8 +37,8 @@ class RemedyConfig:
     # The tiny reader reads one statement; beside others it cannot yet pick the right one
     distractors: int = 0  # in_context, self_distill, reading: other facts beside the true one
     # A run of 400 steps of 32 at share 0.25 reads ~3,200 documents: none twice, so it reads
-    reading_documents: int = 5000  # tiny: documents drawn afresh for each seed's world
-    reading_share: float = 0.25  # tiny: share of reading documents in every training corpus
+    reading_documents: int = 5000  # documents drawn afresh for each seed's world
+    reading_share: float = 0.25  # share of reading documents in every training corpus
     generic_documents: int = 200  # hebbian/rome statistics and perplexity drift: documents
     knowledge_base: KnowledgeBaseConfig = field(default_factory=KnowledgeBaseConfig)
     reverse_training: ReverseTrainingConfig = field(default_factory=ReverseTrainingConfig)

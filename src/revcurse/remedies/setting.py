@@ -10,8 +10,8 @@ the training budget, and returns what answers the test questions: a model (train
 remedy, or the shared baseline model) and, for prompting remedies, how each question is
 posed. `revcurse compare` scores every treatment with the same evaluator. Every trained
 causal remedy starts from the same weights (the tiny reader, revcurse.reader, or the
-pretrained model) and trains on the same base corpus (the facts' training text, plus for a
-tiny model the reading documents) for the same number of steps, plus its own additions;
+pretrained model) and trains on the same base corpus (the facts' training text and the
+reading documents) for the same number of steps, plus its own additions;
 self_distill and the edits start from the trained baseline instead.
 """
 
@@ -58,7 +58,7 @@ class Setting:
     eval: EvalConfig
     remedies: RemedyConfig
     progress: bool = False
-    pretrained: bool = False  # start is a real LLM: LoRA by default, no reading documents
+    pretrained: bool = False  # start is a real LLM: LoRA by default
     chat_template: bool = False  # pose every prompt as a user turn of its chat template
 
     def train_model(
@@ -75,10 +75,12 @@ class Setting:
             model = copy.deepcopy(self.start)
         corpus = self.ask([*self.train_examples, *(extra or [])])
         share = self.remedies.reading_share
-        if not self.pretrained and share > 0:
-            # A tiny model keeps reading the reading documents (so as not to forget how),
-            # which are many (each drawn afresh, so none can be memorised); the fact sentences
-            # are repeated so that the documents make up `share` of the corpus.
+        if share > 0:
+            # The model keeps reading the reading documents (so as not to forget how: a
+            # pretrained one fine-tuned on the facts alone answers every question with a
+            # trained fact's answer, context or not), each drawn afresh, so none can be
+            # memorised; the fact sentences are repeated so that the documents make up
+            # `share` of the corpus.
             repeats = round(len(self.reading) * (1 - share) / share / len(corpus))
             corpus = corpus * max(1, repeats) + self.reading
         budget = replace(self.train, steps=steps or self.train.steps)
@@ -100,8 +102,9 @@ class Setting:
         return chat_formatted(examples, self.tokenizer) if self.chat_template else list(examples)
 
     def pose(self, questions: Sequence[Example]) -> list[Example]:
-        """Questions as the model is asked them at test time (or as a teacher): after the
-        worked examples (--eval.shots), then as `ask` would."""
+        """Questions with their fact in context as the model is asked them (in_context,
+        knowledge_base, the self-distillation teacher): after the worked examples
+        (--eval.shots), then as `ask` would."""
         if self.eval.shots:
             questions = worked_examples(
                 questions, self.templates, self.eval.shots, self.facts, self.seed

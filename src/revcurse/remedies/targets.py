@@ -112,12 +112,12 @@ def effect_rows(
     """Reliability, generalization (treated facts), what the treated facts kept of their
     trained direction, control reverse recall, locality and perplexity drift of a treatment
     that turned `before` into `after`."""
-    edit_prompts = setting.pose(reverse_phrasings(setting, treated, "train"))
-    forward = [e for e in setting.pose(questions_about(setting, treated)) if e.relation == "same"]
-    held_out = setting.pose(reverse_phrasings(setting, treated, "test"))
-    controls = setting.pose(reverse_phrasings(setting, control, "test"))
+    edit_prompts = setting.ask(reverse_phrasings(setting, treated, "train"))
+    forward = [e for e in setting.ask(questions_about(setting, treated)) if e.relation == "same"]
+    held_out = setting.ask(reverse_phrasings(setting, treated, "test"))
+    controls = setting.ask(reverse_phrasings(setting, control, "test"))
     others = sorted(set(range(len(setting.facts))) - set(treated))
-    untouched = setting.pose(questions_about(setting, others))
+    untouched = setting.ask(questions_about(setting, others))
     unchanged = [
         a == b
         for a, b in zip(
