@@ -48,15 +48,15 @@ readme-compare: $(BIN)/revcurse
 		--remedies.hebbian.ridge 4 --output-dir $$dir-hebbian-wide \
 	&& $(BIN)/python scripts/update_readme.py --compare $$dir-hebbian-wide compare-hebbian-wide
 
-# Regenerate the README's SmolLM2-135M blocks: Berglund's Experiment 1 on a subset (~4 min)
-# and a few facts through the remedies (~15 min).
-SMOLLM2_COMPARE = --model smollm2-135m --seeds 1 --world.facts-per-group 3 \
-	--methods baseline,in_context,knowledge_base,bidirectional,self_distill,self_distill_kl,hebbian,rome \
-	--train.steps 40 --train.lr 1e-3 --train.batch-size 8 --remedies.self-distill.steps 40 \
-	--remedies.reading-documents 200 --remedies.generic-documents 50 --eval.batch-size 32
+# Regenerate the README's SmolLM2-135M blocks: Berglund's Experiment 1 on a subset (~4 min),
+# the worked-examples sweep (~2 min) and 30 facts a group through the remedies that use the
+# model's own reading (~30 min; every other option is compare's default for pretrained models).
+SMOLLM2_COMPARE = --model smollm2-135m --seeds 1 \
+	--methods baseline,in_context,knowledge_base,self_distill
 readme-smollm2: $(BIN)/revcurse
 	dir=runs/readme-smollm2-$$(date +%Y%m%d-%H%M%S) \
 	&& $(BIN)/python benchmarks/berglund_smollm2.py --keep $$dir/berglund \
+	&& $(BIN)/python scripts/sweep_shots.py --readme \
 	&& $(BIN)/revcurse compare $(SMOLLM2_COMPARE) --no-progress --output-dir $$dir/compare \
 	&& $(BIN)/python scripts/update_readme.py --berglund $$dir/berglund \
 	&& $(BIN)/python scripts/update_readme.py --compare $$dir/compare compare-smollm2

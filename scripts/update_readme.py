@@ -305,14 +305,15 @@ def compare_block(run_dir: Path, name: str, brief: bool = False) -> str:
     """The chart, the one-way facts' rows, every remedy-specific row and the cost of each
     method, from a compare run; the chart is copied to docs/<name>_chart.png. `brief`: the
     command and the one-way facts' rows only."""
-    from revcurse.config import to_dict
+    from revcurse.config import default_values
     from revcurse.recipes.compare import CompareConfig
     from revcurse.report import cost_table, markdown_table, summarize_costs
 
     results = json.loads((run_dir / "results.json").read_text())
     main_metrics = ("exact_match", "rank_acc", "rank_chance")
     main = [r for r in results["rows"] if r["group"] in ONE_WAY and r["metric"] in main_metrics]
-    options = changed_options(results["config"], to_dict(CompareConfig()))
+    config = results["config"]
+    options = changed_options(config, default_values(CompareConfig, config["model"]))
     command = f"`{' '.join(['revcurse compare', *options])}`"
     if brief:
         return f"{command}:\n\n{markdown_table(main, main_metrics)}"
@@ -334,7 +335,8 @@ def compare_block(run_dir: Path, name: str, brief: bool = False) -> str:
     if extra:
         names = tuple(dict.fromkeys(r["metric"] for r in extra))
         parts += ["", markdown_table(extra, names)]
-    return "\n".join([*parts, "", *cost_lines])
+    memory = f"Peak memory {results['peak_memory']}." if "peak_memory" in results else ""
+    return "\n".join([*parts, "", *cost_lines, *(["", memory] if memory else [])])
 
 
 def main(argv: list[str]) -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import copy
-import functools
 import importlib.util
-import operator
 
 import pytest
 import torch
@@ -13,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from revcurse.cli import app
-from revcurse.config import from_dict, pretrained_defaults, to_dict
+from revcurse.config import default_values, from_dict, pretrained_defaults
 from revcurse.lm import pretrained
 from revcurse.lm.chat import chat_formatted
 from revcurse.lm.models import save_checkpoint
@@ -82,9 +80,8 @@ def test_demo_fine_tunes_a_pretrained_folder(trained, tmp_path):
 
 @pytest.mark.parametrize("recipe", [DemoConfig, BerglundConfig, CompareConfig])
 def test_pretrained_defaults_name_real_options_with_valid_values(recipe):
-    values = to_dict(recipe())
-    for path, value in pretrained_defaults(recipe).items():
-        functools.reduce(operator.getitem, path[:-1], values)[path[-1]] = value
+    values = default_values(recipe, model="a pretrained one")
+    assert values != default_values(recipe) and pretrained_defaults(recipe)
     from_dict(recipe, values)  # every key an option, every value one it accepts
 
 

@@ -187,6 +187,16 @@ def pretrained_defaults(cls: type) -> dict[tuple[str, ...], Any]:
     return {tuple(key.split(".")): value for key, value in getattr(cls, "PRETRAINED", {}).items()}
 
 
+def default_values(cls: type, model: str = "tiny") -> dict[str, Any]:
+    """`to_dict(cls())`, with the recipe's pretrained defaults where `model` is not tiny:
+    what a run with no option but `--model` uses."""
+    values = to_dict(cls())
+    if model != "tiny":
+        for path, value in pretrained_defaults(cls).items():
+            _set(values, path, value)
+    return values
+
+
 def command_from_config(cls: type[C], run: Callable[[C], None], doc: str) -> Callable[..., None]:
     """A typer command whose options are `cls`'s fields; it builds the config and calls run."""
     params = [
@@ -221,10 +231,10 @@ def command_from_config(cls: type[C], run: Callable[[C], None], doc: str) -> Cal
     def command(**kwargs: Any) -> None:
         config_path = kwargs.pop("config")
         try:
-            base = to_dict(load_yaml(cls, config_path)) if config_path else to_dict(cls())
-            if not config_path and kwargs.get("model") not in (None, "tiny"):
-                for path, value in pretrained.items():  # a replayed config has its own
-                    _set(base, path, value)
+            if config_path:  # a replayed config has its own values, pretrained or not
+                base = to_dict(load_yaml(cls, config_path))
+            else:
+                base = default_values(cls, kwargs.get("model") or "tiny")
             for path, *_ in leaves:
                 value = kwargs["__".join(path)]
                 if value is not None:

@@ -37,7 +37,7 @@ from revcurse.recipes.compare_units import (
     work_units,
     worker_count,
 )
-from revcurse.recipes.run import finished, opened_run, recipe_app, with_output_dir
+from revcurse.recipes.run import finished, opened_run, peak_memory, recipe_app, with_output_dir
 from revcurse.remedies import RemedyConfig, parse_methods
 from revcurse.report import chart, report, summarize_costs
 from revcurse.results import METRICS, render, results_table, write_results
@@ -167,7 +167,14 @@ def write_outputs(
         report(setup(config), rows, summarize_costs(costs)), encoding="utf-8"
     )
     write_results(
-        folder, rows, table, samples, seed_rows=seed_rows, costs=costs, config=to_dict(config)
+        folder,
+        rows,
+        table,
+        samples,
+        seed_rows=seed_rows,
+        costs=costs,
+        config=to_dict(config),
+        peak_memory=peak_memory(),
     )
     return table
 

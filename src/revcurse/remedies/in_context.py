@@ -18,4 +18,4 @@ def apply(setting: Setting) -> Treatment:
     posed = posed_in_context(
         setting.test_examples, setting.facts, k, setting.seed, setting.fact_lines
     )
-    return Treatment(setting.causal_lm(model), cost, posed)
+    return Treatment(setting.causal_lm(model), cost, posed, in_context=True)

@@ -56,4 +56,4 @@ def apply(setting: Setting) -> Treatment:
         )
         for group, rel in dict.fromkeys((e.group, e.relation) for e in setting.test_examples)
     ]
-    return Treatment(setting.causal_lm(model), cost, posed, rows)
+    return Treatment(setting.causal_lm(model), cost, posed, rows, in_context=True)
