@@ -115,9 +115,8 @@ def run_methods(setting: Setting, methods: Sequence[str]) -> Iterator[MethodRun]
         # with its fact in context, a question comes after the worked examples; closed book,
         # as the facts were trained (examples that answer from a context pull a fine-tuned
         # SmolLM2's closed-book answers down: same direction 0.28 -> 0.07)
-        test = (
-            setting.pose(treatment.test) if treatment.test else setting.ask(setting.test_examples)
-        )
+        questions = treatment.test or setting.test_examples
+        test = setting.pose(questions) if treatment.in_context else setting.ask(questions)
         rows, samples = evaluate(treatment.lm, test, setting.eval, method, setting.seed)
         seconds = time.perf_counter() - start
         cost = {
