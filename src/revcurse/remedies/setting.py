@@ -129,8 +129,8 @@ class Treatment:
     lm: LanguageModel  # answers the questions
     cost: TrainResult  # training that produced it (shared runs are reported for each user)
     test: list[Example] | None = None  # the test questions as posed; None: all, as trained
-    in_context: bool = False  # `test` states each question's fact: worked examples first
     rows: list[dict] = field(default_factory=list)  # the remedy's own measurements
+    in_context: bool = False  # `test` states each question's fact: worked examples first
 
 
 def plus(first: TrainResult, then: TrainResult | None = None, seconds: float = 0.0) -> TrainResult:
