@@ -64,7 +64,7 @@ def main() -> None:
                 rel: [
                     starts_with(o, e.completion)
                     for o, e in zip(said, test, strict=True)
-                    if e.relation == rel
+                    if e.sense == rel
                 ]
                 for rel in ("same", "reverse")
             }

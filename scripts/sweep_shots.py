@@ -48,7 +48,7 @@ def main() -> None:
         asked = worked_examples(posed, TEMPLATES, shots, facts, args.seed)
         said = answers(lm, asked, EvalConfig())
         for direction in ("same", "reverse"):
-            cell = [(o, e) for o, e in zip(said, test, strict=True) if e.relation == direction]
+            cell = [(o, e) for o, e in zip(said, test, strict=True) if e.sense == direction]
             exact = sum(starts_with(o, e.completion) for o, e in cell) / len(cell)
             found = sum(anywhere(o, e.completion) for o, e in cell) / len(cell)
             lines.append(f"{shots:>5}  {direction:<9}  {exact:>11.2f}  {found:>8.2f}")

@@ -132,7 +132,7 @@ def test_trace_without_noise_changes_nothing(loaded):
 
 def test_restoring_the_clean_state_recovers_the_clean_probability(loaded):
     model, _, _, queries = loaded
-    query = next(q for q in queries if q.relation == "same")
+    query = next(q for q in queries if q.sense == "same")
     result = trace(model, query, noise_samples=3, noise_scale=10.0)
     assert result.corrupted < result.clean - 0.1  # the noise does destroy the answer
     # The last layer's output at the last position is all the prediction reads.

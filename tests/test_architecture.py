@@ -14,12 +14,13 @@ from typer.testing import CliRunner
 
 from revcurse.cli import app
 from revcurse.config import _leaves, option_name
-from revcurse.facts import dumps_records
 from revcurse.recipes.analyze import AnalyzeConfig
 from revcurse.recipes.berglund import BerglundConfig
 from revcurse.recipes.compare import CompareConfig
 from revcurse.recipes.demo import DemoConfig
 from revcurse.recipes.pairs import PairsConfig
+from revcurse.recipes.teach import TeachConfig
+from revcurse.records import dumps_records
 from revcurse.world import WorldConfig, generate_facts
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "revcurse"
@@ -93,6 +94,7 @@ def test_the_command_line_imports_no_heavy_library():
         ("pairs", PairsConfig),
         ("compare", CompareConfig),
         ("analyze", AnalyzeConfig),
+        ("teach", TeachConfig),
     ],
 )
 def test_help_shows_every_option_whole_in_80_columns(command, config):

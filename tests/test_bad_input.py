@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from revcurse.cli import app
-from revcurse.facts import dumps_records
+from revcurse.records import dumps_records
 from revcurse.world import TEMPLATES, WorldConfig, generate_facts
 
 FACTS = dumps_records(generate_facts(WorldConfig(facts_per_group=2), 0))
@@ -41,7 +41,7 @@ QUERY = ["kb", "query", "who", "--db"]
 # (id, command line, files {name: content}, words of the message)
 CASES = [
     # facts and templates files
-    ("missing-file", VALIDATE, {}, "f.jsonl:0: cannot read file"),
+    ("missing-file", VALIDATE, {}, "f.jsonl: cannot read file"),
     ("empty-file", VALIDATE, {"f.jsonl": ""}, "f.jsonl:1: empty file"),
     ("malformed-json", VALIDATE, {"f.jsonl": jsonl(FACT, '{"a":')}, "f.jsonl:2: malformed JSON"),
     ("json-array-line", VALIDATE, {"f.jsonl": "[1, 2]\n"}, "expected a JSON object"),
@@ -77,7 +77,7 @@ CASES = [
         {"f.jsonl": FACTS},
         "this is a facts file",
     ),
-    ("facts-missing", [*DEMO, "--facts", "{d}/none.jsonl"], {}, "none.jsonl:0: cannot read file"),
+    ("facts-missing", [*DEMO, "--facts", "{d}/none.jsonl"], {}, "none.jsonl: cannot read file"),
     # demo: options
     ("steps-0", [*DEMO, "--train.steps", "0"], {}, "--train.steps: must be at least 1, got 0"),
     ("steps-negative", [*DEMO, "--train.steps", "-5"], {}, "--train.steps: must be at least 1"),
@@ -145,7 +145,7 @@ CASES = [
         "mlm_u trains from scratch: use --model tiny",
     ),
     # berglund, pairs, analyze
-    ("berglund-data", ["berglund", "--data", "{d}/none"], {}, "none:0: no such folder"),
+    ("berglund-data", ["berglund", "--data", "{d}/none"], {}, "none: no such folder"),
     (
         "berglund-not-utf8",
         ["berglund", "--data", "{d}/b"],
@@ -155,7 +155,7 @@ CASES = [
     ("berglund-facts", ["berglund", "--facts-per-group", "-1"], {}, "--facts-per-group: must be"),
     ("berglund-tests", ["berglund", "--test-phrasings", "-2"], {}, "--test-phrasings: must be 0"),
     ("pairs-limit", ["pairs", "--limit", "-1"], {}, "--limit: must be 0 (all) or more, got -1"),
-    ("pairs-data", ["pairs", "--data", "{d}/none.csv"], {}, "none.csv:0: cannot read file"),
+    ("pairs-data", ["pairs", "--data", "{d}/none.csv"], {}, "none.csv: cannot read file"),
     ("analyze-missing", ["analyze", "{d}/none"], {}, "none: no such run directory"),
     ("analyze-not-run", ["analyze", "{d}/r"], {"r/x": "x"}, "not a revcurse run directory"),
     ("analyze-file", ["analyze", "{d}/r"], {"r": "x"}, "not a directory"),

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from revcurse.berglund import BerglundData, load_berglund, select
 from revcurse.cli import app
 from revcurse.config import _leaves, load_yaml
-from revcurse.facts import DataError
 from revcurse.recipes.berglund import BerglundConfig
+from revcurse.records import DataError
 
 # /work/main/tests -> /work/shared here; a fresh clone with shared/ beside it in CI.
 EXP1 = Path(__file__).resolve().parents[2] / "shared/datasets/berglund2023/exp1"
@@ -190,7 +190,7 @@ def test_small_copy_loads(small: Path) -> None:
 
 def test_missing_file(small: Path) -> None:
     small.joinpath("d2p_prompts_test.jsonl").unlink()
-    assert "d2p_prompts_test.jsonl:0: missing file" in _error(small)
+    assert "d2p_prompts_test.jsonl: missing file" in _error(small)
 
 
 def test_missing_folder(tmp_path: Path) -> None:
@@ -330,7 +330,7 @@ def test_berglund_command_shows_the_curse(data: BerglundData, tmp_path: Path) ->
 def test_berglund_command_bad_input(tmp_path: Path, small: Path) -> None:
     missing = runner.invoke(app, ["berglund", "--data", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2
-    assert missing.output.strip() == f"{tmp_path / 'nowhere'}:0: no such folder" + (
+    assert missing.output.strip() == f"{tmp_path / 'nowhere'}: no such folder" + (
         ", nor a hub dataset id like lberglund/reversal_curse"
     )
     negative = runner.invoke(app, ["berglund", "--data", str(small), "--facts-per-group", "-1"])
@@ -339,7 +339,7 @@ def test_berglund_command_bad_input(tmp_path: Path, small: Path) -> None:
     small.joinpath("d2p_prompts_test.jsonl").unlink()
     broken = runner.invoke(app, ["berglund", "--data", str(small)])
     assert broken.exit_code == 2
-    assert "d2p_prompts_test.jsonl:0: missing file" in broken.output
+    assert "d2p_prompts_test.jsonl: missing file" in broken.output
 
 
 def test_every_berglund_option_has_help() -> None:

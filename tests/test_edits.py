@@ -55,7 +55,7 @@ def test_reverse_phrasings_ask_for_the_other_entity(setting):
     treated, _ = split_one_way(setting)
     for example in reverse_phrasings(setting, treated, "train"):
         fact = setting.facts[example.fact]
-        assert example.relation == "reverse" and example.split == "train"
+        assert example.sense == "reverse" and example.split == "train"
         subject = subject_of(fact, example)
         assert subject in example.prompt and subject not in example.completion
 

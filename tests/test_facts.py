@@ -8,14 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from revcurse.cli import app
-from revcurse.facts import (
-    Fact,
-    expand,
-    load_facts,
-    load_templates,
-    validate,
-    write_records,
-)
+from revcurse.facts import Fact, expand, load_facts, load_templates, validate
+from revcurse.records import write_records
 from revcurse.world import TEMPLATES, WorldConfig, capacity, generate_facts
 
 runner = CliRunner()
@@ -177,7 +171,7 @@ def test_expand_trains_each_group_in_its_own_direction_and_tests_both():
     # every fact is tested in both directions, p2d/d2p facts only on phrasings they never saw
     seen = {(e.fact, e.prompt) for e in train}
     assert not any((e.fact, e.prompt) in seen for e in test if e.group != "both")
-    assert {(e.group, e.relation) for e in test} == {
+    assert {(e.group, e.sense) for e in test} == {
         (g, r) for g in ("p2d", "d2p", "both") for r in ("same", "reverse")
     }
     # without teaching, no reversed phrasing of the test set is ever trained

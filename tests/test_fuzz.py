@@ -18,9 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from revcurse.config import load_yaml
-from revcurse.facts import DataError, Fact, Template, load_facts, load_templates, validate
+from revcurse.facts import Fact, Template, load_facts, load_templates, validate
 from revcurse.recipes.compare import CompareConfig
 from revcurse.recipes.demo import DemoConfig
+from revcurse.records import DataError
 
 EXAMPLES = int(os.environ.get("REVCURSE_FUZZ", "300"))
 FUZZ = settings(

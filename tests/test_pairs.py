@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 
 from revcurse.cli import app
 from revcurse.config import _leaves
-from revcurse.facts import DataError
 from revcurse.recipes.pairs import (
     DIRECTIONS,
     FEW_SHOT,
@@ -20,6 +19,7 @@ from revcurse.recipes.pairs import (
     load_pairs,
     questions,
 )
+from revcurse.records import DataError
 
 # /work/main/tests -> /work/shared here; a fresh clone with shared/ beside it in CI.
 EXP2 = Path(__file__).resolve().parents[2] / "shared/datasets/berglund2023/exp2"
@@ -116,7 +116,7 @@ def test_bad_files_fail_in_one_line(tmp_path: Path, text: str, problem: str) -> 
 def test_missing_file_and_bad_limit(tmp_path: Path) -> None:
     missing = runner.invoke(app, ["pairs", "--data", str(tmp_path / "none.csv")])
     assert missing.exit_code == 2
-    assert "none.csv:0: cannot read file" in missing.output
+    assert "none.csv: cannot read file" in missing.output
     negative = runner.invoke(app, ["pairs", "--limit", "-1"])
     assert negative.exit_code == 2
     assert "--limit: must be 0 (all) or more, got -1" in negative.output

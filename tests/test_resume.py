@@ -172,7 +172,7 @@ def test_a_full_disk_leaves_no_half_written_run(tmp_path, monkeypatch):
 
 
 def test_two_kb_add_processes_at_once_lose_no_fact(tmp_path):
-    from revcurse.facts import write_records
+    from revcurse.records import write_records
     from revcurse.world import WorldConfig, generate_facts
 
     facts = generate_facts(WorldConfig(facts_per_group=100), 0)

@@ -43,16 +43,8 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from revcurse.facts import (
-    DIRECTIONS,
-    GROUPS,
-    DataError,
-    Example,
-    Fact,
-    Problem,
-    read_records,
-    text_lines,
-)
+from revcurse.facts import DIRECTIONS, GROUPS, Example, Fact, Template
+from revcurse.records import DataError, Problem, read_records, text_lines
 
 # Every file of examples: its group, split, and the direction all its lines take (None: both).
 EXAMPLE_FILES: dict[str, tuple[str, str, str | None]] = {
@@ -211,6 +203,54 @@ def select(
         test=test,
         randomized={k: v for k, v in data.randomized.items() if k in asked},
     )
+
+
+def experiment1(source: str) -> str:
+    """`berglund`: the published copy beside the checkout if it is there, else the hub."""
+    if source != "berglund":
+        return source
+    return str(PUBLISHED / "exp1") if (PUBLISHED / "exp1").is_dir() else HUB_ID
+
+
+# Experiment 1's paraphrase templates: the first 30 of each direction made the training
+# lines, the next 10 the test lines (checked against the published files).
+TEMPLATE_FILES = {"a2b": "p2d_templates.txt", "b2a": "d2p_templates.txt"}
+TRAIN_TEMPLATES, TEST_TEMPLATES = 30, 10
+
+
+def load_templates(source: str | Path) -> list[Template]:
+    """Experiment 1's own phrasings as revcurse templates (`templates/{p2d,d2p}_templates.txt`,
+    `<name>` and `<description>` marking the entities). Berglund et al. reworded each
+    description to fit each sentence; a template holds the canonical description as it is,
+    so these phrasings are plainer than the published lines. A test template's completion is
+    the entity alone, as in the published test files."""
+    root = _resolve(source)
+    templates, problems = [], []
+    for direction, name in TEMPLATE_FILES.items():
+        path = root / "templates" / name
+        given, wanted = (
+            ("<name>", "<description>") if direction == "a2b" else ("<description>", "<name>")
+        )
+        placeholder = {"<name>": "{a}", "<description>": "{b}"}
+        lines = text_lines(path)[: TRAIN_TEMPLATES + TEST_TEMPLATES]
+        for number, line in enumerate(lines, 1):
+            text = line.strip().replace("{", "{{").replace("}", "}}")
+            if (
+                text.count(given) != 1
+                or text.count(wanted) != 1
+                or text.index(given) > text.index(wanted)
+            ):
+                msg = f"expected {given} once, then {wanted} once"
+                problems.append(Problem(str(path), number, msg))
+                continue
+            prompt, rest = text.split(wanted)
+            split = "train" if number <= TRAIN_TEMPLATES else "test"
+            completion = f" {placeholder[wanted]}" + (rest if split == "train" else "")
+            prompt = prompt.rstrip().replace(given, placeholder[given])
+            templates.append(Template(direction, split, prompt, completion))
+    if problems:
+        raise DataError(problems)
+    return templates
 
 
 def _resolve(source: str | Path) -> Path:

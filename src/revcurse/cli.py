@@ -5,6 +5,8 @@
     revcurse pairs --model smollm2-135m --limit 100   # their Experiment 2 on a local model
     revcurse compare                   # every remedy, same budget, several seeds
     revcurse analyze runs/demo-...     # where the one-way map lives in the trained model
+    revcurse teach --facts F --templates T --output-dir taught/   # a model that knows F both ways
+    revcurse ask taught/ "Q: Who invented the brass loom? A:"
     revcurse facts generate --out-dir world/
     revcurse facts validate world/facts.jsonl world/templates.jsonl
     revcurse kb add world/facts.jsonl --db kb.sqlite
@@ -42,6 +44,8 @@ COMMANDS = {
     "pairs": ("revcurse.recipes.pairs", "Berglund et al.'s Experiment 2 on a local model."),
     "compare": ("revcurse.recipes.compare", "Every remedy on the same world, several seeds."),
     "analyze": ("revcurse.recipes.analyze", "Where the one-way map lives in a demo run."),
+    "teach": ("revcurse.recipes.teach", "Teach a model your facts both ways; keep the model."),
+    "ask": ("revcurse.recipes.ask", "Ask a saved model a question (closed book or --kb)."),
     "facts": ("revcurse.recipes.facts", "Create and check facts and templates files."),
     "kb": ("revcurse.recipes.kb", "A persistent knowledge base of facts (SQLite)."),
 }

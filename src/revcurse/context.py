@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from revcurse.facts import DIRECTIONS, SAME_DIRECTION, Example, Fact, Template
 from revcurse.world import ADJECTIVES, FIRST_NAMES, LAST_NAMES, ROLES, THINGS
@@ -56,6 +57,7 @@ def posed_in_context(
     distractors: int,
     seed: int,
     lines: bool = False,
+    recombine: bool = False,
 ) -> list[Example]:
     """Each example with its fact and up to `distractors` other facts (seeded) before it."""
     rng = random.Random(seed)
@@ -67,23 +69,57 @@ def posed_in_context(
     return posed
 
 
-def fresh_entities(exclude: Sequence[Fact]) -> tuple[list[str], list[str]]:
-    """Every name and description the word lists can make that none of `exclude` uses."""
+@dataclass(frozen=True)
+class Pool:
+    """Entities to make fresh facts of one relation from."""
+
+    a: list[str]
+    b: list[str]
+    facts: frozenset[tuple[str, str]] = frozenset()  # pairs that are true: never drawn
+
+
+def fresh_entities(exclude: Sequence[Fact], recombine: bool = False) -> dict[str, Pool]:
+    """Entities for fresh facts, by relation: names and descriptions from the world's word
+    lists that no fact of `exclude` uses; or with `recombine` (a world of your own) made
+    from the words of `exclude`'s own entities, so that the model reads its own kind and
+    vocabulary. A side that recombines into too few ("the Republic of X": only X varies)
+    takes the relation's own entities, paired afresh (no true pair is ever drawn)."""
     used = {f.a for f in exclude} | {f.b for f in exclude}
     names = [f"{x} {y}" for x, y in itertools.product(FIRST_NAMES, LAST_NAMES)]
     descriptions = [
         f"the {r} of the {a} {t}" for r, a, t in itertools.product(ROLES, ADJECTIVES, THINGS)
     ]
-    return [x for x in names if x not in used], [x for x in descriptions if x not in used]
+    lists = Pool([x for x in names if x not in used], [x for x in descriptions if x not in used])
+    pools: dict[str, Pool] = defaultdict(lambda: lists)
+    if recombine:
+        for rel in dict.fromkeys(f.relation for f in exclude):
+            kind = [f for f in exclude if f.relation == rel]
+            sides = []
+            for own in ([f.a for f in kind], [f.b for f in kind]):
+                made = [x for x in recombined(own) if x not in used]
+                sides.append(made if len(made) >= MIN_POOL else own)
+            pools[rel] = Pool(*sides, frozenset((f.a, f.b) for f in kind))
+    return pools
 
 
-def fresh_facts(
-    k: int, names: list[str], descriptions: list[str], rng: random.Random
-) -> list[Fact]:
-    return [
-        Fact("both", a, b)
-        for a, b in zip(rng.sample(names, k), rng.sample(descriptions, k), strict=True)
-    ]
+MIN_POOL = 20  # fresh entities a side needs (worked examples, reading documents)
+
+
+def recombined(entities: Sequence[str]) -> list[str]:
+    """New entities like these: the first half of one's words, then the second half of
+    another's ("Daphne Barrington", "Mason Caldwell" -> "Daphne Caldwell")."""
+    split = [e.split() for e in entities]
+    halves = [(w[: (len(w) + 1) // 2], w[(len(w) + 1) // 2 :]) for w in split if len(w) > 1]
+    made = (" ".join(x + y) for (x, _), (_, y) in itertools.product(halves, repeat=2))
+    return sorted(set(made) - set(entities))
+
+
+def fresh_facts(k: int, pool: Pool, rng: random.Random, relation: str = "") -> list[Fact]:
+    """k facts of distinct entities drawn from the pool, none of them true."""
+    while True:
+        pairs = list(zip(rng.sample(pool.a, k), rng.sample(pool.b, k), strict=True))
+        if not pool.facts.intersection(pairs):
+            return [Fact("both", a, b, relation) for a, b in pairs]
 
 
 def worked_examples(
@@ -92,6 +128,7 @@ def worked_examples(
     shots: int,
     exclude: Sequence[Fact],
     seed: int,
+    recombine: bool = False,
 ) -> list[Example]:
     """Each example after `shots` worked examples of its own phrasing: a fresh fact (either
     order) as a `Fact:` line, the question about it, its answer. A pretrained model reads a
@@ -99,12 +136,12 @@ def worked_examples(
     reverse 0/30 without examples, 30/30 after three, `scripts/sweep_shots.py`). Every
     question of one phrasing gets the same examples: one shared prefix. Closed-book
     questions get them too, so that methods differ only in where the fact is."""
-    names, descriptions = fresh_entities(exclude)
+    pools = fresh_entities(exclude, recombine)
     rng = random.Random(seed)
     prefixes = []
     for t, template in enumerate(templates):
         blocks = []
-        for fact in fresh_facts(shots, names, descriptions, rng):
+        for fact in fresh_facts(shots, pools[template.relation], rng, template.relation):
             question = template.fill(fact, -1, t)
             stated = with_context([statement(fact, rng.choice(DIRECTIONS))], question.prompt, True)
             blocks.append(f"{stated}{question.completion}\n\n")
@@ -119,18 +156,23 @@ def reading_documents(
     exclude: Sequence[Fact],
     seed: int,
     lines: bool = False,
+    recombine: bool = False,
 ) -> list[Example]:
     """n documents: 1 + U{0..max_distractors} fresh statements, then a question (any template,
     either direction) about one of them. Names and descriptions of `exclude` are never used.
     `lines`: the statements as `Fact:` lines, the layout a pretrained model is asked in."""
     rng = random.Random(seed)
-    names, descriptions = fresh_entities(exclude)
+    pools = fresh_entities(exclude, recombine)
+    kinds = list(dict.fromkeys(t.relation for t in templates))
+    pick = random.Random(f"{seed} relation")  # apart, so one relation draws as it always did
     documents = []
     for _ in range(n):
-        facts = fresh_facts(1 + rng.randint(0, max_distractors), names, descriptions, rng)
+        kind = pick.choice(kinds) if len(kinds) > 1 else kinds[0]
+        k = 1 + rng.randint(0, max_distractors)
+        facts = fresh_facts(k, pools[kind], rng, kind)
         statements = [statement(f, rng.choice(DIRECTIONS)) for f in facts]
         rng.shuffle(statements)
-        question = rng.choice(templates).fill(facts[0], -1, -1)
+        question = rng.choice([t for t in templates if t.relation == kind]).fill(facts[0], -1, -1)
         documents.append(
             Example(
                 fact=-1,
@@ -140,6 +182,7 @@ def reading_documents(
                 template=-1,
                 prompt=with_context(statements, question.prompt, lines),
                 completion=question.completion,
+                relation=question.relation,
             )
         )
     return documents

@@ -81,18 +81,20 @@ def anywhere(output: str, completion: str) -> bool:
 
 def alternatives(examples: Sequence[Example], max_candidates: int, seed: int) -> list[list[str]]:
     """For each example: its own completion first, then the completions of the same phrasing
-    for the other facts of its group (all of them, or max_candidates - 1 sampled)."""
+    for the other facts of its group and relation (all of them, or max_candidates - 1
+    sampled): a capital is ranked against capitals, never against people."""
     pools: dict[tuple, list[str]] = defaultdict(list)
+
+    def key(e: Example) -> tuple:
+        return (e.group, e.direction, e.split, e.template, e.relation)
+
     for e in examples:
-        key = (e.group, e.direction, e.split, e.template)
-        if e.completion not in pools[key]:
-            pools[key].append(e.completion)
+        if e.completion not in pools[key(e)]:
+            pools[key(e)].append(e.completion)
     rng = random.Random(seed)
     out = []
     for e in examples:
-        others = [
-            c for c in pools[(e.group, e.direction, e.split, e.template)] if c != e.completion
-        ]
+        others = [c for c in pools[key(e)] if c != e.completion]
         if max_candidates:
             others = rng.sample(others, min(len(others), max_candidates - 1))
         out.append([e.completion, *others])
@@ -118,7 +120,8 @@ def evaluate(
                 "method": method,
                 "fact": e.fact,
                 "group": e.group,
-                "direction": e.relation,
+                "relation": e.relation,
+                "direction": e.sense,
                 "template": e.template,
                 "prompt": e.prompt,
                 "target": e.completion,
@@ -174,15 +177,27 @@ def summarize(
     groups: Sequence[str] = GROUPS,
     directions: Sequence[str] = ("same", "reverse"),
 ) -> list[dict]:
-    """Tidy result rows per group and direction from scored samples."""
+    """Tidy result rows per group and direction from scored samples; in a world of several
+    relations, then rows per relation too, its group written `group/relation`."""
+    kinds = list(dict.fromkeys(s.get("relation", "") for s in samples))
+    cells = [(group, None) for group in groups]
+    if len(kinds) > 1:
+        cells += [(group, kind) for kind in kinds for group in groups]
     rows = []
-    for group in groups:
+    for group, kind in cells:
         for rel in directions:
-            cell = [s for s in samples if s["group"] == group and s["direction"] == rel]
+            cell = [
+                s
+                for s in samples
+                if s["group"] == group
+                and s["direction"] == rel
+                and kind in (None, s.get("relation", ""))
+            ]
             ranked = [s for s in cell if s["n_candidates"] > 1]
             if not cell:
                 continue
-            key = {"method": method, "group": group, "direction": rel}
+            label = group if kind is None else f"{group}/{kind or '-'}"
+            key = {"method": method, "group": label, "direction": rel}
             rows.append(
                 proportion_row(**key, metric="exact_match", hits=[s["correct"] for s in cell])
             )

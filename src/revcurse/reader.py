@@ -35,6 +35,8 @@ from revcurse.world import TEMPLATES
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from revcurse.sources import World
+
 
 @dataclass
 class ReaderConfig:
@@ -55,13 +57,18 @@ class ReaderConfig:
 
 
 def cache_key(
-    config: ReaderConfig, tiny: TinyModelConfig, tokenizer: PreTrainedTokenizerBase
+    config: ReaderConfig,
+    tiny: TinyModelConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    world: World | None = None,
 ) -> str:
     spec = {
         "reader": {k: v for k, v in asdict(config).items() if k != "cache_dir"},
         "tiny": asdict(tiny),
         "vocabulary": sorted(tokenizer.get_vocab().items()),
     }
+    if world is not None:  # its documents are made from that world's phrasings and words
+        spec["world"] = [[asdict(f) for f in world.facts], [asdict(t) for t in world.templates]]
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -70,8 +77,24 @@ def train_reader(
     tiny: TinyModelConfig,
     tokenizer: PreTrainedTokenizerBase,
     progress: bool = True,
+    world: World | None = None,
 ) -> PreTrainedModel:
-    documents = reading_documents(config.documents, config.distractors, TEMPLATES, [], config.seed)
+    """A tiny model that read `config.documents` reading documents: about fresh people in the
+    generated world's phrasings, or (`world`) about fresh entities of that world's relations,
+    in its own phrasings."""
+    if world is None:
+        documents = reading_documents(
+            config.documents, config.distractors, TEMPLATES, [], config.seed
+        )
+    else:
+        documents = reading_documents(
+            config.documents,
+            config.distractors,
+            world.templates,
+            world.facts,
+            config.seed,
+            recombine=True,
+        )
     torch.manual_seed(config.seed)
     model = build_tiny_model(tiny, tokenizer)
     train(model, tokenizer, documents, config.train, config.seed, progress)
@@ -84,10 +107,12 @@ def load_or_train_reader(
     tokenizer: PreTrainedTokenizerBase,
     progress: bool = True,
     console: Console | None = None,
+    world: World | None = None,
 ) -> PreTrainedModel:
-    """The cached reader for this config, trained and cached first if there is none."""
+    """The cached reader for this config (and `world`, one not generated), trained and
+    cached first if there is none."""
     console = console or Console(stderr=True)
-    folder = Path(config.cache_dir).expanduser() / cache_key(config, tiny, tokenizer)
+    folder = Path(config.cache_dir).expanduser() / cache_key(config, tiny, tokenizer, world)
     if (folder / "model.safetensors").exists():
         console.print(f"reader: {folder} (cached)")
         return load_checkpoint(folder)[0]
@@ -95,7 +120,7 @@ def load_or_train_reader(
         f"reader: learning to read from {config.documents} documents "
         f"({config.train.steps} steps, once; cached in {folder})"
     )
-    model = train_reader(config, tiny, tokenizer, progress)
+    model = train_reader(config, tiny, tokenizer, progress, world)
     try:
         with run_directory(folder) as scratch:  # atomic: cached whole or not at all
             save_checkpoint(model, tokenizer, scratch)

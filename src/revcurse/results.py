@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from revcurse.facts import GROUP_ALIASES, GROUP_LEGEND
+
 if TYPE_CHECKING:
     from revcurse.train import TrainResult
 
@@ -172,7 +174,8 @@ def _cell(row: dict | None) -> str:
 
 def results_table(rows: Sequence[dict], title: str, metrics: Sequence[str] = METRICS) -> Table:
     """One line per method, group and direction; one column per metric."""
-    table = Table(title=title, title_justify="left")
+    named = any(r["group"].split("/")[0] in GROUP_ALIASES.values() for r in rows)
+    table = Table(title=title, title_justify="left", caption=GROUP_LEGEND if named else None)
     for name in ("method", "group", "direction", "n"):
         table.add_column(name)
     for metric in metrics:

@@ -24,7 +24,7 @@ import torch
 
 from revcurse.analysis.queries import Query
 from revcurse.analysis.rows import average_row
-from revcurse.facts import DIRECTIONS, GROUPS, relation
+from revcurse.facts import DIRECTIONS, GROUPS, sense
 from revcurse.lm.hooks import final_logits
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def assoc_rows(
             at = [i for i, q in enumerate(chosen) if q.group == group]
             if not at:
                 continue
-            rel = relation(group, direction)
+            rel = sense(group, direction)
             rows.append(average_row(group, rel, "assoc_score", [own[i] for i in at]))
             rows.append(average_row(group, rel, "assoc_random", [other[i] for i in at]))
             rows.append(average_row(group, rel, "assoc_margin", [own[i] - other[i] for i in at]))

@@ -19,7 +19,7 @@ import torch
 
 from revcurse.analysis.queries import Query
 from revcurse.analysis.rows import average_row, point_row
-from revcurse.facts import relation
+from revcurse.facts import sense
 from revcurse.lm.hooks import residual_stream
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ def probe_rows(
     y_train = torch.tensor([bits[q.target] for q in train])
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
     controls = {"probe_acc": y_train, "probe_shuffled_acc": y_train[order]}
-    rel = {g: relation(g, "b2a") for g in ("both", *tests)}  # the probe reads b2a prompts
+    rel = {g: sense(g, "b2a") for g in ("both", *tests)}  # the probe reads b2a prompts
     chance = {g: majority_rate(y) for g, y in labels.items()}
     rows = [
         point_row(g, rel[g], "probe_chance", chance[g], len({q.fact for q in test}))

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from revcurse.facts import DIRECTIONS, GROUPS, Fact, Template, relation
+from revcurse.facts import DIRECTIONS, GROUPS, Fact, Template, sense
 from revcurse.lm.batching import IGNORE, encode
 
 if TYPE_CHECKING:
@@ -41,8 +41,8 @@ class Query:
     template: int = -1
 
     @property
-    def relation(self) -> str:
-        return relation(self.group, self.direction)
+    def sense(self) -> str:
+        return sense(self.group, self.direction)
 
 
 def subject_span(tokenizer: PreTrainedTokenizerBase, prompt: str, subject: str) -> tuple[int, int]:
@@ -78,13 +78,16 @@ def build_queries(
     for template_id, template in enumerate(templates):
         if template.split not in splits:
             continue
-        examples = [template.fill(fact, fact_id, template_id) for fact_id, fact in enumerate(facts)]
+        kind = [(i, f) for i, f in enumerate(facts) if f.relation == template.relation]
+        if not kind:
+            continue
+        examples = [template.fill(fact, fact_id, template_id) for fact_id, fact in kind]
         encoded = encode(tokenizer, [(e.prompt, e.completion) for e in examples], eos=False)
         # The prompt's tokens are the masked ones; the completion's follow them.
         completions = [ids[labels.count(IGNORE) :] for ids, labels in encoded]
         # One fact alone shares everything with itself: its answer starts at once.
-        shared = shared_prefix(completions) if len(facts) > 1 else 0
-        for fact, example, (ids, labels) in zip(facts, examples, encoded, strict=True):
+        shared = shared_prefix(completions) if len(kind) > 1 else 0
+        for (_, fact), example, (ids, labels) in zip(kind, examples, encoded, strict=True):
             n = labels.count(IGNORE)
             fed = n + min(shared, len(ids) - n - 1)  # at least one completion token is left
             subject = fact.a if template.direction == "a2b" else fact.b
@@ -124,7 +127,7 @@ def cells(queries: Sequence[Query]) -> dict[tuple[str, str], list[Query]]:
     out: dict[tuple[str, str], list[Query]] = {}
     for group in GROUPS:
         for rel in RELATIONS:
-            chosen = [q for q in queries if q.group == group and q.relation == rel]
+            chosen = [q for q in queries if q.group == group and q.sense == rel]
             if chosen:
                 out[(group, rel)] = chosen
     return out

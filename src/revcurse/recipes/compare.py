@@ -25,7 +25,7 @@ from rich.console import Console
 
 from revcurse.config import ConfigError, check, to_dict
 from revcurse.evaluate import EvalConfig
-from revcurse.facts import GROUPS, write_records
+from revcurse.facts import GROUPS
 from revcurse.lm.pretrained import check_model_option
 from revcurse.lm.tiny import TinyModelConfig
 from revcurse.reader import ReaderConfig
@@ -36,8 +36,10 @@ from revcurse.recipes.compare_units import (
     starting_point,
     work_units,
     worker_count,
+    world_of,
 )
 from revcurse.recipes.run import finished, opened_run, peak_memory, recipe_app, with_output_dir
+from revcurse.records import write_records
 from revcurse.remedies import RemedyConfig, parse_methods
 from revcurse.report import chart, report, summarize_costs
 from revcurse.results import METRICS, render, results_table, write_results
@@ -73,6 +75,9 @@ class CompareConfig:
     seeds: int = 3  # independent worlds and initialisations; CIs are across seeds
     seed: int = 0  # the first seed; the others follow it
     methods: str = "all"  # comma-separated methods, or all (see revcurse.remedies)
+    facts: Path | None = None  # your facts file (JSONL, JSON array or CSV) for every seed
+    templates: Path | None = None  # your templates file; default: the Berglund-style phrasings
+    data: str | None = None  # berglund: Experiment 1's 90 celebrities (or its folder, a hub id)
     progress: bool = True  # progress bars on stderr
     workers: int = 0  # processes running seeds and methods side by side; 0: one per core (tiny)
     world: WorldConfig = field(default_factory=lambda: WorldConfig(facts_per_group=30))
@@ -90,6 +95,11 @@ class CompareConfig:
 
     def __post_init__(self) -> None:
         check_model_option(self.model)
+        check(
+            not (self.data and (self.facts or self.templates)),
+            "data",
+            "give it, or --facts/--templates, not both",
+        )
         check(self.seeds >= 1, "seeds", f"must be at least 1, got {self.seeds}")
         check(self.workers >= 0, "workers", f"must be 0 (auto) or more, got {self.workers}")
         try:
@@ -112,6 +122,7 @@ def run_compare(config: CompareConfig, console: Console | None = None) -> Path:
         for seed in seeds:
             setting = build_setting(config, seed, folder, initial)
             write_records(folder / "world" / f"facts-seed{seed}.jsonl", setting.facts)
+            write_records(folder / "world" / "templates.jsonl", setting.templates)
             console.print(
                 f"[bold]seed {seed}[/]: {len(setting.facts)} facts, "
                 f"{len(setting.train_examples)} fact sentences + {len(setting.reading)} reading "
@@ -137,9 +148,10 @@ def run_compare(config: CompareConfig, console: Console | None = None) -> Path:
 def setup(config: CompareConfig) -> str:
     """What was compared, in words (report.md's first paragraph)."""
     start = "the tiny reader" if config.model == "tiny" else config.model
+    world = world_of(config, config.seed)
+    counts = ", ".join(f"{sum(f.group == g for f in world.facts)} {g}" for g in GROUPS)
     return (
-        f"{config.seeds} seed(s) from {config.seed}; "
-        f"{config.world.facts_per_group} facts per group ({', '.join(GROUPS)}), "
+        f"{config.seeds} seed(s) from {config.seed}; {world.source}: {counts} facts; "
         f"{config.remedies.reading_documents} reading documents; every "
         f"trained method: {config.train.steps} steps of {config.train.batch_size} sequences "
         f"({config.train.decay} decay) from {start}."

@@ -33,28 +33,48 @@ from revcurse.reader import load_or_train_reader
 from revcurse.remedies import REMEDIES
 from revcurse.remedies.reverse_training import SEGMENT_MARKER
 from revcurse.remedies.setting import Setting
-from revcurse.world import TEMPLATES, generate_facts, vocabulary
+from revcurse.sources import World, load_world
+from revcurse.world import vocabulary
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from revcurse.recipes.compare import CompareConfig
+    from revcurse.recipes.teach import TeachConfig
 
 Start = tuple["PreTrainedModel", "PreTrainedTokenizerBase"]  # the start weights and tokenizer
 
 
-def starting_point(config: CompareConfig, console: Console | None = None) -> Start:
+def world_of(config: CompareConfig | TeachConfig, seed: int) -> World:
+    """The seed's world: generated afresh, or your files (or Berglund's) for every seed."""
+    return load_world(config.facts, config.templates, config.data, config.world, seed)
+
+
+def starting_point(config: CompareConfig | TeachConfig, console: Console | None = None) -> Start:
     """The weights every causal remedy starts from: the pretrained model, or for `tiny` the
-    cached reader (revcurse.reader) with the tokenizer of the world's whole vocabulary."""
+    cached reader (revcurse.reader) with the tokenizer of the world's whole vocabulary (a
+    world of your own: its words too, and a reader that read about its relations)."""
     if config.model != "tiny":
         return load_pretrained(config.model)
-    tokenizer = build_word_tokenizer([*vocabulary(), SEGMENT_MARKER])
-    reader = load_or_train_reader(config.reader, config.tiny, tokenizer, config.progress, console)
+    world = world_of(config, config.seed)
+    texts = [*vocabulary(), SEGMENT_MARKER]
+    if not world.generated:
+        train, test = expand(world.facts, world.templates)
+        texts += [e.prompt + e.completion for e in [*train, *test]]
+    tokenizer = build_word_tokenizer(texts)
+    reader = load_or_train_reader(
+        config.reader,
+        config.tiny,
+        tokenizer,
+        config.progress,
+        console,
+        None if world.generated else world,
+    )
     return reader, tokenizer
 
 
 def build_setting(
-    config: CompareConfig,
+    config: CompareConfig | TeachConfig,
     seed: int,
     workdir: Path,
     start: Start,
@@ -62,21 +82,24 @@ def build_setting(
     """One seed's world. Every model keeps reading its reading documents while it learns the
     facts (--remedies.reading-share), laid out as its questions are (`Fact:` lines after
     worked examples); they are also the generic text of edit statistics and perplexity."""
-    facts = generate_facts(config.world, seed)
-    train, test = expand(facts, TEMPLATES, config.world.teach_test_phrasings)
+    world = world_of(config, seed)
+    facts = world.facts
+    train, test = expand(facts, world.templates, config.world.teach_test_phrasings)
     remedies = config.remedies
     reading = reading_documents(
         remedies.reading_documents,
         remedies.distractors,
-        TEMPLATES,
+        world.templates,
         facts,
         seed,
         config.eval.shots > 0,
+        recombine=not world.generated,
     )
     model, tokenizer = start
     return Setting(
         facts=facts,
-        templates=list(TEMPLATES),
+        templates=world.templates,
+        recombine=not world.generated,
         train_examples=train,
         test_examples=test,
         reading=reading,

@@ -29,26 +29,20 @@ from typing import ClassVar
 
 from rich.console import Console
 
-from revcurse.config import changed_leaves, load_yaml, option_name, to_dict
+from revcurse.config import changed_leaves, check, load_yaml, option_name, to_dict
 from revcurse.evaluate import EvalConfig, check_no_shots, evaluate
-from revcurse.facts import (
-    Example,
-    Fact,
-    Template,
-    expand,
-    load_facts,
-    load_templates,
-    write_records,
-)
+from revcurse.facts import Example, Fact, Template, expand, load_facts, load_templates
 from revcurse.lm.causal import CausalLM
 from revcurse.lm.chat import chat_formatted
 from revcurse.lm.models import count_parameters, make_model, save_checkpoint
 from revcurse.lm.pretrained import check_model_option
 from revcurse.lm.tiny import TinyModelConfig
 from revcurse.recipes.run import announce, finished, opened_run, recipe_app, with_output_dir
+from revcurse.records import write_records
 from revcurse.results import render, results_table, train_record, write_results
+from revcurse.sources import load_world
 from revcurse.train import TrainConfig, train
-from revcurse.world import TEMPLATES, WorldConfig, generate_facts
+from revcurse.world import WorldConfig
 
 
 @dataclass
@@ -69,6 +63,7 @@ class DemoConfig:
     seed: int = 0  # seeds the world, the initial weights and the data order
     facts: Path | None = None  # your facts file (JSONL/CSV) instead of the generated world
     templates: Path | None = None  # your templates file; default: the Berglund-style phrasings
+    data: str | None = None  # berglund: Experiment 1's 90 celebrities (or its folder, a hub id)
     progress: bool = True  # progress bars on stderr
     world: WorldConfig = field(default_factory=WorldConfig)
     model: str = "tiny"  # tiny (from scratch), smollm2-135m, gemma3-270m, a hub id, folder or .gguf
@@ -81,6 +76,11 @@ class DemoConfig:
     def __post_init__(self) -> None:
         check_model_option(self.model)
         check_no_shots(self.eval)
+        check(
+            not (self.data and (self.facts or self.templates)),
+            "data",
+            "give it, or --facts/--templates, not both",
+        )
 
 
 def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
@@ -92,10 +92,8 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
         facts = load_facts(partial / "world" / "facts.jsonl")
         templates = load_templates(partial / "world" / "templates.jsonl")
     else:
-        facts = (
-            load_facts(config.facts) if config.facts else generate_facts(config.world, config.seed)
-        )
-        templates = load_templates(config.templates) if config.templates else TEMPLATES
+        world = load_world(config.facts, config.templates, config.data, config.world, config.seed)
+        facts, templates = world.facts, world.templates
         config = with_output_dir(config, "demo")  # recorded in config.yaml: --resume goes there
     train_examples, test_examples = expand(facts, templates, config.world.teach_test_phrasings)
     if not train_examples or not test_examples:

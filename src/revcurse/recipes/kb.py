@@ -12,8 +12,9 @@ from typing import Annotated
 import typer
 
 from revcurse.config import fail
-from revcurse.facts import DataError, load_facts
+from revcurse.facts import load_facts
 from revcurse.kb import KnowledgeBase
+from revcurse.records import DataError
 
 app = typer.Typer(
     help="A persistent knowledge base of facts (SQLite).",

@@ -41,12 +41,12 @@ from revcurse.evaluate import (
     starts_with,
     summarize,
 )
-from revcurse.facts import DataError, Problem, read_records
 from revcurse.lm.causal import CausalLM
 from revcurse.lm.models import count_parameters, device, make_model
 from revcurse.lm.pretrained import check_model_option
 from revcurse.lm.tiny import TinyModelConfig
 from revcurse.recipes.run import announce, finished, opened_run, recipe_app, with_output_dir
+from revcurse.records import DataError, Problem, read_records
 from revcurse.results import render, results_table, write_results
 from revcurse.stats import mean_row
 

@@ -22,8 +22,8 @@ import typer
 from rich.console import Console
 
 from revcurse.config import command_from_config, fail, to_yaml
-from revcurse.facts import DataError
 from revcurse.lm.pretrained import ModelNotFound
+from revcurse.records import DataError
 from revcurse.results import RunDirExists, check_run_dir, default_run_dir, run_directory
 
 C = TypeVar("C")

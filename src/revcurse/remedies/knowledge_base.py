@@ -51,9 +51,9 @@ def apply(setting: Setting) -> Treatment:
             [
                 hit
                 for e, hit in zip(setting.test_examples, found, strict=True)
-                if (e.group, e.relation) == (group, rel)
+                if (e.group, e.sense) == (group, rel)
             ],
         )
-        for group, rel in dict.fromkeys((e.group, e.relation) for e in setting.test_examples)
+        for group, rel in dict.fromkeys((e.group, e.sense) for e in setting.test_examples)
     ]
     return Treatment(setting.causal_lm(model), cost, posed, rows, in_context=True)

@@ -35,7 +35,7 @@ import torch
 from revcurse.config import check
 from revcurse.context import posed_in_context
 from revcurse.evaluate import EvalConfig, answer_tokens, starts_with
-from revcurse.facts import Example
+from revcurse.facts import Example, phrasings
 from revcurse.lm.batching import IGNORE, Collate, collate, encode
 from revcurse.lm.causal import generate
 from revcurse.remedies.setting import Setting, Treatment, plus
@@ -77,7 +77,7 @@ def questions(setting: Setting, fact_ids: list[int]) -> list[Example]:
     return [
         template.fill(setting.facts[i], i, t)
         for i in fact_ids
-        for t, template in enumerate(setting.templates)
+        for t, template in phrasings(setting.templates, setting.facts[i])
         if template.split == "train"
     ]
 
@@ -200,7 +200,7 @@ def distill(setting: Setting, method: str, kl: bool) -> Treatment:
             judged = [
                 starts_with(a.completion, q.completion)
                 for q, a in zip(asked, answered, strict=True)
-                if a is not None and q.group == group and q.relation == direction
+                if a is not None and q.group == group and q.sense == direction
             ]
             if judged:
                 rows.append(proportion_row(method, group, direction, "teacher_accuracy", judged))

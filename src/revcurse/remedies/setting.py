@@ -45,6 +45,7 @@ class Setting:
 
     facts: list[Fact]
     templates: list[Template]
+    recombine: bool  # a world of your own: fresh entities from its words (context.fresh_entities)
     train_examples: list[Example]  # the facts' training text (closed book)
     test_examples: list[Example]
     reading: list[Example]  # reading documents (about other, fictitious entities)
@@ -60,6 +61,7 @@ class Setting:
     progress: bool = False
     pretrained: bool = False  # start is a real LLM: LoRA by default
     chat_template: bool = False  # pose every prompt as a user turn of its chat template
+    teach_all: bool = False  # revcurse teach: treat every one-way fact, keep none as a control
 
     def train_model(
         self,
@@ -107,7 +109,7 @@ class Setting:
         (--eval.shots), then as `ask` would."""
         if self.eval.shots:
             questions = worked_examples(
-                questions, self.templates, self.eval.shots, self.facts, self.seed
+                questions, self.templates, self.eval.shots, self.facts, self.seed, self.recombine
             )
         return self.ask(questions)
 

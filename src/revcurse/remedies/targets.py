@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from revcurse.evaluate import EvalConfig, answers, starts_with
-from revcurse.facts import Example
+from revcurse.facts import Example, phrasings
 from revcurse.lm.causal import CausalLM
 from revcurse.remedies.setting import Setting, Treatment, plus
 from revcurse.stats import proportion_row, row
@@ -37,12 +37,13 @@ OTHER_DIRECTION = {"p2d": "b2a", "d2p": "a2b"}  # the reverse of each one-way gr
 
 
 def split_one_way(setting: Setting) -> tuple[list[int], list[int]]:
-    """(treated, control) fact ids: alternate one-way facts of each group."""
+    """(treated, control) fact ids: alternate one-way facts of each group (all of them, and
+    no control, when `setting.teach_all`)."""
     treated, control = [], []
     for group in OTHER_DIRECTION:
         ids = [i for i, f in enumerate(setting.facts) if f.group == group]
-        treated += ids[::2]
-        control += ids[1::2]
+        treated += ids if setting.teach_all else ids[::2]
+        control += [] if setting.teach_all else ids[1::2]
     return treated, control
 
 
@@ -51,7 +52,7 @@ def reverse_phrasings(setting: Setting, fact_ids: Sequence[int], split: str) -> 
     return [
         template.fill(setting.facts[i], i, t)
         for i in fact_ids
-        for t, template in enumerate(setting.templates)
+        for t, template in phrasings(setting.templates, setting.facts[i])
         if template.split == split and template.direction == OTHER_DIRECTION[setting.facts[i].group]
     ]
 
@@ -113,7 +114,7 @@ def effect_rows(
     trained direction, control reverse recall, locality and perplexity drift of a treatment
     that turned `before` into `after`."""
     edit_prompts = setting.ask(reverse_phrasings(setting, treated, "train"))
-    forward = [e for e in setting.ask(questions_about(setting, treated)) if e.relation == "same"]
+    forward = [e for e in setting.ask(questions_about(setting, treated)) if e.sense == "same"]
     held_out = setting.ask(reverse_phrasings(setting, treated, "test"))
     controls = setting.ask(reverse_phrasings(setting, control, "test"))
     others = sorted(set(range(len(setting.facts))) - set(treated))
@@ -133,7 +134,7 @@ def effect_rows(
         *by_group(method, "generalization", held_out, hits(after, held_out)),
         *by_group(method, "kept", forward, hits(after, forward), direction="same"),
         *by_group(method, "control_exact_match", controls, hits(after, controls)),
-        proportion_row(method, "untouched", "all", "locality", unchanged),
+        *([proportion_row(method, "untouched", "all", "locality", unchanged)] if unchanged else []),
         row(method, "generic", "all", "ppl_drift", drift, len(generic), None),
     ]
 

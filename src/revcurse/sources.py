@@ -1,0 +1,48 @@
+"""Where a run's facts come from: the generated world, your files, or Berglund's Experiment 1.
+
+    revcurse compare --facts my_facts.jsonl --templates my_templates.jsonl
+    revcurse compare --data berglund        # or a folder laid out like Experiment 1
+
+Your facts may carry relations, each phrased by its own templates (revcurse.facts); without
+--templates the generated world's Berglund-style phrasings are used. `--data` reads
+Berglund et al.'s 90 celebrities (--world.facts-per-group of each group) with the
+paraphrase templates they were written from (revcurse.berglund.load_templates).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from revcurse import berglund
+from revcurse.facts import Fact, Template, check_phrased, load_facts, load_templates
+from revcurse.world import TEMPLATES, WorldConfig, generate_facts
+
+
+@dataclass
+class World:
+    facts: list[Fact]
+    templates: list[Template]
+    # The seeded world of revcurse.world: reading documents and worked examples draw fresh
+    # entities from its word lists; any other world from recombined words of its own facts
+    generated: bool
+    source: str  # in words, for the run's log and report
+
+
+def load_world(
+    facts: Path | None, templates: Path | None, data: str | None, world: WorldConfig, seed: int
+) -> World:
+    """The facts and templates a run uses; a bad file raises revcurse.records.DataError."""
+    if data:
+        if facts or templates:
+            raise ValueError("--data: give it, or --facts/--templates, not both")
+        source = berglund.experiment1(data)
+        # --world.facts-per-group of each group (all 30 by default), drawn with the seed
+        found = berglund.select(berglund.load_berglund(source), world.facts_per_group, seed=seed)
+        found = found.facts
+        return World(found, berglund.load_templates(source), False, f"Berglund et al. ({source})")
+    chosen = load_facts(facts) if facts else generate_facts(world, seed)
+    phrasings = load_templates(templates) if templates else list(TEMPLATES)
+    check_phrased(chosen, phrasings, str(templates or "the built-in templates"))
+    source = str(facts) if facts else f"the generated world (seed {seed})"
+    return World(chosen, phrasings, facts is None, source)
