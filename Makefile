@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint readme readme-compare readme-smollm2 clean
+.PHONY: demo test lint readme readme-compare readme-worlds readme-teach readme-smollm2 clean
 
 $(BIN)/revcurse: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,25 @@ readme-compare: $(BIN)/revcurse
 	&& $(BIN)/revcurse compare --no-progress --methods baseline,hebbian_delta --tiny.d-ff 1024 \
 		--remedies.hebbian.ridge 4 --output-dir $$dir-hebbian-wide \
 	&& $(BIN)/python scripts/update_readme.py --compare $$dir-hebbian-wide compare-hebbian-wide
+
+# Regenerate the README's blocks of the remedies on worlds that are not generated (~5 min):
+# examples/relations (two relations of fictitious facts) and Berglund's Experiment 1.
+RELATIONS = --facts examples/relations/facts.jsonl --templates examples/relations/templates.jsonl
+readme-worlds: $(BIN)/revcurse
+	dir=runs/readme-worlds-$$(date +%Y%m%d-%H%M%S) \
+	&& $(BIN)/revcurse compare $(RELATIONS) --seeds 1 --no-progress --output-dir $$dir/relations \
+		--methods baseline,in_context,bidirectional,self_distill \
+	&& $(BIN)/python scripts/update_readme.py --compare $$dir/relations compare-relations \
+	&& $(BIN)/revcurse compare --data berglund --methods baseline,bidirectional --seeds 1 \
+		--no-progress --output-dir $$dir/berglund \
+	&& $(BIN)/python scripts/update_readme.py --compare-brief $$dir/berglund compare-berglund
+
+# Regenerate the README's block of SmolLM2-135M taught examples/relations both ways (~15 min).
+readme-teach: $(BIN)/revcurse
+	dir=runs/readme-teach-$$(date +%Y%m%d-%H%M%S) \
+	&& $(BIN)/revcurse teach --model smollm2-135m $(RELATIONS) --method bidirectional \
+		--no-progress --output-dir $$dir \
+	&& $(BIN)/python scripts/update_readme.py --teach $$dir teach-smollm2
 
 # Regenerate the README's SmolLM2-135M blocks: Berglund's Experiment 1 on a subset (~4 min),
 # the worked-examples sweep (~2 min) and 30 facts a group through the remedies that use the

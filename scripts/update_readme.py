@@ -5,6 +5,7 @@
     python scripts/update_readme.py --compare runs/compare-20261126-094000 [BLOCK]
     python scripts/update_readme.py --compare-brief runs/compare-rt1000 BLOCK
     python scripts/update_readme.py --berglund runs/berglund-smollm2
+    python scripts/update_readme.py --teach runs/teach-smollm2 BLOCK
 
 The first replaces the text between `<!-- results:demo:start -->` and
 `<!-- results:demo:end -->` with the demo run's table.txt and the command that reproduces
@@ -17,7 +18,8 @@ the compare run's one-way rows (exact match and rank accuracy per method), its
 remedy-specific rows and costs, and copies its chart.png to docs/BLOCK_chart.png;
 --compare-brief puts only the command and the one-way rows into BLOCK. The last fills
 `<!-- results:berglund-smollm2:* -->` with a `revcurse berglund` run's table
-(benchmarks/berglund_smollm2.py --keep DIR).
+(benchmarks/berglund_smollm2.py --keep DIR); --teach fills BLOCK with a `revcurse teach`
+run's before/after table and the command that made it.
 """
 
 from __future__ import annotations
@@ -311,7 +313,11 @@ def compare_block(run_dir: Path, name: str, brief: bool = False) -> str:
 
     results = json.loads((run_dir / "results.json").read_text())
     main_metrics = ("exact_match", "rank_acc", "rank_chance")
-    main = [r for r in results["rows"] if r["group"] in ONE_WAY and r["metric"] in main_metrics]
+    main = [
+        r
+        for r in results["rows"]
+        if r["group"].split("/")[0] in ONE_WAY and r["metric"] in main_metrics  # p2d/capital too
+    ]
     config = results["config"]
     options = changed_options(config, default_values(CompareConfig, config["model"]))
     command = f"`{' '.join(['revcurse compare', *options])}`"
@@ -351,6 +357,14 @@ def main(argv: list[str]) -> None:
         command = ".venv/bin/python benchmarks/berglund_smollm2.py"
         replace_block("berglund-smollm2", table_block(Path(argv[1]), command))
         print(f"{README}: berglund-smollm2 block from {argv[1]}")
+    elif len(argv) == 3 and argv[0] == "--teach":
+        from revcurse.config import default_values
+        from revcurse.recipes.teach import TeachConfig
+
+        config = json.loads((Path(argv[1]) / "results.json").read_text())["config"]
+        options = changed_options(config, default_values(TeachConfig, config["model"]))
+        replace_block(argv[2], table_block(Path(argv[1]), " ".join(["revcurse teach", *options])))
+        print(f"{README}: {argv[2]} block from {argv[1]}")
     elif len(argv) == 2 and argv[0] == "--analyze":
         replace_block("analyze", analyze_block(Path(argv[1])))
         print(f"{README}: analysis from {argv[1]}, figure {TRACE_FIGURE}")

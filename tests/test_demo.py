@@ -132,7 +132,8 @@ def test_every_option_has_help():
     from revcurse.config import _leaves
     from revcurse.recipes.analyze import AnalyzeConfig
     from revcurse.recipes.compare import CompareConfig
+    from revcurse.recipes.teach import TeachConfig
 
-    for cls in (DemoConfig, CompareConfig, AnalyzeConfig):
+    for cls in (DemoConfig, CompareConfig, AnalyzeConfig, TeachConfig):
         missing = ["--" + ".".join(path) for path, _, _, text in _leaves(cls()) if not text]
         assert not missing, f"{cls.__name__}: no help for {missing}"

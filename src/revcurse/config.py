@@ -59,13 +59,17 @@ def option_name(path: Sequence[str]) -> str:
 
 
 def _field_comments(cls: type) -> dict[str, str]:
-    """The `# comment` beside each field's default: it is the option's help."""
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return {}
-    found = re.findall(r"^\s+(\w+)\s*:[^#\n]*#\s*(.+)$", source, flags=re.MULTILINE)
-    return dict(found)
+    """The `# comment` beside each field's default: it is the option's help (a subclass's
+    own comment first, then its bases')."""
+    comments: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        found = re.findall(r"^\s+(\w+)\s*:[^#\n]*#\s*(.+)$", source, flags=re.MULTILINE)
+        comments.update(found)
+    return comments
 
 
 def _leaves(

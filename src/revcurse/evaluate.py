@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from revcurse.config import check
-from revcurse.facts import GROUPS, Example, words
+from revcurse.facts import GROUPS, Example, relation_cells, words
 from revcurse.lm.causal import LanguageModel
 from revcurse.stats import mean_row, p_value_row, proportion_row, row
 
@@ -180,11 +180,8 @@ def summarize(
     """Tidy result rows per group and direction from scored samples; in a world of several
     relations, then rows per relation too, its group written `group/relation`."""
     kinds = list(dict.fromkeys(s.get("relation", "") for s in samples))
-    cells = [(group, None) for group in groups]
-    if len(kinds) > 1:
-        cells += [(group, kind) for kind in kinds for group in groups]
     rows = []
-    for group, kind in cells:
+    for label, group, kind in relation_cells(groups, kinds):
         for rel in directions:
             cell = [
                 s
@@ -196,7 +193,6 @@ def summarize(
             ranked = [s for s in cell if s["n_candidates"] > 1]
             if not cell:
                 continue
-            label = group if kind is None else f"{group}/{kind or '-'}"
             key = {"method": method, "group": label, "direction": rel}
             rows.append(
                 proportion_row(**key, metric="exact_match", hits=[s["correct"] for s in cell])

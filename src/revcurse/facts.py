@@ -88,6 +88,17 @@ def relations(facts: Sequence[Fact]) -> list[str]:
     return list(dict.fromkeys(f.relation for f in facts))
 
 
+def relation_cells(
+    groups: Sequence[str], kinds: Sequence[str]
+) -> list[tuple[str, str, str | None]]:
+    """(label, group, relation) of each row group of a table: every group pooled over
+    relations (relation None), then, when there are several, per relation (`p2d/capital`)."""
+    cells: list[tuple[str, str, str | None]] = [(g, g, None) for g in groups]
+    if len(kinds) > 1:
+        cells += [(f"{g}/{kind or '-'}", g, kind) for kind in kinds for g in groups]
+    return cells
+
+
 @dataclass(frozen=True)
 class Example:
     """One prompt/completion pair. `fact` and `template` are indices: the examples that share

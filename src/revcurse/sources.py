@@ -11,12 +11,13 @@ paraphrase templates they were written from (revcurse.berglund.load_templates).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from revcurse import berglund
-from revcurse.facts import Fact, Template, check_phrased, load_facts, load_templates
-from revcurse.world import TEMPLATES, WorldConfig, generate_facts
+from revcurse.config import check
+from revcurse.facts import GROUPS, Fact, Template, check_phrased, load_facts, load_templates
+from revcurse.world import TEMPLATES, WorldConfig, capacity, generate_facts
 
 
 @dataclass
@@ -29,13 +30,16 @@ class World:
     source: str  # in words, for the run's log and report
 
 
+def check_source(facts: Path | None, templates: Path | None, data: str | None) -> None:
+    """For `__post_init__`: --data replaces --facts and --templates."""
+    check(not (data and (facts or templates)), "data", "give it, or --facts/--templates, not both")
+
+
 def load_world(
     facts: Path | None, templates: Path | None, data: str | None, world: WorldConfig, seed: int
 ) -> World:
     """The facts and templates a run uses; a bad file raises revcurse.records.DataError."""
     if data:
-        if facts or templates:
-            raise ValueError("--data: give it, or --facts/--templates, not both")
         source = berglund.experiment1(data)
         # --world.facts-per-group of each group (all 30 by default), drawn with the seed
         found = berglund.select(berglund.load_berglund(source), world.facts_per_group, seed=seed)
@@ -46,3 +50,12 @@ def load_world(
     check_phrased(chosen, phrasings, str(templates or "the built-in templates"))
     source = str(facts) if facts else f"the generated world (seed {seed})"
     return World(chosen, phrasings, facts is None, source)
+
+
+def recorded(config: WorldConfig, world: World) -> WorldConfig:
+    """The world section config.yaml should hold: for facts read from files, the number
+    the largest group really has, not the generated world's default."""
+    if world.generated:
+        return config
+    largest = max(sum(f.group == g for f in world.facts) for g in GROUPS)
+    return replace(config, facts_per_group=min(largest, capacity() // len(GROUPS)))

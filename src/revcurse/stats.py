@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -126,8 +127,9 @@ def aggregate(rows: list[dict]) -> list[dict]:
             "ci_low": None,
             "ci_high": None,
         }
-        if metric == "p_value" and values:
-            row["value"] = float(stats.combine_pvalues(values, method="fisher").pvalue)
+        if metric == "p_value" and len(values) > 1:
+            tiny = [max(v, sys.float_info.min) for v in values]  # a p-value that underflowed to 0
+            row["value"] = float(stats.combine_pvalues(tiny, method="fisher").pvalue)
         elif len(values) == 1:
             row.update(value=values[0], ci_low=runs[0]["ci_low"], ci_high=runs[0]["ci_high"])
         elif values:

@@ -6,31 +6,18 @@ plain `AutoModelForCausalLM.from_pretrained(folder)` loads what revcurse saves.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from revcurse.lm.pretrained import load_pretrained
+from revcurse.lm.pretrained import load_pretrained, no_progress_bars
 from revcurse.lm.tiny import TinyModelConfig, build_tiny_model
 from revcurse.lm.tokenizer import build_word_tokenizer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-
-@contextmanager
-def no_progress_bars() -> Iterator[None]:
-    """transformers' bars off: for a tiny model's few tensors they are noise in the output."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.enable_progress_bar()
 
 
 def save_checkpoint(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: Path) -> None:

@@ -20,7 +20,10 @@ import os
 import shutil
 import socket
 import struct
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -181,6 +184,18 @@ def keep_dequantised(
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+@contextmanager
+def no_progress_bars() -> Iterator[None]:
+    """transformers' bars off: noise for a tiny model's few tensors, and a flood in a log."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
+
+
 def load_pretrained(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Model (float32, eval mode) and tokenizer; pad token set for batching. A GGUF model
     is dequantised once, then loaded from its safetensors copy (`dequantised_cache`)."""
@@ -195,9 +210,11 @@ def load_pretrained(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase
     offline = not Path(where).exists() and not hub_reachable()
     if offline:  # the cache alone, at once, instead of a minute of retries
         kwargs["local_files_only"] = True
+    bars = nullcontext() if sys.stderr.isatty() else no_progress_bars()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **kwargs)
+        with bars:
+            tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **kwargs)
     except (OSError, ValueError, RuntimeError, struct.error) as err:  # struct: a cut-off GGUF
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         note = "; offline: no connection to the hub, and not in its cache" if offline else ""

@@ -17,20 +17,17 @@ estimated training FLOPs (revcurse.report).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
 from rich.console import Console
 
 from revcurse.config import ConfigError, check, to_dict
-from revcurse.evaluate import EvalConfig
 from revcurse.facts import GROUPS
-from revcurse.lm.pretrained import check_model_option
-from revcurse.lm.tiny import TinyModelConfig
-from revcurse.reader import ReaderConfig
 from revcurse.recipes.compare_units import (
     MethodRun,
+    RemedyRun,
     build_setting,
     run_units,
     starting_point,
@@ -40,66 +37,24 @@ from revcurse.recipes.compare_units import (
 )
 from revcurse.recipes.run import finished, opened_run, peak_memory, recipe_app, with_output_dir
 from revcurse.records import write_records
-from revcurse.remedies import RemedyConfig, parse_methods
+from revcurse.remedies import parse_methods
 from revcurse.report import chart, report, summarize_costs
 from revcurse.results import METRICS, render, results_table, write_results
+from revcurse.sources import recorded
 from revcurse.stats import aggregate
-from revcurse.train import TrainConfig
-from revcurse.world import WorldConfig
 
 
 @dataclass
-class CompareConfig:
-    # SmolLM2-135M (scripts/sweep_finetune.py, scripts/sweep_shots.py): LoRA at 3e-4 collapses
-    # it onto a few trained answers; full fine-tuning at 3e-4 with a quarter of the corpus
-    # reading documents (Fact: lines) keeps its in-context reading whole. 32 sequences a
-    # pass keep scoring within a few GiB (a 49k vocabulary); three worked examples let it
-    # answer from its context
-    PRETRAINED: ClassVar[dict[str, object]] = {
-        "workers": 1,
-        "train.finetune": "full",
-        "train.steps": 200,
-        "train.lr": 3e-4,
-        "train.batch_size": 8,
-        "train.warmup_steps": 5,
-        "eval.batch_size": 32,
-        "eval.max_candidates": 10,
-        "eval.shots": 3,
-        "remedies.reading_documents": 200,
-        "remedies.generic_documents": 20,
-        "remedies.self_distill.steps": 60,
-        "remedies.self_distill.samples": 3,
-        "remedies.self_distill.agree": 2,
-    }
+class CompareConfig(RemedyRun):
+    PRETRAINED: ClassVar[dict[str, object]] = {**RemedyRun.PRETRAINED, "workers": 1}
     output_dir: Path | None = None  # run directory; default runs/compare-<timestamp>
     seeds: int = 3  # independent worlds and initialisations; CIs are across seeds
     seed: int = 0  # the first seed; the others follow it
     methods: str = "all"  # comma-separated methods, or all (see revcurse.remedies)
-    facts: Path | None = None  # your facts file (JSONL, JSON array or CSV) for every seed
-    templates: Path | None = None  # your templates file; default: the Berglund-style phrasings
-    data: str | None = None  # berglund: Experiment 1's 90 celebrities (or its folder, a hub id)
-    progress: bool = True  # progress bars on stderr
     workers: int = 0  # processes running seeds and methods side by side; 0: one per core (tiny)
-    world: WorldConfig = field(default_factory=lambda: WorldConfig(facts_per_group=30))
-    model: str = "tiny"  # tiny (from scratch) or a pretrained model, as in revcurse demo
-    chat_template: bool = False  # instruct models: pose prompts in the tokenizer's chat template
-    tiny: TinyModelConfig = field(default_factory=lambda: TinyModelConfig(max_len=128))
-    # From the reader: ~16 passes over the fact sentences. The cosine decay lets 400 steps of
-    # 32 learn what 1000 of 64 at a constant rate did (bidirectional 1.00 either way)
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(steps=400, batch_size=32, decay="cosine")
-    )
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    remedies: RemedyConfig = field(default_factory=RemedyConfig)
-    reader: ReaderConfig = field(default_factory=ReaderConfig)  # tiny: learns to read first
 
     def __post_init__(self) -> None:
-        check_model_option(self.model)
-        check(
-            not (self.data and (self.facts or self.templates)),
-            "data",
-            "give it, or --facts/--templates, not both",
-        )
+        super().__post_init__()
         check(self.seeds >= 1, "seeds", f"must be at least 1, got {self.seeds}")
         check(self.workers >= 0, "workers", f"must be 0 (auto) or more, got {self.workers}")
         try:
@@ -115,6 +70,7 @@ def run_compare(config: CompareConfig, console: Console | None = None) -> Path:
     seeds = range(config.seed, config.seed + config.seeds)
     units = work_units(methods, seeds)
     workers = worker_count(config, len(units))
+    config = replace(config, world=recorded(config.world, world_of(config, config.seed)))
     config = with_output_dir(config, "compare")
     initial = starting_point(config, console)
     runs: dict[tuple[int, str], MethodRun] = {}

@@ -16,41 +16,89 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from rich.console import Console
 
 from revcurse.context import reading_documents
-from revcurse.evaluate import evaluate
+from revcurse.evaluate import EvalConfig, evaluate
 from revcurse.facts import expand
-from revcurse.lm.pretrained import load_pretrained
+from revcurse.lm.pretrained import check_model_option, load_pretrained
+from revcurse.lm.tiny import TinyModelConfig
 from revcurse.lm.tokenizer import build_word_tokenizer
 from revcurse.progress import bar as progress_bar
-from revcurse.reader import load_or_train_reader
-from revcurse.remedies import REMEDIES
+from revcurse.reader import ReaderConfig, load_or_train_reader
+from revcurse.remedies import REMEDIES, RemedyConfig
 from revcurse.remedies.reverse_training import SEGMENT_MARKER
 from revcurse.remedies.setting import Setting
-from revcurse.sources import World, load_world
-from revcurse.world import vocabulary
+from revcurse.sources import World, check_source, load_world
+from revcurse.train import TrainConfig
+from revcurse.world import WorldConfig, vocabulary
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from revcurse.recipes.compare import CompareConfig
-    from revcurse.recipes.teach import TeachConfig
 
 Start = tuple["PreTrainedModel", "PreTrainedTokenizerBase"]  # the start weights and tokenizer
 
 
-def world_of(config: CompareConfig | TeachConfig, seed: int) -> World:
+@dataclass
+class RemedyRun:
+    """What a run of remedies needs (compare, teach): the world, the model and its budget."""
+
+    # SmolLM2-135M (scripts/sweep_finetune.py, scripts/sweep_shots.py): LoRA at 3e-4 collapses
+    # it onto a few trained answers; full fine-tuning at 3e-4 with a quarter of the corpus
+    # reading documents (Fact: lines) keeps its in-context reading whole. 32 sequences a
+    # pass keep scoring within a few GiB (a 49k vocabulary); three worked examples let it
+    # answer from its context
+    PRETRAINED: ClassVar[dict[str, object]] = {
+        "train.finetune": "full",
+        "train.steps": 200,
+        "train.lr": 3e-4,
+        "train.batch_size": 8,
+        "train.warmup_steps": 5,
+        "eval.batch_size": 32,
+        "eval.max_candidates": 10,
+        "eval.shots": 3,
+        "remedies.reading_documents": 200,
+        "remedies.generic_documents": 20,
+        "remedies.self_distill.steps": 60,
+        "remedies.self_distill.samples": 3,
+        "remedies.self_distill.agree": 2,
+    }
+    facts: Path | None = None  # your facts file (JSONL, JSON array or CSV) for every seed
+    templates: Path | None = None  # your templates file; default: the Berglund-style phrasings
+    data: str | None = None  # berglund: Experiment 1's 90 celebrities (or its folder, a hub id)
+    progress: bool = True  # progress bars on stderr
+    world: WorldConfig = field(default_factory=lambda: WorldConfig(facts_per_group=30))
+    model: str = "tiny"  # tiny (from the reader), smollm2-135m, gemma3-270m, a hub id or folder
+    chat_template: bool = False  # instruct models: pose prompts in the tokenizer's chat template
+    tiny: TinyModelConfig = field(default_factory=lambda: TinyModelConfig(max_len=128))
+    # From the reader: ~16 passes over the fact sentences. The cosine decay lets 400 steps of
+    # 32 learn what 1000 of 64 at a constant rate did (bidirectional 1.00 either way)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(steps=400, batch_size=32, decay="cosine")
+    )
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    remedies: RemedyConfig = field(default_factory=RemedyConfig)
+    reader: ReaderConfig = field(default_factory=ReaderConfig)  # tiny: learns to read first
+    seed: int = 0  # the (first) seed: data order, and the generated world if no facts are given
+
+    def __post_init__(self) -> None:
+        check_model_option(self.model)
+        check_source(self.facts, self.templates, self.data)
+
+
+def world_of(config: RemedyRun, seed: int) -> World:
     """The seed's world: generated afresh, or your files (or Berglund's) for every seed."""
     return load_world(config.facts, config.templates, config.data, config.world, seed)
 
 
-def starting_point(config: CompareConfig | TeachConfig, console: Console | None = None) -> Start:
+def starting_point(config: RemedyRun, console: Console | None = None) -> Start:
     """The weights every causal remedy starts from: the pretrained model, or for `tiny` the
     cached reader (revcurse.reader) with the tokenizer of the world's whole vocabulary (a
     world of your own: its words too, and a reader that read about its relations)."""
@@ -74,7 +122,7 @@ def starting_point(config: CompareConfig | TeachConfig, console: Console | None 
 
 
 def build_setting(
-    config: CompareConfig | TeachConfig,
+    config: RemedyRun,
     seed: int,
     workdir: Path,
     start: Start,

@@ -29,7 +29,7 @@ from typing import ClassVar
 
 from rich.console import Console
 
-from revcurse.config import changed_leaves, check, load_yaml, option_name, to_dict
+from revcurse.config import changed_leaves, load_yaml, option_name, to_dict
 from revcurse.evaluate import EvalConfig, check_no_shots, evaluate
 from revcurse.facts import Example, Fact, Template, expand, load_facts, load_templates
 from revcurse.lm.causal import CausalLM
@@ -40,7 +40,7 @@ from revcurse.lm.tiny import TinyModelConfig
 from revcurse.recipes.run import announce, finished, opened_run, recipe_app, with_output_dir
 from revcurse.records import write_records
 from revcurse.results import render, results_table, train_record, write_results
-from revcurse.sources import load_world
+from revcurse.sources import check_source, load_world, recorded
 from revcurse.train import TrainConfig, train
 from revcurse.world import WorldConfig
 
@@ -76,11 +76,7 @@ class DemoConfig:
     def __post_init__(self) -> None:
         check_model_option(self.model)
         check_no_shots(self.eval)
-        check(
-            not (self.data and (self.facts or self.templates)),
-            "data",
-            "give it, or --facts/--templates, not both",
-        )
+        check_source(self.facts, self.templates, self.data)
 
 
 def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
@@ -94,6 +90,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
     else:
         world = load_world(config.facts, config.templates, config.data, config.world, config.seed)
         facts, templates = world.facts, world.templates
+        config = dataclasses.replace(config, world=recorded(config.world, world))
         config = with_output_dir(config, "demo")  # recorded in config.yaml: --resume goes there
     train_examples, test_examples = expand(facts, templates, config.world.teach_test_phrasings)
     if not train_examples or not test_examples:

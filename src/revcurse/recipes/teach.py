@@ -18,28 +18,22 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import ClassVar
 
 from rich.console import Console
 
-from revcurse.config import check, choice, to_dict
-from revcurse.evaluate import EvalConfig, evaluate
+from revcurse.config import choice, to_dict
+from revcurse.evaluate import evaluate
 from revcurse.lm.models import save_checkpoint
-from revcurse.lm.pretrained import check_model_option
-from revcurse.lm.tiny import TinyModelConfig
-from revcurse.reader import ReaderConfig
-from revcurse.recipes.compare import CompareConfig
-from revcurse.recipes.compare_units import build_setting, starting_point
-from revcurse.recipes.run import finished, opened_run, recipe_app, with_output_dir
+from revcurse.recipes.compare_units import RemedyRun, build_setting, starting_point, world_of
+from revcurse.recipes.run import finished, opened_run, peak_memory, recipe_app, with_output_dir
 from revcurse.records import write_records
-from revcurse.remedies import REMEDIES, RemedyConfig
+from revcurse.remedies import REMEDIES
 from revcurse.remedies.targets import generic_texts, mean_nll
 from revcurse.results import render, results_table, write_results
+from revcurse.sources import recorded
 from revcurse.stats import row
-from revcurse.train import TrainConfig
-from revcurse.world import WorldConfig
 
 # The remedies that change the weights for every fact at once (the edits treat half the
 # facts and compare them with the other half: revcurse compare measures those)
@@ -47,43 +41,19 @@ METHODS = ("bidirectional", "reverse_training", "self_distill", "self_distill_kl
 
 
 @dataclass
-class TeachConfig:
-    # The budget compare found for pretrained models (its workers aside: one model here)
-    PRETRAINED: ClassVar[dict[str, object]] = {
-        k: v for k, v in CompareConfig.PRETRAINED.items() if k != "workers"
-    }
+class TeachConfig(RemedyRun):
     output_dir: Path | None = None  # the taught model's folder; default runs/teach-<timestamp>
     method: str = "bidirectional"  # bidirectional, reverse_training, self_distill(_kl)
-    facts: Path | None = None  # your facts file (JSONL, JSON array or CSV)
-    templates: Path | None = None  # your templates file; default: the Berglund-style phrasings
-    data: str | None = None  # berglund: Experiment 1's 90 celebrities (or its folder, a hub id)
-    seed: int = 0  # seeds the data order and the generated world, if no facts are given
-    progress: bool = True  # progress bars on stderr
-    world: WorldConfig = field(default_factory=lambda: WorldConfig(facts_per_group=30))
-    model: str = "tiny"  # tiny (from the reader), smollm2-135m, gemma3-270m, a hub id or folder
-    chat_template: bool = False  # instruct models: pose prompts in the tokenizer's chat template
-    tiny: TinyModelConfig = field(default_factory=lambda: TinyModelConfig(max_len=128))
-    # compare's budget: enough for the tiny reader to learn 90 facts both ways
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(steps=400, batch_size=32, decay="cosine")
-    )
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    remedies: RemedyConfig = field(default_factory=RemedyConfig)
-    reader: ReaderConfig = field(default_factory=ReaderConfig)  # tiny: learns to read first
 
     def __post_init__(self) -> None:
-        check_model_option(self.model)
+        super().__post_init__()
         choice(self.method, "method", METHODS)
-        check(
-            not (self.data and (self.facts or self.templates)),
-            "data",
-            "give it, or --facts/--templates, not both",
-        )
 
 
 def run_teach(config: TeachConfig, console: Console | None = None) -> Path:
     console = console or Console(stderr=True)
     start_time = time.perf_counter()
+    config = replace(config, world=recorded(config.world, world_of(config, config.seed)))
     config = with_output_dir(config, "teach")
     start = starting_point(config, console)
     with opened_run(config) as folder:
@@ -98,6 +68,7 @@ def run_teach(config: TeachConfig, console: Console | None = None) -> Path:
         treatment = REMEDIES[config.method].apply(setting)
         taught = treatment.lm.model  # type: ignore[attr-defined]  # the causal remedies'
         questions = setting.ask(setting.test_examples)
+        evaluation = time.perf_counter()
         before = setting.causal_lm(setting.start)
         rows, _ = evaluate(before, questions, setting.eval, "before", setting.seed)
         after, samples = evaluate(
@@ -105,6 +76,7 @@ def run_teach(config: TeachConfig, console: Console | None = None) -> Path:
         )
         generic = generic_texts(setting)
         drift = math.exp(mean_nll(treatment.lm, generic) - mean_nll(before, generic)) - 1
+        evaluation = time.perf_counter() - evaluation
         measured = [
             *treatment.rows,
             row(config.method, "generic", "all", "ppl_drift", drift, len(generic), None),
@@ -120,6 +92,8 @@ def run_teach(config: TeachConfig, console: Console | None = None) -> Path:
             samples,
             config=to_dict(config),
             train={"seconds": treatment.cost.seconds, "flops": treatment.cost.flops},
+            eval={"seconds": evaluation, "examples": 2 * len(questions)},
+            peak_memory=peak_memory(),
         )
     seconds = time.perf_counter() - start_time
     finished(console, table, config.output_dir, f"{seconds:.0f} s")

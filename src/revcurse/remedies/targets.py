@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from revcurse.evaluate import EvalConfig, answers, starts_with
-from revcurse.facts import Example, phrasings
+from revcurse.facts import Example, phrasings, relation_cells
 from revcurse.lm.causal import CausalLM
 from revcurse.remedies.setting import Setting, Treatment, plus
 from revcurse.stats import proportion_row, row
@@ -75,18 +75,19 @@ def by_group(
     flags: Sequence[bool],
     direction: str = "reverse",
 ) -> list[dict]:
-    """One proportion row per one-way group."""
-    return [
-        proportion_row(
-            method,
-            group,
-            direction,
-            metric,
-            [f for e, f in zip(examples, flags, strict=True) if e.group == group],
-        )
-        for group in OTHER_DIRECTION
-        if any(e.group == group for e in examples)
-    ]
+    """One proportion row per one-way group; in a world of several relations, then one per
+    group and relation too (`p2d/capital`), as revcurse.evaluate.summarize writes them."""
+    kinds = list(dict.fromkeys(e.relation for e in examples))
+    rows = []
+    for label, group, kind in relation_cells(list(OTHER_DIRECTION), kinds):
+        chosen = [
+            f
+            for e, f in zip(examples, flags, strict=True)
+            if e.group == group and kind in (None, e.relation)
+        ]
+        if chosen:
+            rows.append(proportion_row(method, label, direction, metric, chosen))
+    return rows
 
 
 def generic_texts(setting: Setting) -> list[str]:
