@@ -295,6 +295,8 @@ def changed_options(config: dict[str, Any], default: dict[str, Any]) -> list[str
     for path, value in changed_leaves(config, default):
         if path[-1] in ("output_dir", "progress", "cache_dir"):
             continue
+        if path == ("world", "facts_per_group") and config.get("facts"):
+            continue  # config.yaml records the files' own count; the option does nothing there
         flag = option_name(path)
         if isinstance(value, bool):
             options.append(flag if value else flag.replace("--", "--no-", 1))
