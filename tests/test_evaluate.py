@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from revcurse.evaluate import EvalConfig, alternatives, anywhere, evaluate, starts_with
 from revcurse.lm.batching import encode
@@ -75,6 +76,33 @@ def test_a_shared_prompt_is_run_once_and_scores_as_if_whole(trained, small_world
     for batch_size in (1, 3, 1000):
         shared = completion_logprobs(model, tokenizer, pairs, batch_size=batch_size)
         assert shared == pytest.approx(whole, abs=1e-4)
+
+
+def test_prompts_that_begin_alike_are_answered_from_one_run_of_their_start(
+    trained, small_world, monkeypatch
+):
+    """Long common starts (worked examples): run once, its cache continued for each prompt;
+    the greedy answers are those of transformers' generate, for any batch size, and a
+    sampled answer depends on the torch seed alone."""
+    from revcurse.lm import causal
+
+    model, tokenizer = trained
+    preamble = " ".join(e.prompt + e.completion for e in small_world[2][8:14])
+    prompts = [f"{preamble} {e.prompt}" for e in small_world[2][:10]]
+    prompts += [small_world[2][0].prompt]  # one that shares nothing, in the same call
+    used = []
+    shared = causal.shared_start_generate
+    monkeypatch.setattr(causal, "shared_start_generate", lambda *a: used.append(1) or shared(*a))
+    alone = [generate(model, tokenizer, [p], 6)[0] for p in prompts]  # transformers' generate
+    assert not used
+    for batch_size in (1, 4, 100):
+        assert generate(model, tokenizer, prompts, 6, batch_size) == alone
+    assert used
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        runs.append(generate(model, tokenizer, prompts * 2, 6, 4, temperature=1.0))
+    assert runs[0] == runs[1] and all(isinstance(r, str) for r in runs[0])
 
 
 def test_prompts_that_begin_alike_share_their_start():

@@ -7,6 +7,7 @@ size (tests check it); generation left-pads, as transformers' `generate` expects
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -180,9 +181,35 @@ def generate(
     progress: bool = False,
     temperature: float = 0.0,
 ) -> list[str]:
-    """Continuations, greedy or (temperature > 0) sampled from the torch seed; left-padded
-    batches (generate derives positions from the mask)."""
+    """Continuations, greedy or (temperature > 0) sampled from the torch seed. When many
+    prompts begin alike (worked examples before each question), that start is run once and
+    its key-value cache continued for each of them (`shared_start_generate`); otherwise
+    `padded_generate`."""
     model.eval()
+    encoded = [tuple(ids) for ids in tokenizer(list(prompts)).input_ids]
+    groups = shared_starts(encoded)
+    run_once = sum(len(start) for start, _ in groups)
+    rest = sum(len(ids) - len(start) for start, members in groups for ids in members)
+    if 3 * (run_once + rest) <= sum(map(len, encoded)):
+        return shared_start_generate(
+            model, tokenizer, encoded, groups, max_new_tokens, batch_size, progress, temperature
+        )
+    return padded_generate(
+        model, tokenizer, prompts, max_new_tokens, batch_size, progress, temperature
+    )
+
+
+@torch.no_grad()
+def padded_generate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    batch_size: int,
+    progress: bool,
+    temperature: float,
+) -> list[str]:
+    """transformers' `generate` on left-padded batches (it derives positions from the mask)."""
     tokenizer.padding_side = "left"
     outputs: list[str] = []
     for chunk in batches(list(prompts), batch_size, "generate", progress):
@@ -198,6 +225,103 @@ def generate(
         new = tokens[:, batch["input_ids"].shape[1] :]
         outputs += tokenizer.batch_decode(new, skip_special_tokens=True)
     return outputs
+
+
+def shared_starts(encoded: Sequence[tuple[int, ...]]) -> list[tuple[tuple[int, ...], list]]:
+    """The prompts (every occurrence) in groups that begin alike (`common_starts`), each with
+    the start run once for the group; () for a prompt that has no other to share it with."""
+    occurrences = Counter(encoded)
+    groups = []
+    for start, members in common_starts(list(occurrences)):
+        every = [prompt for prompt in members for _ in range(occurrences[prompt])]
+        groups.append((start if len(every) > 1 else (), every))
+    return groups
+
+
+@torch.no_grad()
+def shared_start_generate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    encoded: Sequence[tuple[int, ...]],
+    groups: Sequence[tuple[tuple[int, ...], list]],
+    max_new_tokens: int,
+    batch_size: int,
+    progress: bool,
+    temperature: float,
+) -> list[str]:
+    """`generate` with each group's common start run once: its cache, repeated for a batch,
+    continued by the rest of each prompt (padded between start and rest, positions counted
+    past the padding), then token by token, greedy or sampled (softmax at `temperature`,
+    as transformers' `generate` with top_k=0). Equal to `generate`'s answers up to float
+    rounding (tests)."""
+    device, pad, eos = model.device, tokenizer.pad_token_id, tokenizer.eos_token_id
+    where: dict[tuple[int, ...], list[int]] = {}
+    for i, ids in enumerate(encoded):
+        where.setdefault(ids, []).append(i)
+    outputs = [""] * len(encoded)
+    bar = progress_bar(total=len(encoded), desc="generate", unit="prompt", disable=not progress)
+    for start, members in groups:
+        cache = None
+        if start:
+            cache = model(input_ids=torch.tensor([start], device=device), use_cache=True).cache
+        indices = [where[prompt].pop(0) for prompt in members]
+        for part in spans(len(indices), batch_size):
+            chunk = indices[part]
+            rests = [list(encoded[i][len(start) :]) for i in chunk]
+            new = _continue(model, cache, len(start), rests, max_new_tokens, pad, eos, temperature)
+            texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+            for i, text in zip(chunk, texts, strict=True):
+                outputs[i] = text
+            bar.update(len(chunk))
+    bar.close()
+    return outputs
+
+
+def _continue(
+    model: PreTrainedModel,
+    start_cache: object | None,
+    start_length: int,
+    rests: Sequence[list[int]],
+    max_new_tokens: int,
+    pad: int,
+    eos: int | None,
+    temperature: float,
+) -> torch.Tensor:
+    """New tokens (batch x steps; `pad` once a row has ended) after the start and each rest."""
+    device, rows = model.device, len(rests)
+    width = max(map(len, rests))
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rests], device=device)
+    real = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rests], device=device)
+    mask = torch.cat([torch.ones(rows, start_length, dtype=real.dtype, device=device), real], 1)
+    positions = (start_length + real.cumsum(-1) - 1).clamp(min=0)
+    cache = None
+    if start_cache is not None:
+        cache = copy.deepcopy(start_cache)
+        cache.batch_repeat_interleave(rows)
+    done = torch.zeros(rows, dtype=torch.bool, device=device)
+    steps = []
+    for _ in range(max_new_tokens):
+        out = model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        cache, logits = out.cache, out.logits[:, -1].float()
+        if temperature > 0:
+            token = torch.multinomial(torch.softmax(logits / temperature, -1), 1).squeeze(-1)
+        else:
+            token = logits.argmax(-1)
+        token = torch.where(done, torch.full_like(token, pad), token)
+        steps.append(token)
+        done |= token == eos
+        if bool(done.all()):
+            break
+        ids, positions = token[:, None], positions[:, -1:] + 1
+        mask = torch.cat([mask, torch.ones(rows, 1, dtype=mask.dtype, device=device)], 1)
+    return torch.stack(steps, 1)
 
 
 class LanguageModel(Protocol):
