@@ -10,7 +10,10 @@ its answer. Then every causal remedy fine-tunes a copy of this reader on the wor
 
 The reader depends on its config, the model size and the world's vocabulary, never on a
 seed's facts (its documents use fresh pairings of names and descriptions), so it is
-trained once and cached in `cache_dir` under a hash of all three.
+trained once and cached in `cache_dir` under a hash of all three. A world of your own
+(your templates, or your facts: revcurse.sources) gets a reader of its own, which read in
+that world's phrasings about fresh entities of its relations; its facts and templates are
+in the hash too.
 """
 
 from __future__ import annotations
@@ -80,8 +83,8 @@ def train_reader(
     world: World | None = None,
 ) -> PreTrainedModel:
     """A tiny model that read `config.documents` reading documents: about fresh people in the
-    generated world's phrasings, or (`world`) about fresh entities of that world's relations,
-    in its own phrasings."""
+    generated world's phrasings, or (`world`: your templates, or your facts too) in that
+    world's phrasings, about fresh entities of its relations (revcurse.context.fresh_entities)."""
     if world is None:
         documents = reading_documents(
             config.documents, config.distractors, TEMPLATES, [], config.seed
@@ -93,7 +96,7 @@ def train_reader(
             world.templates,
             world.facts,
             config.seed,
-            recombine=True,
+            recombine=not world.generated,
         )
     torch.manual_seed(config.seed)
     model = build_tiny_model(tiny, tokenizer)

@@ -29,6 +29,11 @@ class World:
     generated: bool
     source: str  # in words, for the run's log and report
 
+    @property
+    def builtin(self) -> bool:
+        """The generated world in its own phrasings: what the shared tiny reader read."""
+        return self.generated and self.templates == list(TEMPLATES)
+
 
 def check_source(facts: Path | None, templates: Path | None, data: str | None) -> None:
     """For `__post_init__`: --data replaces --facts and --templates."""

@@ -105,10 +105,8 @@ def starting_point(config: RemedyRun, console: Console | None = None) -> Start:
     if config.model != "tiny":
         return load_pretrained(config.model)
     world = world_of(config, config.seed)
-    texts = [*vocabulary(), SEGMENT_MARKER]
-    if not world.generated:
-        train, test = expand(world.facts, world.templates)
-        texts += [e.prompt + e.completion for e in [*train, *test]]
+    train, test = expand(world.facts, world.templates)  # words vocabulary() may not hold
+    texts = [*vocabulary(), SEGMENT_MARKER, *(e.prompt + e.completion for e in [*train, *test])]
     tokenizer = build_word_tokenizer(texts)
     reader = load_or_train_reader(
         config.reader,
@@ -116,7 +114,7 @@ def starting_point(config: RemedyRun, console: Console | None = None) -> Start:
         tokenizer,
         config.progress,
         console,
-        None if world.generated else world,
+        None if world.builtin else world,
     )
     return reader, tokenizer
 
