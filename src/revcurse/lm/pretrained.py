@@ -75,9 +75,13 @@ def _preset_gguf(preset: Preset) -> Path | None:
     found = sorted(folder.glob("*.gguf"))
     if found:
         return found[0]
-    module = importlib.import_module(preset.module)  # packages that assemble the file on demand
-    assemble = getattr(module, "assemble", None)
-    return Path(assemble()) if assemble else None
+    try:  # packages that assemble the file on demand from parts they depend on
+        module = importlib.import_module(preset.module)
+        assemble = getattr(module, "assemble", None)
+        return Path(assemble()) if assemble else None
+    except ImportError as err:  # installed with --no-deps: a part is missing
+        msg = f"{preset.package} is installed without {err.name or 'a part'}; {preset.install}"
+        raise ModelNotFound(msg) from err
 
 
 def resolve(name: str) -> tuple[str, str | None]:
