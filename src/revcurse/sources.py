@@ -47,9 +47,9 @@ def load_world(
     if data:
         source = berglund.experiment1(data)
         # --world.facts-per-group of each group (all 30 by default), drawn with the seed
-        found = berglund.select(berglund.load_berglund(source), world.facts_per_group, seed=seed)
-        found = found.facts
-        return World(found, berglund.load_templates(source), False, f"Berglund et al. ({source})")
+        drawn = berglund.select(berglund.load_berglund(source), world.facts_per_group, seed=seed)
+        phrasings = berglund.load_templates(source)
+        return World(drawn.facts, phrasings, False, f"Berglund et al. ({source})")
     chosen = load_facts(facts) if facts else generate_facts(world, seed)
     phrasings = load_templates(templates) if templates else list(TEMPLATES)
     check_phrased(chosen, phrasings, str(templates or "the built-in templates"))
