@@ -46,7 +46,10 @@ readme-compare: $(BIN)/revcurse
 	&& $(BIN)/python scripts/update_readme.py --compare-brief $$dir-steps1000 compare-steps1000 \
 	&& $(BIN)/revcurse compare --no-progress --methods baseline,hebbian_delta --tiny.d-ff 1024 \
 		--remedies.hebbian.ridge 4 --output-dir $$dir-hebbian-wide \
-	&& $(BIN)/python scripts/update_readme.py --compare $$dir-hebbian-wide compare-hebbian-wide
+	&& $(BIN)/python scripts/update_readme.py --compare $$dir-hebbian-wide compare-hebbian-wide \
+	&& $(BIN)/revcurse compare --no-progress --seeds 1 --methods baseline,rome \
+		--remedies.rome.layer 1 --remedies.rome.position last --output-dir $$dir-rome-last \
+	&& $(BIN)/python scripts/update_readme.py --compare-brief $$dir-rome-last compare-rome-last
 
 # Regenerate the README's blocks of the remedies on worlds that are not generated (~5 min):
 # examples/relations (two relations of fictitious facts) and Berglund's Experiment 1.

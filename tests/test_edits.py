@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from revcurse.config import from_dict
+from revcurse.config import ConfigError, from_dict
 from revcurse.lm.batching import encode
 from revcurse.reader import ReaderConfig
 from revcurse.recipes.compare import CompareConfig
@@ -15,7 +15,13 @@ from revcurse.recipes.compare_units import build_setting, starting_point
 from revcurse.remedies import REMEDIES
 from revcurse.remedies.ffn import TeacherForced, down_proj, keys, parse_layers
 from revcurse.remedies.hebbian import delta_rule, hebbian_edit
-from revcurse.remedies.rome import edit_fact, second_moment, subject_of, subject_positions
+from revcurse.remedies.rome import (
+    RomeConfig,
+    edit_fact,
+    edit_positions,
+    second_moment,
+    subject_of,
+)
 from revcurse.remedies.self_distill import (
     first_sentence,
     kl_objective,
@@ -137,10 +143,22 @@ def test_rome_update_is_rank_one_and_writes_the_value_at_the_key(setting):
     # Other keys move in proportion to their C^-1 similarity with k*: keys of generic text
     # move far less, on average, than the edited key.
     forced = TeacherForced.of(setting.tokenizer, asked)
-    where = subject_positions(setting.tokenizer, asked, subjects)
+    where = edit_positions(setting.tokenizer, asked, subjects)
     generic = keys(base, setting.tokenizer, ["the silent theater is far away ."], [0])[0]
     assert forced.batch["input_ids"][0, where[0]].item() != setting.tokenizer.pad_token_id
     assert (delta @ generic.T).norm(dim=0).mean() < delta.norm()
+
+
+def test_rome_edits_at_the_subject_or_at_the_prompts_last_token(setting):
+    fact_id = split_one_way(setting)[0][0]
+    asked = reverse_phrasings(setting, [fact_id], "train")
+    subjects = [subject_of(setting.facts[fact_id], e) for e in asked]
+    last = edit_positions(setting.tokenizer, asked, subjects, "last")
+    lengths = [len(setting.tokenizer(e.prompt).input_ids) for e in asked]
+    assert last.tolist() == [n - 1 for n in lengths]
+    assert (edit_positions(setting.tokenizer, asked, subjects) <= last).all()
+    with pytest.raises(ConfigError, match="position"):
+        RomeConfig(position="middle")
 
 
 def test_first_sentence():

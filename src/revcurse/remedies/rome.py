@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from revcurse.config import check
+from revcurse.config import check, choice
 from revcurse.facts import Example, Fact
 from revcurse.lm.hooks import captured_inputs, decoder_layers, edit_outputs
 from revcurse.remedies.ffn import (
@@ -44,13 +44,20 @@ RIDGE = 1e-2  # C + RIDGE * mean eigenvalue * I: keeps C^-1 sane on a few thousa
 WEIGHT_DECAY = 1e-3  # on |delta|^2 / |v|^2: prefer the smallest value change that works
 
 
+POSITIONS = ("subject", "last")
+
+
 @dataclass
 class RomeConfig:
     layer: str = "middle"  # the edited layer, middle ((n_layers - 1) // 2) or an index
     steps: int = 30  # Adam steps that optimise each value vector
+    # subject: the subject's last token (Meng et al.); last: the prompt's last token, where
+    # causal tracing finds the tiny model's lookup (revcurse analyze)
+    position: str = "subject"  # the token whose MLP output is edited: subject or last
 
     def __post_init__(self) -> None:
         check_layers(self.layer, "layer")
+        choice(self.position, "position", POSITIONS)
         one = self.layer != "all" and "," not in self.layer
         check(one, "layer", f"ROME edits one layer, got {self.layer!r}")
         check(self.steps >= 1, "steps", f"must be at least 1, got {self.steps}")
@@ -61,13 +68,19 @@ def subject_of(fact: Fact, example: Example) -> str:
     return fact.b if fact.a in example.completion else fact.a
 
 
-def subject_positions(
-    tokenizer: PreTrainedTokenizerBase, examples: list[Example], subjects: list[str]
+def edit_positions(
+    tokenizer: PreTrainedTokenizerBase,
+    examples: list[Example],
+    subjects: list[str],
+    position: str = "subject",
 ) -> torch.Tensor:
-    """(n,) index of each subject's last token in its prompt's token ids."""
+    """(n,) index in each prompt's token ids of the subject's last token, or (`last`) of
+    the prompt's last token."""
     out = []
     for example, subject in zip(examples, subjects, strict=True):
-        end = example.prompt.index(subject) + len(subject)
+        end = len(example.prompt)
+        if position == "subject":
+            end = example.prompt.index(subject) + len(subject)
         out.append(len(tokenizer(example.prompt[:end]).input_ids) - 1)
     return torch.tensor(out)
 
@@ -86,9 +99,10 @@ def edit_fact(
     layer: int,
     inverse_moment: torch.Tensor,
     steps: int,
+    position: str = "subject",
 ) -> None:
     forced = TeacherForced.of(tokenizer, asked)
-    where = subject_positions(tokenizer, asked, subjects)
+    where = edit_positions(tokenizer, asked, subjects, position)
     rows = torch.arange(len(asked))
     inputs = {k: forced.batch[k] for k in ("input_ids", "attention_mask")}
     mlp = decoder_layers(model)[layer].mlp
@@ -138,6 +152,7 @@ def rome_edit(setting: Setting, model: PreTrainedModel, treated: list[int]) -> N
             layer,
             inverse_moment,
             setting.remedies.rome.steps,
+            setting.remedies.rome.position,
         )
 
 
