@@ -114,6 +114,14 @@ def common_starts(prompts: Sequence[tuple[int, ...]]) -> list[tuple[tuple[int, .
 MIN_SHARED = 16  # tokens: a shorter common start is not worth a forward pass of its own
 
 
+def repeated(cache: object, rows: int) -> object:
+    """A copy of a one-sequence key-value cache for a batch of `rows` continuations (the
+    original is reused for the next batch)."""
+    cache = copy.deepcopy(cache)
+    cache.batch_repeat_interleave(rows)  # type: ignore[attr-defined]
+    return cache
+
+
 @torch.no_grad()
 def shared_prompt_logprobs(
     model: PreTrainedModel,
@@ -153,8 +161,7 @@ def shared_prompt_logprobs(
                 width = max(len(c) for _, c in rows)
                 ids = torch.tensor([c + [0] * (width - len(c)) for _, c in rows], device=device)
                 mask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for _, c in rows])
-                cache = copy.deepcopy(out.cache)
-                cache.batch_repeat_interleave(len(rows))
+                cache = repeated(out.cache, len(rows))
                 attention = torch.cat(
                     [torch.ones(len(rows), len(prompt), dtype=mask.dtype), mask], 1
                 )
@@ -294,10 +301,7 @@ def _continue(
     real = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rests], device=device)
     mask = torch.cat([torch.ones(rows, start_length, dtype=real.dtype, device=device), real], 1)
     positions = (start_length + real.cumsum(-1) - 1).clamp(min=0)
-    cache = None
-    if start_cache is not None:
-        cache = copy.deepcopy(start_cache)
-        cache.batch_repeat_interleave(rows)
+    cache = repeated(start_cache, rows) if start_cache is not None else None
     done = torch.zeros(rows, dtype=torch.bool, device=device)
     steps = []
     for _ in range(max_new_tokens):
