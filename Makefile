@@ -29,7 +29,7 @@ test: lint
 
 # Regenerate the README's demo table and analysis paragraph from fresh runs (~1 min),
 # and its remedy comparison (readme-compare, ~6 min: every method on 3 seeds, then
-# reverse_training at 1000 steps, hebbian_delta on a wider FFN).
+# reverse_training and mlm_u at convergence, hebbian_delta on a wider FFN).
 readme: $(BIN)/revcurse
 	dir=runs/readme-$$(date +%Y%m%d-%H%M%S) \
 	&& $(BIN)/revcurse demo --no-progress --output-dir $$dir/demo \
@@ -41,9 +41,9 @@ readme-compare: $(BIN)/revcurse
 	dir=runs/readme-compare-$$(date +%Y%m%d-%H%M%S) \
 	&& $(BIN)/revcurse compare --no-progress --output-dir $$dir \
 	&& $(BIN)/python scripts/update_readme.py --compare $$dir \
-	&& $(BIN)/revcurse compare --no-progress --methods baseline,reverse_training \
-		--train.steps 1000 --output-dir $$dir-steps1000 \
-	&& $(BIN)/python scripts/update_readme.py --compare-brief $$dir-steps1000 compare-steps1000 \
+	&& $(BIN)/revcurse compare --no-progress --methods baseline,reverse_training,mlm_u \
+		--budget converged --output-dir $$dir-converged \
+	&& $(BIN)/python scripts/update_readme.py --compare $$dir-converged compare-converged \
 	&& $(BIN)/revcurse compare --no-progress --methods baseline,hebbian_delta --tiny.d-ff 1024 \
 		--remedies.hebbian.ridge 4 --output-dir $$dir-hebbian-wide \
 	&& $(BIN)/python scripts/update_readme.py --compare $$dir-hebbian-wide compare-hebbian-wide \

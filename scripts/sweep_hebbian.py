@@ -1,7 +1,7 @@
-"""Sweep the Hebbian edits on the tiny world (seed 0): the plain rule's rate, the delta rule's
-ridge, the layers.
+"""Sweep the Hebbian edits on the tiny world (seed 0): the rate of the plain rule and of its
+decorrelated forms (whitened, contrastive keys), the delta rule's ridge, the layers.
 
-    .venv/bin/python scripts/sweep_hebbian.py            # ~3 min once the reader is cached
+    .venv/bin/python scripts/sweep_hebbian.py            # ~5 min once the reader is cached
     .venv/bin/python scripts/sweep_hebbian.py --readme   # and the README's sweep block
 
 Prints, for each setting, the edit metrics of revcurse.remedies.targets (means over the
@@ -26,6 +26,8 @@ from revcurse.remedies.targets import effect_rows, split_one_way
 
 SETTINGS = [  # (rule, layers, rate or ridge)
     *(("plain", "all", rate) for rate in (0.03, 0.1, 0.3, 1.0)),
+    *(("whitened", layers, rate) for layers in ("1", "all") for rate in (0.1, 0.3, 1.0)),
+    *(("contrastive", "all", rate) for rate in (0.03, 0.1, 0.3, 1.0)),
     *(("delta", "1", ridge) for ridge in (0.01, 0.1, 0.3, 1.0, 3.0)),
     *(("delta", "all", ridge) for ridge in (0.01, 0.1, 0.3, 1.0)),
 ]

@@ -15,7 +15,8 @@ it. The second replaces the text between `<!-- results:analyze:start -->` and
 whether the reverse association differs from random) and copies its trace.png to
 docs/analyze_trace.png. The third fills `<!-- results:BLOCK:* -->` (default: compare) with
 the compare run's one-way rows (exact match and rank accuracy per method), its
-remedy-specific rows and costs, and copies its chart.png to docs/BLOCK_chart.png;
+remedy-specific rows and costs, and copies its chart.png to docs/BLOCK_chart.png (and its
+efficiency.png to docs/BLOCK_efficiency.png);
 --compare-brief puts only the command and the one-way rows into BLOCK. The last fills
 `<!-- results:berglund-smollm2:* -->` with a `revcurse berglund` run's table
 (benchmarks/berglund_smollm2.py --keep DIR); --teach fills BLOCK with a `revcurse teach`
@@ -32,10 +33,11 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from revcurse.facts import ONE_WAY
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 TRACE_FIGURE = "docs/analyze_trace.png"
-ONE_WAY = ("p2d", "d2p")  # the groups whose reverse direction was never trained
 KINDS = ("hidden", "mlp", "attn")  # the states causal tracing restores
 # A p(answer) or an effect on it below this is called nothing (probabilities are in [0, 1]).
 NEGLIGIBLE_EFFECT = 0.1
@@ -314,7 +316,7 @@ def compare_block(run_dir: Path, name: str, brief: bool = False) -> str:
     from revcurse.report import cost_table, markdown_table, summarize_costs
 
     results = json.loads((run_dir / "results.json").read_text())
-    main_metrics = ("exact_match", "rank_acc", "rank_chance")
+    main_metrics = ("exact_match", "anywhere", "rank_acc", "rank_chance")
     main = [
         r
         for r in results["rows"]
@@ -332,7 +334,7 @@ def compare_block(run_dir: Path, name: str, brief: bool = False) -> str:
         for r in results["rows"]
         if r["metric"] not in (*main_metrics, "logprob_margin", "p_value")
     ]
-    cost_lines = cost_table(summarize_costs(results["costs"]))
+    cost_lines = cost_table(summarize_costs(results["costs"], results["rows"]))
     parts = [
         f"![Exact match per method]({figure})",
         "",
@@ -344,6 +346,10 @@ def compare_block(run_dir: Path, name: str, brief: bool = False) -> str:
         names = tuple(dict.fromkeys(r["metric"] for r in extra))
         parts += ["", markdown_table(extra, names)]
     memory = f"Peak memory {results['peak_memory']}." if "peak_memory" in results else ""
+    if (run_dir / "efficiency.png").exists():  # runs before it was drawn have none
+        plot = f"docs/{name}_efficiency.png"
+        shutil.copyfile(run_dir / "efficiency.png", ROOT / plot)
+        cost_lines += ["", f"![One-way exact match against training FLOPs]({plot})"]
     return "\n".join([*parts, "", *cost_lines, *(["", memory] if memory else [])])
 
 

@@ -14,7 +14,7 @@ from revcurse.recipes.compare import CompareConfig
 from revcurse.recipes.compare_units import build_setting, starting_point
 from revcurse.remedies import REMEDIES
 from revcurse.remedies.ffn import TeacherForced, down_proj, keys, parse_layers
-from revcurse.remedies.hebbian import delta_rule, hebbian_edit
+from revcurse.remedies.hebbian import contrasted, delta_rule, hebbian_edit, whitened
 from revcurse.remedies.rome import (
     RomeConfig,
     edit_fact,
@@ -208,6 +208,51 @@ def test_delta_rule_edit_changes_only_its_layers_and_solves_its_least_squares(se
     assert d.grad.abs().max() < 1e-4
 
 
+def test_whitened_keys_recall_their_value_and_decorrelate_shared_directions():
+    """A whitened key u = C^-1 k stores y u^T / (u . k): its own key recalls y exactly, and a
+    direction every key shares (C's large one) is written far less than a plain rule would."""
+    generator = torch.Generator().manual_seed(0)
+    shared = torch.zeros(32)
+    shared[0] = 10.0  # the template's word: in every key, large
+    kept = torch.randn(2000, 32, generator=generator) + shared
+    k = torch.randn(1, 32, generator=generator) + shared
+    u = whitened(k, kept)
+    y = torch.randn(1, 3, generator=generator)
+    delta = (y.T / (u * k).sum(-1)) @ u
+    assert torch.allclose(delta @ k[0], y[0], atol=1e-4)
+    plain = (y.T / k.pow(2).sum(-1)) @ k
+    assert (delta @ shared).norm() < 0.2 * (plain @ shared).norm()
+
+
+def test_contrasted_keys_subtract_the_other_facts_mean_in_the_same_slot(setting):
+    asked = reverse_phrasings(setting, split_one_way(setting)[0], "train")
+    forced = TeacherForced.of(setting.tokenizer, setting.ask(asked))
+    keys = torch.randn(int(forced.answer.sum()), 6, generator=torch.Generator().manual_seed(0))
+    out = contrasted(keys, asked, forced.answer)
+    slots = [
+        (asked[r].template, int(forced.answer[r, :c].sum()))
+        for r, c in forced.answer.nonzero().tolist()
+    ]
+    first = [i for i, s in enumerate(slots) if s == slots[0]]
+    assert len(first) > 1  # several facts asked in the first phrasing
+    others = keys[first[1:]].mean(dim=0)
+    assert torch.allclose(out[0], keys[0] - others, atol=1e-6)
+
+
+@pytest.mark.parametrize("rule", ["whitened", "contrastive"])
+def test_decorrelated_hebbian_rules_change_only_the_chosen_ffn_outputs(setting, rule, monkeypatch):
+    base, _ = setting.base
+    monkeypatch.setattr(setting.remedies.hebbian, "layers", "0")
+    edited = copy.deepcopy(base)
+    hebbian_edit(setting, edited, split_one_way(setting)[0], rule)
+    changed = {
+        name
+        for (name, p), q in zip(base.named_parameters(), edited.parameters(), strict=True)
+        if not torch.equal(p, q)
+    }
+    assert changed == {"model.layers.0.mlp.down_proj.weight"}
+
+
 def test_kl_objective_is_zero_for_the_teachers_own_distributions(setting):
     """Teacher = the model itself without context: KL 0; rows without a teacher: plain CE."""
     base, _ = setting.base
@@ -226,7 +271,16 @@ def test_kl_objective_is_zero_for_the_teachers_own_distributions(setting):
 
 
 @pytest.mark.parametrize(
-    "method", ["self_distill", "self_distill_kl", "hebbian", "hebbian_delta", "rome"]
+    "method",
+    [
+        "self_distill",
+        "self_distill_kl",
+        "hebbian",
+        "hebbian_whitened",
+        "hebbian_contrastive",
+        "hebbian_delta",
+        "rome",
+    ],
 )
 def test_weight_remedies_report_edit_metrics_on_treated_facts(setting, method):
     treatment = REMEDIES[method].apply(setting)

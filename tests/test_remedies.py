@@ -285,6 +285,7 @@ def test_compare_end_to_end_writes_everything(tmp_path):
         "samples.jsonl",
         "table.txt",
         "chart.png",
+        "efficiency.png",
         "report.md",
     } <= {p.name for p in out.iterdir()}
     results = json.loads((out / "results.json").read_text())
@@ -294,6 +295,33 @@ def test_compare_end_to_end_writes_everything(tmp_path):
     assert all(c["train_flops"] > 0 for c in results["costs"])
     report = (out / "report.md").read_text()
     assert "| mlm_u | p2d | reverse |" in report and "retrieval_recall@1" in report
+    assert "| FLOPs / baseline | one-way same | one-way reverse |" in report
+    assert "| in_context | 2 | " in report  # steps: the baseline's, which it reuses
+
+
+def test_converged_budget_trains_each_method_until_its_own_plateau(tmp_path):
+    """Under --budget converged the steps differ by method, each between the matched budget
+    and the cap, at a measurement, with the measured curve and its cost saved."""
+    config = CompareConfig(
+        world=WorldConfig(facts_per_group=3),
+        methods="baseline,reverse_training,mlm_u",
+        budget="converged",
+        seeds=1,
+        progress=False,
+        output_dir=tmp_path / "run",
+    )
+    config.converge.every, config.converge.max_steps, config.converge.patience = 2, 8, 1
+    config.remedies.reading_documents = 10
+    config.train = TrainConfig(steps=4, batch_size=16)
+    config.reader = ReaderConfig(documents=10, train=TrainConfig(steps=2), cache_dir=tmp_path)
+    run_compare(config)
+    costs = json.loads((tmp_path / "run" / "results.json").read_text())["costs"]
+    for cost in costs:
+        steps, curve = cost["train_steps"], cost["train_curve"]
+        assert [s for s, _ in curve] == list(range(2, steps + 1, 2))
+        assert 4 <= steps <= 8 or curve[-1][1] == 1.0
+        assert all(0 <= v <= 1 for _, v in curve)
+    assert "until its trained direction" in (tmp_path / "run" / "report.md").read_text()
 
 
 def test_unknown_method_is_an_error(tmp_path):

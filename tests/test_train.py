@@ -13,7 +13,7 @@ from revcurse.config import from_dict
 from revcurse.lm.batching import IGNORE, collate, encode
 from revcurse.lm.models import load_checkpoint, save_checkpoint
 from revcurse.lm.tiny import TinyModelConfig, build_tiny_model
-from revcurse.train import TrainConfig, lr_factor, train
+from revcurse.train import ConvergeConfig, Plateau, TrainConfig, lr_factor, train
 
 
 def test_prompt_tokens_are_masked_and_completion_plus_eos_scored(small_world):
@@ -153,3 +153,27 @@ def test_learning_rate_warms_up_then_decays_to_zero_by_the_last_step():
         assert factors[:10] == constant[:10]  # the same warm-up
         assert all(a >= b for a, b in itertools.pairwise(factors[9:]))
         assert 0 < factors[-1] < 0.02  # the last step still learns, a little
+
+
+def test_plateau_stops_at_a_perfect_score_or_a_stall_and_keeps_its_curve(small_world):
+    """Training ends at the first measurement that reaches 1, or once `patience`
+    measurements gain less than `tolerance` over the best before them; never between
+    measurements, never past the cap."""
+    _, train_examples, _, tokenizer = small_world
+
+    def run(scores, floor=0, **converge):
+        torch.manual_seed(0)
+        model = build_tiny_model(TinyModelConfig(), tokenizer)
+        given = iter(scores)
+        plateau = Plateau(lambda _: next(given), ConvergeConfig(every=2, **converge), floor)
+        result = train(
+            model, tokenizer, train_examples, TrainConfig(steps=20), 0, False, plateau=plateau
+        )
+        return len(result.losses), result.curve
+
+    assert run([0.2, 0.5, 1.0, 0.0]) == (6, [(2, 0.2), (4, 0.5), (6, 1.0)])
+    steps, curve = run([0.2, 0.5, 0.505, 0.5, 0.9], patience=2, tolerance=0.01)
+    assert steps == 8 and [v for _, v in curve] == [0.2, 0.5, 0.505, 0.5]
+    assert run([0.0] * 20, patience=3)[0] == 8  # nothing rises: a stall too
+    assert run([0.0] * 20, patience=3, floor=14)[0] == 14  # but not before the floor
+    assert run([0.1 * i for i in range(10)], patience=2)[0] == 20  # still rising: the cap

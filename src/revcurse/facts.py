@@ -26,6 +26,7 @@ from typing import Any, Literal
 from revcurse.records import DataError, Problem, Records, read
 
 GROUPS = ("p2d", "d2p", "both")
+ONE_WAY = ("p2d", "d2p")  # the groups trained in one direction only
 # Group names by the direction the training text takes, for facts that are not about people.
 GROUP_ALIASES = {"a2b": "p2d", "b2a": "d2p"}
 GROUP_LEGEND = "p2d = trained a first (a2b), d2p = trained b first (b2a), both = both ways"

@@ -12,13 +12,14 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+from revcurse.facts import ONE_WAY
 from revcurse.results import METRICS, pyplot
 
 
 def chart(rows: list[dict], path: Path) -> None:
     """Exact match per method on the one-way facts, same vs reverse, with 95% CIs."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    cells = [(g, d) for g in ("p2d", "d2p") for d in ("same", "reverse")]
+    cells = [(g, d) for g in ONE_WAY for d in ("same", "reverse")]
     lookup = {
         (r["method"], r["group"], r["direction"]): r for r in rows if r["metric"] == "exact_match"
     }
@@ -71,32 +72,98 @@ def markdown_table(rows: list[dict], metrics: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def summarize_costs(costs: list[dict]) -> list[dict]:
+def one_way(rows: list[dict], method: str, direction: str) -> float | None:
+    """Mean exact match of a method's one-way groups (p2d, d2p) in one direction."""
+    values = [
+        r["value"]
+        for r in rows
+        if r["method"] == method
+        and r["group"] in ONE_WAY
+        and r["direction"] == direction
+        and r["metric"] == "exact_match"
+        and r["value"] is not None
+    ]
+    return statistics.fmean(values) if values else None
+
+
+def summarize_costs(costs: list[dict], rows: list[dict]) -> list[dict]:
+    """Per method: mean steps, training time and FLOPs over seeds, its FLOPs relative to the
+    baseline's (or the first method's), its wall time, and what they bought: the one-way
+    facts' exact match as trained (same) and in reverse."""
     out = []
     for method in dict.fromkeys(c["method"] for c in costs):
         runs = [c for c in costs if c["method"] == method]
         out.append(
             {
                 "method": method,
+                "train_steps": statistics.fmean(c.get("train_steps", 0) for c in runs),
                 "train_seconds": statistics.fmean(c["train_seconds"] for c in runs),
                 "train_flops": statistics.fmean(c["train_flops"] for c in runs),
                 "wall_seconds": statistics.fmean(c["wall_seconds"] for c in runs),
+                "same": one_way(rows, method, "same"),
+                "reverse": one_way(rows, method, "reverse"),
             }
+        )
+    reference = next((c for c in out if c["method"] == "baseline"), out[0] if out else {})
+    for c in out:
+        c["reference"] = reference["method"]
+        c["flops_ratio"] = (
+            c["train_flops"] / reference["train_flops"] if reference["train_flops"] else None
         )
     return out
 
 
 def cost_table(costs: Sequence[dict]) -> list[str]:
-    """Markdown lines: each method's mean training time and FLOPs, and its wall time."""
+    """Markdown lines: each method's cost (mean steps, training time and FLOPs, FLOPs
+    relative to the reference method, wall time) and the one-way exact match it bought."""
+
+    def number(value: float | None, form: str) -> str:
+        return "-" if value is None else format(value, form)
+
+    reference = costs[0]["reference"] if costs else "baseline"
     return [
-        "| method | train seconds | train FLOPs | wall seconds |",
-        "|---|---|---|---|",
+        f"| method | steps | train seconds | train FLOPs | FLOPs / {reference} | "
+        "one-way same | one-way reverse | wall seconds |",
+        "|---|---|---|---|---|---|---|---|",
         *(
-            f"| {c['method']} | {c['train_seconds']:.1f} | {c['train_flops']:.2e} | "
+            f"| {c['method']} | {c['train_steps']:.0f} | {c['train_seconds']:.1f} | "
+            f"{c['train_flops']:.2e} | {number(c['flops_ratio'], '.2f')} | "
+            f"{number(c['same'], '.2f')} | {number(c['reverse'], '.2f')} | "
             f"{c['wall_seconds']:.1f} |"
             for c in costs
         ),
     ]
+
+
+def efficiency_chart(costs: Sequence[dict], path: Path) -> None:
+    """Each method's one-way exact match, as trained and in reverse, against its training
+    FLOPs relative to the reference method (log scale): what a remedy buys for its compute."""
+    plt = pyplot()
+    from matplotlib.ticker import FuncFormatter
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    shown = [c for c in costs if c["flops_ratio"]]
+    for i, c in enumerate(shown):
+        color = f"C{i % 10}"
+        x = c["flops_ratio"] * 1.02 ** (i - (len(shown) - 1) / 2)  # apart where FLOPs tie
+        if c["same"] is not None and c["reverse"] is not None:
+            ax.plot([x, x], [c["same"], c["reverse"]], color=color, lw=1, alpha=0.5)
+        if c["same"] is not None:
+            ax.scatter([x], [c["same"]], facecolors="none", edgecolors=color, s=40)
+        if c["reverse"] is not None:
+            ax.scatter([x], [c["reverse"]], color=color, s=40, label=c["method"])
+    ax.set_xscale("log")
+    ratio = FuncFormatter(lambda value, _: f"{value:g}x")
+    ax.xaxis.set_major_formatter(ratio)
+    ax.xaxis.set_minor_formatter(ratio)
+    ax.set_xlabel(f"training FLOPs / {costs[0]['reference'] if costs else 'baseline'}")
+    ax.set_ylabel("one-way exact match")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title("Reverse (filled) and trained direction (open) against compute")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def report(setup: str, rows: list[dict], costs: list[dict]) -> str:
@@ -124,9 +191,12 @@ def report(setup: str, rows: list[dict], costs: list[dict]) -> str:
         "Training FLOPs are estimated as 6 x parameters x tokens; prompting methods reuse the "
         "baseline model, so they report its training. Wall time includes evaluation; each "
         "method is timed in the process that ran it (with several workers, on its share of "
-        "the cores).",
+        "the cores). One-way same / reverse: the mean exact match of the p2d and d2p facts "
+        "(the treated ones, for the weight remedies) as trained and in reverse.",
         "",
         *cost_table(costs),
+        "",
+        "![one-way exact match against training FLOPs](efficiency.png)",
         "",
     ]
     return "\n".join(lines)

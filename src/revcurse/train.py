@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 FINETUNE_MODES = ("auto", "full", "lora")
+BUDGETS = ("matched", "converged")
 DECAYS = ("none", "linear", "cosine")
 CHECKPOINT = "train_state.pt"  # the file in the checkpoint folder
 
@@ -71,6 +72,50 @@ class TrainConfig:
             "checkpoint_every",
             f"must be 0 (none) or more, got {self.checkpoint_every}",
         )
+
+
+@dataclass
+class ConvergeConfig:
+    """`--budget converged`: each method trains until its trained direction stops improving."""
+
+    max_steps: int = 4000  # the cap (its lr schedule spans it): ten times compare's budget
+    every: int = 100  # steps between measurements of the trained direction's exact match
+    patience: int = 2  # measurements without a gain of `tolerance` before training stops
+    tolerance: float = 0.01  # a smaller gain is no gain
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "every", "patience"):
+            value = getattr(self, name)
+            check(value >= 1, name, f"must be at least 1, got {value}")
+        check(0 <= self.tolerance < 1, "tolerance", f"must be in [0, 1), got {self.tolerance}")
+
+
+@dataclass
+class Plateau:
+    """Ends training once `score(model)`, measured every `config.every` steps, reaches 1 or,
+    from step `floor` on, has not risen by `config.tolerance` over `config.patience`
+    measurements; `curve` holds (step, score) of every measurement."""
+
+    score: Callable[[torch.nn.Module], float]
+    config: ConvergeConfig
+    # A score still at 0 early on has not plateaued, it has not started (MLM-U learns late)
+    floor: int = 0  # no stall ends training before this step
+    curve: list[tuple[int, float]] = field(default_factory=list)
+
+    def reached(self, step: int, model: torch.nn.Module) -> bool:
+        if step % self.config.every:
+            return False
+        model.eval()
+        self.curve.append((step, self.score(model)))
+        model.train()
+        values = [v for _, v in self.curve]
+        before, recent = values[: -self.config.patience], values[-self.config.patience :]
+        stalled = (
+            step >= self.floor
+            and bool(before)
+            and max(recent) < max(before) + self.config.tolerance
+        )
+        return values[-1] >= 1.0 or stalled
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
@@ -111,6 +156,7 @@ class TrainResult:
     tokens: int  # real (non-padding) tokens processed
     seconds: float
     flops: float  # 6 x parameters x tokens (forward + backward; Kaplan et al. 2020)
+    curve: list[tuple[int, float]] = field(default_factory=list)  # Plateau's measurements
 
 
 LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
@@ -198,12 +244,14 @@ def train(
     pretrained: bool = False,
     checkpoint_dir: Path | None = None,
     loss_fn: LossFn | None = None,
+    plateau: Plateau | None = None,
 ) -> TrainResult:
     """Train in place. `collate_fn` turns encoded examples into a batch with labels; the
     default is the causal LM's right-padded batch (other objectives, e.g. MLM-U, pass theirs).
     `pretrained` models get LoRA adapters under `finetune: auto`, merged into `model` at the
     end. With `checkpoint_dir`, training continues from the checkpoint found there, if any.
-    `loss_fn(model, batch)` replaces the model's own loss (e.g. distillation's KL)."""
+    `loss_fn(model, batch)` replaces the model's own loss (e.g. distillation's KL). With
+    `plateau`, training ends before `config.steps` once it says so."""
     from accelerate import Accelerator  # imported here: the CLI reads TrainConfig alone
     from accelerate.utils import set_seed
 
@@ -243,7 +291,8 @@ def train(
         unit="step",
         disable=not progress or not accelerator.is_main_process,
     )
-    while len(done.losses) < config.steps:
+    stopped = False
+    while len(done.losses) < config.steps and not stopped:
         done.epoch_order = order.get_state()
         for batch in itertools.islice(loader, len(done.losses) - done.epoch_step, None):
             loss = loss_fn(trainee, batch) if loss_fn else trainee(**batch).loss
@@ -260,7 +309,8 @@ def train(
                 done.seconds = time.perf_counter() - start
                 if accelerator.is_main_process:
                     _save_checkpoint(checkpoint, unwrapped, optimizer, schedule, done)
-            if step == config.steps:
+            stopped = plateau is not None and plateau.reached(step, trainee)
+            if step == config.steps or stopped:
                 break
         done.epoch_step = len(done.losses)
     bar.close()
@@ -270,4 +320,5 @@ def train(
         model.requires_grad_(True)
     n_params = sum(p.numel() for p in model.parameters())
     seconds = time.perf_counter() - start
-    return TrainResult(done.losses, done.tokens, seconds, 6.0 * n_params * done.tokens)
+    curve = plateau.curve if plateau else []
+    return TrainResult(done.losses, done.tokens, seconds, 6.0 * n_params * done.tokens, curve)

@@ -19,7 +19,7 @@ import torch
 
 from revcurse.analysis.queries import Query
 from revcurse.analysis.rows import average_row, point_row
-from revcurse.facts import sense
+from revcurse.facts import ONE_WAY, sense
 from revcurse.lm.hooks import residual_stream
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ def probe_rows(
     if not train:
         return [], {}, {}
     seen = {q.target for q in train}
-    tests = {g: [q for q in b2a if q.group == g and q.target in seen] for g in ("p2d", "d2p")}
+    tests = {g: [q for q in b2a if q.group == g and q.target in seen] for g in ONE_WAY}
     tests = {g: test for g, test in tests.items() if test}
     labels = {g: torch.tensor([bits[q.target] for q in test]) for g, test in tests.items()}
     index = {id(q): i for i, q in enumerate(b2a)}

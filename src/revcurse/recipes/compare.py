@@ -10,8 +10,10 @@ model. All are scored by the same evaluator on the same held-out questions. Seed
 the methods that train their own model, run side by side in worker processes (one per
 core by default: a tiny model uses two threads poorly; revcurse.recipes.compare_units).
 The run directory gets the per-seed and aggregated rows (results.json), every answer
-(samples.jsonl), the table, a bar chart (chart.png) and report.md with training time and
-estimated training FLOPs (revcurse.report).
+(samples.jsonl), the table, a bar chart (chart.png) and report.md with each method's
+training steps, time and estimated FLOPs beside the accuracy they bought, also plotted
+(efficiency.png; revcurse.report). `--budget converged` trains each method until its
+trained direction stops improving instead of for the same steps (revcurse.train.Plateau).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from revcurse.recipes.compare_units import (
 from revcurse.recipes.run import finished, opened_run, peak_memory, recipe_app, with_output_dir
 from revcurse.records import write_records
 from revcurse.remedies import parse_methods
-from revcurse.report import chart, report, summarize_costs
+from revcurse.report import chart, efficiency_chart, report, summarize_costs
 from revcurse.results import METRICS, render, results_table, write_results
 from revcurse.sources import recorded
 from revcurse.stats import aggregate
@@ -106,10 +108,18 @@ def setup(config: CompareConfig) -> str:
     start = "the tiny reader" if config.model == "tiny" else config.model
     world = world_of(config, config.seed)
     counts = ", ".join(f"{sum(f.group == g for f in world.facts)} {g}" for g in GROUPS)
+    if config.budget == "converged":
+        c = config.converge
+        steps = (
+            f"until its trained direction's exact match gains less than {c.tolerance} in "
+            f"{c.patience} checks {c.every} steps apart (at most {c.max_steps} steps)"
+        )
+    else:
+        steps = f"{config.train.steps} steps"
     return (
         f"{config.seeds} seed(s) from {config.seed}; {world.source}: {counts} facts; "
         f"{config.remedies.reading_documents} reading documents; every "
-        f"trained method: {config.train.steps} steps of {config.train.batch_size} sequences "
+        f"trained method: {steps} of {config.train.batch_size} sequences "
         f"({config.train.decay} decay) from {start}."
     )
 
@@ -131,9 +141,9 @@ def write_outputs(
         names = tuple(dict.fromkeys(r["metric"] for r in extra))
         table += render(results_table(extra, "remedy-specific measurements", names), width=200)
     chart(rows, folder / "chart.png")
-    (folder / "report.md").write_text(
-        report(setup(config), rows, summarize_costs(costs)), encoding="utf-8"
-    )
+    spent = summarize_costs(costs, rows)
+    efficiency_chart(spent, folder / "efficiency.png")
+    (folder / "report.md").write_text(report(setup(config), rows, spent), encoding="utf-8")
     write_results(
         folder,
         rows,

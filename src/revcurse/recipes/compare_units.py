@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from rich.console import Console
 
+from revcurse.config import choice
 from revcurse.context import reading_documents
 from revcurse.evaluate import EvalConfig, evaluate
 from revcurse.facts import expand
@@ -35,7 +36,7 @@ from revcurse.remedies import REMEDIES, RemedyConfig
 from revcurse.remedies.reverse_training import SEGMENT_MARKER
 from revcurse.remedies.setting import Setting
 from revcurse.sources import World, check_source, load_world
-from revcurse.train import TrainConfig
+from revcurse.train import BUDGETS, ConvergeConfig, TrainConfig
 from revcurse.world import WorldConfig, vocabulary
 
 if TYPE_CHECKING:
@@ -83,6 +84,11 @@ class RemedyRun:
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(steps=400, batch_size=32, decay="cosine")
     )
+    # converged: each trained method until its trained direction's exact match (on training
+    # questions, every converge.every steps) plateaus: at least train.steps unless it is
+    # perfect sooner, at most converge.max_steps
+    budget: str = "matched"  # matched: every trained method gets train.steps; or converged
+    converge: ConvergeConfig = field(default_factory=ConvergeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     remedies: RemedyConfig = field(default_factory=RemedyConfig)
     reader: ReaderConfig = field(default_factory=ReaderConfig)  # tiny: learns to read first
@@ -90,6 +96,7 @@ class RemedyRun:
 
     def __post_init__(self) -> None:
         check_model_option(self.model)
+        choice(self.budget, "budget", BUDGETS)
         check_source(self.facts, self.templates, self.data)
 
 
@@ -160,6 +167,8 @@ def build_setting(
         progress=config.progress,
         pretrained=config.model != "tiny",
         chat_template=config.chat_template,
+        budget=config.budget,
+        converge=config.converge,
     )
 
 
@@ -194,6 +203,8 @@ def run_methods(setting: Setting, methods: Sequence[str]) -> Iterator[MethodRun]
             "train_seconds": treatment.cost.seconds,
             "train_tokens": treatment.cost.tokens,
             "train_flops": treatment.cost.flops,
+            "train_steps": len(treatment.cost.losses),
+            "train_curve": treatment.cost.curve,  # --budget converged: (step, exact match)
             "final_loss": treatment.cost.losses[-1],
             "wall_seconds": seconds,
         }

@@ -81,6 +81,8 @@ REMEDIES: dict[str, Remedy] = {
     "self_distill": Remedy(self_distill.apply),
     "self_distill_kl": Remedy(self_distill.apply_kl),
     "hebbian": Remedy(hebbian.apply),
+    "hebbian_whitened": Remedy(hebbian.apply_whitened),
+    "hebbian_contrastive": Remedy(hebbian.apply_contrastive),
     "hebbian_delta": Remedy(hebbian.apply_delta),
     "rome": Remedy(rome.apply),
 }

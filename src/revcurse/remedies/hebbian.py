@@ -17,6 +17,14 @@ forced with its answer (the pair B -> A). At each position that predicts an answ
 Then, by `rule`:
 - plain: W_down += rate * sum over positions of y x^T / |x|^2 (divided by the number of
          layers), so a key seen again adds `rate` times its value;
+- whitened: the same with decorrelated keys (anti-Hebbian lateral inhibition, in closed
+         form): W_down += rate * sum of y u^T / (u . k), u = C^-1 k for the raw key k, C the
+         keys' second moment over generic text and the treated questions, so that a stored
+         key recalls rate x its value and keys C calls alike share less of it
+         (`revcurse compare --methods baseline,hebbian_whitened`);
+- contrastive: the plain rule on x = k minus the mean key of the same phrasing, at the same
+         answer token, of the other treated facts: only what is specific to the fact is
+         written (`revcurse compare --methods baseline,hebbian_contrastive`);
 - delta: the error-correcting (delta / least-squares) rule over all treated facts at once,
          on the raw keys: the change D minimising |D X - Y|^2 + ridge n tr(D C D^T), where C
          is the keys' second moment over what must stay as it is (generic text and the
@@ -54,7 +62,7 @@ if TYPE_CHECKING:
 METHOD = "hebbian"
 SOURCES = ("context", "pair")
 POSITIONS = ("answer", "last")
-RULES = ("plain", "delta")
+RULES = ("plain", "whitened", "contrastive", "delta")
 
 
 @dataclass
@@ -63,7 +71,7 @@ class HebbianConfig:
     positions: str = "answer"  # answer (every answer token) or last
     layers: str = "all"  # all, middle or indices, e.g. 0,1
     # scripts/sweep_hebbian.py: no rate installs the reverse; above 0.03 locality collapses
-    rate: float = 0.03  # plain rule: a stored key recalls rate x its value
+    rate: float = 0.03  # plain, whitened, contrastive: a stored key recalls rate x its value
     # scripts/sweep_hebbian.py: reverse and locality trade against each other; 0.3 is between
     ridge: float = 0.3  # delta rule: weight of keeping the outputs of the keys that must stay
     # The sweep: on every layer the delta rule installs far less than on the last alone
@@ -145,6 +153,32 @@ def delta_rule(x: torch.Tensor, y: torch.Tensor, kept: torch.Tensor, ridge: floa
     return torch.linalg.solve(x.T @ x + ridge * len(x) * moment, x.T @ y).T
 
 
+def whitened(keys: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """(n, d_ff): C^-1 k for each key, C the second moment of `kept` (generic text and the
+    treated questions), a thousandth of its mean variance added so it always inverts."""
+    moment = kept.T @ kept / len(kept)
+    moment += 1e-3 * moment.diagonal().mean() * torch.eye(len(moment))
+    return torch.linalg.solve(moment, keys.T).T
+
+
+def contrasted(keys: torch.Tensor, asked: list[Example], mask: torch.Tensor) -> torch.Tensor:
+    """(n, d_ff): each key (rows of `mask`'s positions, in order) minus the mean key of the
+    other facts' questions in the same phrasing at the same answer token."""
+    slot = [
+        (asked[row].template, int(mask[row, :col].sum())) for row, col in mask.nonzero().tolist()
+    ]
+    groups: dict[tuple[str, int], list[int]] = {}
+    for i, key in enumerate(slot):
+        groups.setdefault(key, []).append(i)
+    out = keys.clone()
+    for members in groups.values():
+        if len(members) < 2:  # no other fact asked this way: nothing to contrast against
+            continue
+        total = keys[members].sum(dim=0)
+        out[members] = keys[members] - (total - keys[members]) / (len(members) - 1)
+    return out
+
+
 def hebbian_edit(
     setting: Setting, model: PreTrainedModel, treated: list[int], rule: str = "plain"
 ) -> None:
@@ -172,8 +206,16 @@ def hebbian_edit(
             delta = delta_rule(pre[layer][mask], y, kept[layer], config.ridge)
             add_to_weight(model, layer, delta / len(layers))
             continue
-        x = (pre[layer] - generic[layer].mean(dim=0))[mask]
-        delta = (y.T / x.pow(2).sum(-1).clamp(min=1e-6)) @ x
+        k = pre[layer][mask]
+        if rule == "whitened":
+            u = whitened(k, torch.cat([generic[layer], k]))
+            delta = (y.T / (u * k).sum(-1).clamp(min=1e-6)) @ u
+        else:
+            if rule == "contrastive":
+                x = contrasted(k, asked, mask)
+            else:
+                x = k - generic[layer].mean(dim=0)
+            delta = (y.T / x.pow(2).sum(-1).clamp(min=1e-6)) @ x
         add_to_weight(model, layer, config.rate / len(layers) * delta)
 
 
@@ -182,6 +224,14 @@ def apply(setting: Setting, rule: str = "plain") -> Treatment:
     return edited(
         method, setting, lambda model, treated: hebbian_edit(setting, model, treated, rule)
     )
+
+
+def apply_whitened(setting: Setting) -> Treatment:
+    return apply(setting, "whitened")
+
+
+def apply_contrastive(setting: Setting) -> Treatment:
+    return apply(setting, "contrastive")
 
 
 def apply_delta(setting: Setting) -> Treatment:

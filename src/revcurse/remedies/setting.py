@@ -18,20 +18,20 @@ self_distill and the edits start from the trained baseline instead.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from revcurse.context import worked_examples
-from revcurse.evaluate import EvalConfig
+from revcurse.evaluate import EvalConfig, answers, starts_with
 from revcurse.facts import Example, Fact, Template
 from revcurse.lm.batching import Collate
 from revcurse.lm.causal import CausalLM, LanguageModel
 from revcurse.lm.chat import chat_formatted
 from revcurse.lm.tiny import TinyModelConfig
-from revcurse.train import LossFn, TrainConfig, TrainResult, train
+from revcurse.train import ConvergeConfig, LossFn, Plateau, TrainConfig, TrainResult, train
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -62,6 +62,8 @@ class Setting:
     pretrained: bool = False  # start is a real LLM: LoRA by default
     chat_template: bool = False  # pose every prompt as a user turn of its chat template
     teach_all: bool = False  # revcurse teach: treat every one-way fact, keep none as a control
+    budget: str = "matched"  # matched: train.steps for every method; converged: until a plateau
+    converge: ConvergeConfig = field(default_factory=ConvergeConfig)
 
     def train_model(
         self,
@@ -70,13 +72,17 @@ class Setting:
         collate_fn: Collate | None = None,
         steps: int | None = None,
         loss_fn: LossFn | None = None,
+        lm_of: Callable[[PreTrainedModel], LanguageModel] | None = None,
+        reading: bool = True,
     ) -> tuple[PreTrainedModel, TrainResult]:
-        """A copy of `start`, or `model`, trained on the base corpus plus `extra` for the
-        budget's steps (or `steps`)."""
+        """A copy of `start`, or `model`, trained on the base corpus plus `extra` (without
+        the reading documents if not `reading`) for the budget's steps, or `steps`. Under
+        the converged budget (and no `steps`), until the trained direction's exact match,
+        asked through `lm_of(model)` (default: causal_lm), stops improving."""
         if model is None:
             model = copy.deepcopy(self.start)
         corpus = self.ask([*self.train_examples, *(extra or [])])
-        share = self.remedies.reading_share
+        share = self.remedies.reading_share if reading else 0.0
         if share > 0:
             # The model keeps reading the reading documents (so as not to forget how: a
             # pretrained one fine-tuned on the facts alone answers every question with a
@@ -85,7 +91,12 @@ class Setting:
             # `share` of the corpus.
             repeats = round(len(self.reading) * (1 - share) / share / len(corpus))
             corpus = corpus * max(1, repeats) + self.reading
-        budget = replace(self.train, steps=steps or self.train.steps)
+        budget, plateau = replace(self.train, steps=steps or self.train.steps), None
+        if self.budget == "converged" and steps is None:
+            budget = replace(self.train, steps=self.converge.max_steps)
+            quiet = lm_of or (lambda m: self.causal_lm(m, progress=False))  # under train's bar
+            # never less than the matched budget, unless every answer is right before
+            plateau = Plateau(self.trained_direction_score(quiet), self.converge, self.train.steps)
         result = train(
             model,
             self.tokenizer,
@@ -96,8 +107,27 @@ class Setting:
             collate_fn,
             pretrained=self.pretrained,
             loss_fn=loss_fn,
+            plateau=plateau,
         )
         return model, result
+
+    def trained_direction_score(
+        self, lm_of: Callable[[PreTrainedModel], LanguageModel]
+    ) -> Callable[[PreTrainedModel], float]:
+        """Exact match of the facts' training questions asked as trained (one phrasing each:
+        what a model learns first), for Plateau: a score the test questions never enter."""
+        first: dict[tuple[int, str], Example] = {}
+        for e in self.train_examples:
+            if e.sense == "same":
+                first.setdefault((e.fact, e.direction), e)
+        asked = self.ask(list(first.values()))
+
+        def score(model: PreTrainedModel) -> float:
+            said = answers(lm_of(model), asked, self.eval)
+            hits = [starts_with(out, e.completion) for out, e in zip(said, asked, strict=True)]
+            return sum(hits) / len(hits)
+
+        return score
 
     def ask(self, examples: Sequence[Example]) -> list[Example]:
         """The examples as the model is asked them: in its chat template, if `chat`."""
@@ -118,8 +148,9 @@ class Setting:
         """Facts in a prompt as `Fact:` lines, the worked examples' layout, when there are any."""
         return self.eval.shots > 0
 
-    def causal_lm(self, model: PreTrainedModel) -> CausalLM:
-        return CausalLM(model, self.tokenizer, self.eval.batch_size, self.progress)
+    def causal_lm(self, model: PreTrainedModel, progress: bool | None = None) -> CausalLM:
+        shown = self.progress if progress is None else progress
+        return CausalLM(model, self.tokenizer, self.eval.batch_size, shown)
 
     @cached_property
     def base(self) -> tuple[PreTrainedModel, TrainResult]:
