@@ -7,7 +7,8 @@ TORCH ?= torch==2.13.0
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint readme readme-compare readme-worlds readme-teach readme-smollm2 clean
+.PHONY: demo test lint readme readme-compare readme-worlds readme-teach readme-smollm2 \
+	readme-smollm2-edits clean
 
 $(BIN)/revcurse: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +30,7 @@ test: lint
 
 # Regenerate the README's demo table and analysis paragraph from fresh runs (~1 min),
 # and its remedy comparison (readme-compare, ~6 min: every method on 3 seeds, then
-# reverse_training and mlm_u at convergence, hebbian_delta on a wider FFN).
+# reverse_training and mlm_u at convergence, hebbian_delta and memit on a wider FFN).
 readme: $(BIN)/revcurse
 	dir=runs/readme-$$(date +%Y%m%d-%H%M%S) \
 	&& $(BIN)/revcurse demo --no-progress --output-dir $$dir/demo \
@@ -44,9 +45,10 @@ readme-compare: $(BIN)/revcurse
 	&& $(BIN)/revcurse compare --no-progress --methods baseline,reverse_training,mlm_u \
 		--budget converged --output-dir $$dir-converged \
 	&& $(BIN)/python scripts/update_readme.py --compare $$dir-converged compare-converged \
-	&& $(BIN)/revcurse compare --no-progress --methods baseline,hebbian_delta --tiny.d-ff 1024 \
-		--remedies.hebbian.ridge 4 --output-dir $$dir-hebbian-wide \
-	&& $(BIN)/python scripts/update_readme.py --compare $$dir-hebbian-wide compare-hebbian-wide \
+	&& $(BIN)/revcurse compare --no-progress --methods baseline,hebbian_delta,memit \
+		--tiny.d-ff 1024 --remedies.hebbian.ridge 4 --remedies.memit.ridge 20 \
+		--output-dir $$dir-wide \
+	&& $(BIN)/python scripts/update_readme.py --compare $$dir-wide compare-wide \
 	&& $(BIN)/revcurse compare --no-progress --seeds 1 --methods baseline,rome \
 		--remedies.rome.layer 1 --remedies.rome.position last --output-dir $$dir-rome-last \
 	&& $(BIN)/python scripts/update_readme.py --compare-brief $$dir-rome-last compare-rome-last
@@ -82,6 +84,14 @@ readme-smollm2: $(BIN)/revcurse
 	&& $(BIN)/revcurse compare $(SMOLLM2_COMPARE) --no-progress --output-dir $$dir/compare \
 	&& $(BIN)/python scripts/update_readme.py --berglund $$dir/berglund \
 	&& $(BIN)/python scripts/update_readme.py --compare $$dir/compare compare-smollm2
+
+# Regenerate the README's block of the weight edits on SmolLM2-135M, 5 facts a group (~12 min).
+SMOLLM2_EDITS = --model smollm2-135m --seeds 1 --world.facts-per-group 5 \
+	--methods baseline,hebbian,hebbian_whitened,hebbian_contrastive,hebbian_delta,rome,memit
+readme-smollm2-edits: $(BIN)/revcurse
+	dir=runs/readme-smollm2-edits-$$(date +%Y%m%d-%H%M%S) \
+	&& $(BIN)/revcurse compare $(SMOLLM2_EDITS) --no-progress --output-dir $$dir \
+	&& $(BIN)/python scripts/update_readme.py --compare $$dir compare-smollm2-edits
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -345,7 +345,12 @@ def compare_block(run_dir: Path, name: str, brief: bool = False) -> str:
     if extra:
         names = tuple(dict.fromkeys(r["metric"] for r in extra))
         parts += ["", markdown_table(extra, names)]
-    memory = f"Peak memory {results['peak_memory']}." if "peak_memory" in results else ""
+    memory = " ".join(
+        [
+            *([f"Whole run {results['wall_seconds']:.0f} s."] if "wall_seconds" in results else []),
+            *([f"Peak memory {results['peak_memory']}."] if "peak_memory" in results else []),
+        ]
+    )
     if (run_dir / "efficiency.png").exists():  # runs before it was drawn have none
         plot = f"docs/{name}_efficiency.png"
         shutil.copyfile(run_dir / "efficiency.png", ROOT / plot)

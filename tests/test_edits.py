@@ -13,8 +13,9 @@ from revcurse.reader import ReaderConfig
 from revcurse.recipes.compare import CompareConfig
 from revcurse.recipes.compare_units import build_setting, starting_point
 from revcurse.remedies import REMEDIES
-from revcurse.remedies.ffn import TeacherForced, down_proj, keys, parse_layers
-from revcurse.remedies.hebbian import contrasted, delta_rule, hebbian_edit, whitened
+from revcurse.remedies.ffn import TeacherForced, delta_rule, down_proj, keys, parse_layers
+from revcurse.remedies.hebbian import contrasted, hebbian_edit, whitened
+from revcurse.remedies.memit import edit_sites, hidden_at, memit_edit
 from revcurse.remedies.rome import (
     RomeConfig,
     edit_fact,
@@ -29,7 +30,7 @@ from revcurse.remedies.self_distill import (
     teach,
     teacher_logprobs,
 )
-from revcurse.remedies.targets import reverse_phrasings, split_one_way
+from revcurse.remedies.targets import hits, reverse_phrasings, split_one_way
 from revcurse.train import TrainConfig
 from revcurse.world import WorldConfig
 
@@ -45,6 +46,15 @@ def setting(tmp_path_factory):
     folder = tmp_path_factory.mktemp("edits")
     config.reader = ReaderConfig(documents=50, train=TrainConfig(steps=5), cache_dir=folder)
     return build_setting(config, seed=0, workdir=folder, start=starting_point(config))
+
+
+def changed_parameters(before: torch.nn.Module, after: torch.nn.Module) -> set[str]:
+    """The names of the parameters an edit changed."""
+    return {
+        name
+        for (name, p), q in zip(before.named_parameters(), after.parameters(), strict=True)
+        if not torch.equal(p, q)
+    }
 
 
 def test_treated_and_control_facts_split_each_one_way_group(setting):
@@ -94,11 +104,7 @@ def test_hebbian_edit_changes_only_the_chosen_ffn_outputs(setting, source, monke
     monkeypatch.setattr(setting.remedies.hebbian, "source", source)
     edited = copy.deepcopy(base)
     hebbian_edit(setting, edited, treated)
-    changed = {
-        name
-        for (name, p), q in zip(base.named_parameters(), edited.parameters(), strict=True)
-        if not torch.equal(p, q)
-    }
+    changed = changed_parameters(base, edited)
     assert changed == {"model.layers.1.mlp.down_proj.weight"}
 
     monkeypatch.setattr(setting.remedies.hebbian, "rate", 0.0)
@@ -191,21 +197,19 @@ def test_delta_rule_edit_changes_only_its_layers_and_solves_its_least_squares(se
     treated, _ = split_one_way(setting)
     edited = copy.deepcopy(base)
     hebbian_edit(setting, edited, treated, "delta")  # default: the last layer alone
-    changed = {
-        name
-        for (name, p), q in zip(base.named_parameters(), edited.parameters(), strict=True)
-        if not torch.equal(p, q)
-    }
+    changed = changed_parameters(base, edited)
     assert changed == {"model.layers.1.mlp.down_proj.weight"}
     # the closed form is the minimiser: its gradient vanishes
     generator = torch.Generator().manual_seed(0)
     x, y = torch.randn(40, 8, generator=generator), torch.randn(40, 5, generator=generator)
     kept = torch.randn(100, 8, generator=generator)
-    d = delta_rule(x, y, kept, ridge=0.5).requires_grad_(True)
-    moment = kept.T @ kept / len(kept)
-    loss = (x @ d.T - y).pow(2).sum() + 0.5 * len(x) * torch.trace(d @ moment @ d.T)
-    loss.backward()
-    assert d.grad.abs().max() < 1e-4
+    for floor in (0.0, 0.1):  # and with C lifted by a share of its mean eigenvalue
+        d = delta_rule(x, y, kept, ridge=0.5, floor=floor).requires_grad_(True)
+        moment = kept.T @ kept / len(kept)
+        moment = moment + floor * moment.diagonal().mean() * torch.eye(8)
+        loss = (x @ d.T - y).pow(2).sum() + 0.5 * len(x) * torch.trace(d @ moment @ d.T)
+        loss.backward()
+        assert d.grad.abs().max() < 1e-4
 
 
 def test_whitened_keys_recall_their_value_and_decorrelate_shared_directions():
@@ -245,12 +249,50 @@ def test_decorrelated_hebbian_rules_change_only_the_chosen_ffn_outputs(setting, 
     monkeypatch.setattr(setting.remedies.hebbian, "layers", "0")
     edited = copy.deepcopy(base)
     hebbian_edit(setting, edited, split_one_way(setting)[0], rule)
-    changed = {
-        name
-        for (name, p), q in zip(base.named_parameters(), edited.parameters(), strict=True)
-        if not torch.equal(p, q)
-    }
+    changed = changed_parameters(base, edited)
     assert changed == {"model.layers.0.mlp.down_proj.weight"}
+
+
+@pytest.mark.parametrize("layers", ["-1", "0,1"])
+def test_memit_writes_every_treated_fact_in_its_layers_at_once(setting, layers, monkeypatch):
+    """Its layers' FFN outputs change, nothing else; with a negligible ridge the solve is
+    exact, so the treated facts' edit questions get the answers the optimised values give."""
+    base, _ = setting.base
+    treated, _ = split_one_way(setting)
+    monkeypatch.setattr(setting.remedies.memit, "layers", layers)
+    monkeypatch.setattr(setting.remedies.memit, "ridge", 1e-6)
+    edited = copy.deepcopy(base)
+    memit_edit(setting, edited, treated)
+    changed = changed_parameters(base, edited)
+    indices = [int(i) % 2 for i in layers.split(",")]
+    assert changed == {f"model.layers.{i}.mlp.down_proj.weight" for i in indices}
+    asked = reverse_phrasings(setting, treated, "train")
+    reliability = hits(setting.causal_lm(edited), asked)
+    assert sum(reliability) / len(reliability) >= 0.8
+    assert sum(hits(setting.causal_lm(base), asked)) == 0  # the baseline: none of them
+
+
+def test_hidden_at_reads_the_stream_after_a_layer_at_each_position(setting):
+    base, _ = setting.base
+    asked = reverse_phrasings(setting, split_one_way(setting)[0], "train")[:3]
+    forced = TeacherForced.of(setting.tokenizer, asked)
+    where = forced.answer.nonzero()
+    inputs = {k: forced.batch[k] for k in ("input_ids", "attention_mask")}
+    hidden = base.model(**inputs, output_hidden_states=True).hidden_states
+    expected = hidden[1][where[:, 0], where[:, 1]]
+    assert torch.allclose(hidden_at(base, forced, 0, where), expected, atol=1e-5)
+
+
+def test_memit_sites_give_each_answer_token_its_own_change(setting):
+    fact = split_one_way(setting)[0][0]
+    asked = reverse_phrasings(setting, [fact], "train")
+    forced = TeacherForced.of(setting.tokenizer, asked)
+    where, slot = edit_sites(setting, fact, asked, forced, "answer")
+    assert len(where) == int(forced.answer.sum())
+    for (row, col), j in zip(where.tolist(), slot.tolist(), strict=True):
+        assert forced.answer[row, col] and j == int(forced.answer[row, :col].sum())
+    last, one = edit_sites(setting, fact, asked, forced, "last")
+    assert last[:, 1].tolist() == forced.last_prompt_position().tolist() and not one.any()
 
 
 def test_kl_objective_is_zero_for_the_teachers_own_distributions(setting):
@@ -280,6 +322,7 @@ def test_kl_objective_is_zero_for_the_teachers_own_distributions(setting):
         "hebbian_contrastive",
         "hebbian_delta",
         "rome",
+        "memit",
     ],
 )
 def test_weight_remedies_report_edit_metrics_on_treated_facts(setting, method):

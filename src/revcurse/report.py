@@ -136,31 +136,29 @@ def cost_table(costs: Sequence[dict]) -> list[str]:
 
 
 def efficiency_chart(costs: Sequence[dict], path: Path) -> None:
-    """Each method's one-way exact match, as trained and in reverse, against its training
-    FLOPs relative to the reference method (log scale): what a remedy buys for its compute."""
+    """What a remedy buys for its compute: each method's one-way exact match, as trained
+    (open) and in reverse (filled), one row per method in order of its training FLOPs
+    relative to the reference method (the row's label; most methods tie at 1x, so a FLOPs
+    axis would stack them on one point)."""
     plt = pyplot()
-    from matplotlib.ticker import FuncFormatter
-
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    shown = [c for c in costs if c["flops_ratio"]]
-    for i, c in enumerate(shown):
-        color = f"C{i % 10}"
-        x = c["flops_ratio"] * 1.02 ** (i - (len(shown) - 1) / 2)  # apart where FLOPs tie
+    shown = sorted(costs, key=lambda c: c["flops_ratio"] or 0.0)
+    fig, ax = plt.subplots(figsize=(6.4, 0.9 + 0.32 * len(shown)))
+    for y, c in enumerate(shown):
         if c["same"] is not None and c["reverse"] is not None:
-            ax.plot([x, x], [c["same"], c["reverse"]], color=color, lw=1, alpha=0.5)
+            ax.plot([c["same"], c["reverse"]], [y, y], color="0.6", lw=1)
         if c["same"] is not None:
-            ax.scatter([x], [c["same"]], facecolors="none", edgecolors=color, s=40)
+            ax.scatter([c["same"]], [y], facecolors="white", edgecolors="C0", s=36, zorder=3)
         if c["reverse"] is not None:
-            ax.scatter([x], [c["reverse"]], color=color, s=40, label=c["method"])
-    ax.set_xscale("log")
-    ratio = FuncFormatter(lambda value, _: f"{value:g}x")
-    ax.xaxis.set_major_formatter(ratio)
-    ax.xaxis.set_minor_formatter(ratio)
-    ax.set_xlabel(f"training FLOPs / {costs[0]['reference'] if costs else 'baseline'}")
-    ax.set_ylabel("one-way exact match")
-    ax.set_ylim(-0.05, 1.05)
-    ax.set_title("Reverse (filled) and trained direction (open) against compute")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+            ax.scatter([c["reverse"]], [y], color="C3", s=36, zorder=3)
+    labels = [
+        f"{c['method']} ({c['flops_ratio']:.2f}x)" if c["flops_ratio"] else c["method"]
+        for c in shown
+    ]
+    ax.set_yticks(range(len(shown)), labels, fontsize=8)
+    ax.set_xlim(-0.05, 1.05)
+    ax.set_xlabel("one-way exact match: trained direction (open), reverse (filled)")
+    reference = costs[0]["reference"] if costs else "baseline"
+    ax.set_title(f"By training FLOPs / {reference} (in brackets)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -23,10 +23,12 @@ import struct
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
+from unittest.mock import patch
 from urllib.parse import urlparse
 
 import torch
@@ -189,13 +191,20 @@ def keep_dequantised(
 
 
 @contextmanager
-def no_progress_bars() -> Iterator[None]:
-    """transformers' bars off: noise for a tiny model's few tensors, and a flood in a log."""
+def no_progress_bars(gguf: bool = False) -> Iterator[None]:
+    """transformers' bars off: noise for a tiny model's few tensors, and a flood in a log;
+    with `gguf`, the dequantising bar too (plain tqdm, which transformers' switch misses)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    quiet = nullcontext()
+    if gguf:
+        from transformers import modeling_gguf_pytorch_utils as gguf_loading
+
+        quiet = patch.object(gguf_loading, "tqdm", partial(gguf_loading.tqdm, disable=True))
     try:
-        yield
+        with quiet:
+            yield
     finally:
         hf_logging.enable_progress_bar()
 
@@ -214,9 +223,12 @@ def load_pretrained(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase
     offline = not Path(where).exists() and not hub_reachable()
     if offline:  # the cache alone, at once, instead of a minute of retries
         kwargs["local_files_only"] = True
-    bars = nullcontext() if sys.stderr.isatty() else no_progress_bars()
+
+    def bars() -> AbstractContextManager[None]:  # a fresh one for each use
+        return nullcontext() if sys.stderr.isatty() else no_progress_bars(gguf=bool(gguf_file))
+
     try:
-        with bars:
+        with bars():
             tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
             model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **kwargs)
     except (OSError, ValueError, RuntimeError, struct.error) as err:  # struct: a cut-off GGUF
@@ -230,7 +242,8 @@ def load_pretrained(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         if cached is not None:
-            keep_dequantised(model, tokenizer, cached)
+            with bars():
+                keep_dequantised(model, tokenizer, cached)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.eval(), tokenizer

@@ -98,6 +98,7 @@ def run_compare(config: CompareConfig, console: Console | None = None) -> Path:
             [row for run in ordered for row in run.rows],
             [sample for run in ordered for sample in run.samples],
             [run.cost for run in ordered],
+            time.perf_counter() - start,
         )
     finished(console, table, config.output_dir, f"{time.perf_counter() - start:.0f} s", "report.md")
     return config.output_dir
@@ -130,9 +131,10 @@ def write_outputs(
     seed_rows: list[dict],
     samples: list[dict],
     costs: list[dict],
+    seconds: float,
 ) -> str:
-    """Aggregate the per-seed rows and write the table, chart, report and results; returns
-    the table as printed."""
+    """Aggregate the per-seed rows and write the table, chart, report and results (with the
+    run's wall time so far, `seconds`); returns the table as printed."""
     rows = aggregate([{k: v for k, v in r.items() if k != "seed"} for r in seed_rows])
     main = [r for r in rows if r["metric"] in METRICS]
     extra = [r for r in rows if r["metric"] not in METRICS]
@@ -153,6 +155,7 @@ def write_outputs(
         costs=costs,
         config=to_dict(config),
         peak_memory=peak_memory(),
+        wall_seconds=seconds,
     )
     return table
 

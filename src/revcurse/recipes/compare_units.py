@@ -70,6 +70,10 @@ class RemedyRun:
         "remedies.self_distill.steps": 60,
         "remedies.self_distill.samples": 3,
         "remedies.self_distill.agree": 2,
+        # MEMIT's recipe (subject position, a run of layers) ending where ROME's middle
+        # layer installs SmolLM2's reverse
+        "remedies.memit.layers": "10,11,12,13,14",
+        "remedies.memit.position": "subject",
     }
     facts: Path | None = None  # your facts file (JSONL, JSON array or CSV) for every seed
     templates: Path | None = None  # your templates file; default: the Berglund-style phrasings

@@ -19,6 +19,7 @@ from revcurse.remedies import (
     hebbian,
     in_context,
     knowledge_base,
+    memit,
     mlm_u,
     reverse_training,
     rome,
@@ -26,6 +27,7 @@ from revcurse.remedies import (
 )
 from revcurse.remedies.hebbian import HebbianConfig
 from revcurse.remedies.knowledge_base import KnowledgeBaseConfig
+from revcurse.remedies.memit import MemitConfig
 from revcurse.remedies.reverse_training import ReverseTrainingConfig
 from revcurse.remedies.rome import RomeConfig
 from revcurse.remedies.self_distill import SelfDistillConfig
@@ -45,6 +47,7 @@ class RemedyConfig:
     self_distill: SelfDistillConfig = field(default_factory=SelfDistillConfig)
     hebbian: HebbianConfig = field(default_factory=HebbianConfig)
     rome: RomeConfig = field(default_factory=RomeConfig)
+    memit: MemitConfig = field(default_factory=MemitConfig)
 
     def __post_init__(self) -> None:
         for name in ("distractors", "reading_documents"):
@@ -85,6 +88,7 @@ REMEDIES: dict[str, Remedy] = {
     "hebbian_contrastive": Remedy(hebbian.apply_contrastive),
     "hebbian_delta": Remedy(hebbian.apply_delta),
     "rome": Remedy(rome.apply),
+    "memit": Remedy(memit.apply),
 }
 
 

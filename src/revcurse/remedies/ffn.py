@@ -1,9 +1,11 @@
-"""What the weight edits (hebbian, rome) read and write: the FFN's output matrix.
+"""What the weight edits (hebbian, rome, memit) read and write: the FFN's output matrix.
 
 A Llama-style MLP computes down_proj(act(gate(x)) * up(x)): the input of down_proj is the
 *key* (one activation per hidden unit, d_ff of them) and its output the *value* added to the
 residual stream; down_proj's weight is the key -> value memory that Geva et al. (2021) and
-ROME (Meng et al. 2022) read facts from. Both edits add an outer product to that matrix.
+ROME (Meng et al. 2022) read facts from. The edits add to that matrix: an outer product
+per key, or the least-squares change for many keys at once (`delta_rule`), with values
+from the model's own activity (`activity`) or optimised (`optimised_value`, ROME's).
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ import torch
 from revcurse.config import check
 from revcurse.facts import Example
 from revcurse.lm.batching import IGNORE, collate, encode, spans
-from revcurse.lm.hooks import captured_inputs, decoder_layers
+from revcurse.lm.hooks import captured_inputs, captured_outputs, decoder_layers, edit_outputs
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from revcurse.remedies.setting import Setting
+
+WEIGHT_DECAY = 1e-3  # optimised_value: on |delta|^2 / |v|^2, the smallest change that works
 
 
 def down_proj(model: PreTrainedModel, layer: int) -> torch.nn.Linear:
@@ -99,3 +105,84 @@ def add_to_weight(model: PreTrainedModel, layer: int, delta: torch.Tensor) -> No
     weight = down_proj(model, layer).weight
     with torch.no_grad():
         weight += delta.to(weight.dtype).to(weight.device)
+
+
+@torch.no_grad()
+def activity(
+    model: PreTrainedModel, forced: TeacherForced, layers: list[int]
+) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+    """(down_proj inputs, residual stream after the layer) per layer, (n, width, d)."""
+    blocks = decoder_layers(model)
+    with (
+        captured_inputs({i: down_proj(model, i) for i in layers}) as pre,
+        captured_outputs({i: blocks[i] for i in layers}) as post,
+    ):
+        model.model(
+            input_ids=forced.batch["input_ids"],
+            attention_mask=forced.batch["attention_mask"],
+            use_cache=False,
+        )
+    return {i: pre[i].float() for i in layers}, {i: post[i].float() for i in layers}
+
+
+def kept_keys(
+    setting: Setting, model: PreTrainedModel, generic: dict[int, torch.Tensor]
+) -> dict[int, torch.Tensor]:
+    """Per layer, (tokens, d_ff): the keys whose outputs the delta rule keeps: generic text's
+    (`generic`) and the model's own training sentences' at their answer positions."""
+    layers = list(generic)
+    forced = TeacherForced.of(setting.tokenizer, setting.ask(setting.train_examples))
+    trained, _ = activity(model, forced, layers)
+    return {i: torch.cat([generic[i], trained[i][forced.answer]]) for i in layers}
+
+
+def delta_rule(
+    x: torch.Tensor, y: torch.Tensor, kept: torch.Tensor, ridge: float, floor: float = 0.0
+) -> torch.Tensor:
+    """(d, d_ff): D minimising |D x^T - y^T|^2 + ridge n tr(D C D^T), C = kept^T kept / m
+    plus `floor` x its mean eigenvalue x I (fewer kept keys than units leave C singular)."""
+    moment = kept.T @ kept / len(kept)
+    moment = moment + floor * moment.diagonal().mean() * torch.eye(len(moment))
+    return torch.linalg.solve(x.T @ x + ridge * len(x) * moment, x.T @ y).T
+
+
+def optimised_value(
+    model: PreTrainedModel,
+    forced: TeacherForced,
+    where: torch.Tensor,
+    layer: int,
+    scale: float,
+    steps: int,
+    slot: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(slots, d) ROME's value change: vectors that, added to `layer`'s MLP output at the
+    positions `where` ((m, 2): row, position), vector `slot[i]` (default: one vector for
+    all) at position i, make the model give the completions of `forced` (`steps` Adam steps,
+    a small L2 penalty, each at most 4 x `scale`, the norm of the value it changes)."""
+    rows, cols = where.unbind(dim=1)
+    slot = torch.zeros(len(where), dtype=torch.long) if slot is None else slot
+    inputs = {k: forced.batch[k] for k in ("input_ids", "attention_mask")}
+    mlp = decoder_layers(model)[layer].mlp
+    weight = down_proj(model, layer).weight
+    d = weight.shape[0]
+    delta = torch.zeros(int(slot.max()) + 1, d, device=weight.device, requires_grad=True)
+    optimizer = torch.optim.Adam([delta], lr=2.5 * scale / d**0.5)
+
+    def add_delta(output: torch.Tensor) -> torch.Tensor:
+        shifted = output.clone()
+        shifted[rows, cols] = shifted[rows, cols] + delta[slot].to(output.dtype)
+        return shifted
+
+    model.requires_grad_(False)
+    for _ in range(steps):
+        with edit_outputs({mlp: add_delta}):
+            loss = model(**inputs, labels=forced.batch["labels"]).loss
+        loss = loss + WEIGHT_DECAY * delta.pow(2).sum() / scale**2
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():  # ROME's clamp: each change at most 4x the original value
+            norms = delta.norm(dim=-1, keepdim=True).clamp(min=1e-9)
+            delta.mul_((4 * scale / norms).clamp(max=1.0))
+    model.requires_grad_(True)
+    return delta.detach()

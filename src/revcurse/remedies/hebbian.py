@@ -44,12 +44,14 @@ import torch
 from revcurse.config import check, choice
 from revcurse.context import posed_in_context
 from revcurse.facts import Example
-from revcurse.lm.hooks import captured_inputs, captured_outputs, decoder_layers
+from revcurse.lm.hooks import decoder_layers
 from revcurse.remedies.ffn import (
     TeacherForced,
+    activity,
     add_to_weight,
     check_layers,
-    down_proj,
+    delta_rule,
+    kept_keys,
     keys,
     parse_layers,
 )
@@ -70,9 +72,9 @@ class HebbianConfig:
     source: str = "context"  # post-synaptic activity: context (fact read) or pair
     positions: str = "answer"  # answer (every answer token) or last
     layers: str = "all"  # all, middle or indices, e.g. 0,1
-    # scripts/sweep_hebbian.py: no rate installs the reverse; above 0.03 locality collapses
+    # scripts/sweep_edits.py: no rate installs the reverse; above 0.03 locality collapses
     rate: float = 0.03  # plain, whitened, contrastive: a stored key recalls rate x its value
-    # scripts/sweep_hebbian.py: reverse and locality trade against each other; 0.3 is between
+    # scripts/sweep_edits.py: reverse and locality trade against each other; 0.3 is between
     ridge: float = 0.3  # delta rule: weight of keeping the outputs of the keys that must stay
     # The sweep: on every layer the delta rule installs far less than on the last alone
     delta_layers: str = "-1"  # delta rule: its layers (the last: where tracing finds the lookup)
@@ -84,24 +86,6 @@ class HebbianConfig:
         choice(self.positions, "positions", POSITIONS)
         check_layers(self.layers, "layers")
         check(math.isfinite(self.rate), "rate", f"must be a finite number, got {self.rate}")
-
-
-@torch.no_grad()
-def activity(
-    model: PreTrainedModel, forced: TeacherForced, layers: list[int]
-) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
-    """(down_proj inputs, residual stream after the layer) per layer, (n, width, d)."""
-    blocks = decoder_layers(model)
-    with (
-        captured_inputs({i: down_proj(model, i) for i in layers}) as pre,
-        captured_outputs({i: blocks[i] for i in layers}) as post,
-    ):
-        model.model(
-            input_ids=forced.batch["input_ids"],
-            attention_mask=forced.batch["attention_mask"],
-            use_cache=False,
-        )
-    return {i: pre[i].float() for i in layers}, {i: post[i].float() for i in layers}
 
 
 def answer_mask(forced: TeacherForced, positions: str) -> torch.Tensor:
@@ -134,23 +118,6 @@ def context_shift(
             out[row, :n] = with_fact[layer][row, k : k + n] - without[layer][row, :n]
         shift[layer] = out
     return shift
-
-
-def kept_keys(
-    setting: Setting, model: PreTrainedModel, generic: dict[int, torch.Tensor]
-) -> dict[int, torch.Tensor]:
-    """Per layer, (tokens, d_ff): the keys whose outputs the delta rule keeps: generic text's
-    (`generic`) and the model's own training sentences' at their answer positions."""
-    layers = list(generic)
-    forced = TeacherForced.of(setting.tokenizer, setting.ask(setting.train_examples))
-    trained, _ = activity(model, forced, layers)
-    return {i: torch.cat([generic[i], trained[i][forced.answer]]) for i in layers}
-
-
-def delta_rule(x: torch.Tensor, y: torch.Tensor, kept: torch.Tensor, ridge: float) -> torch.Tensor:
-    """(d, d_ff): D minimising |D x^T - y^T|^2 + ridge n tr(D C D^T), C = kept^T kept / m."""
-    moment = kept.T @ kept / len(kept)
-    return torch.linalg.solve(x.T @ x + ridge * len(x) * moment, x.T @ y).T
 
 
 def whitened(keys: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:

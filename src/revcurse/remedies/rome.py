@@ -24,13 +24,14 @@ import torch
 
 from revcurse.config import check, choice
 from revcurse.facts import Example, Fact
-from revcurse.lm.hooks import captured_inputs, decoder_layers, edit_outputs
+from revcurse.lm.hooks import captured_inputs, decoder_layers
 from revcurse.remedies.ffn import (
     TeacherForced,
     add_to_weight,
     check_layers,
     down_proj,
     keys,
+    optimised_value,
     parse_layers,
 )
 from revcurse.remedies.setting import Setting, Treatment
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 
 METHOD = "rome"
 RIDGE = 1e-2  # C + RIDGE * mean eigenvalue * I: keeps C^-1 sane on a few thousand tokens
-WEIGHT_DECAY = 1e-3  # on |delta|^2 / |v|^2: prefer the smallest value change that works
 
 
 POSITIONS = ("subject", "last")
@@ -105,34 +105,13 @@ def edit_fact(
     where = edit_positions(tokenizer, asked, subjects, position)
     rows = torch.arange(len(asked))
     inputs = {k: forced.batch[k] for k in ("input_ids", "attention_mask")}
-    mlp = decoder_layers(model)[layer].mlp
     with torch.no_grad(), captured_inputs({0: down_proj(model, layer)}) as captured:
         model.model(**inputs, use_cache=False)
     key = captured[0][rows, where].float().mean(dim=0)
-    weight = down_proj(model, layer).weight
-    value = (weight.float() @ key).detach()
+    value = (down_proj(model, layer).weight.float() @ key).detach()
 
-    delta = torch.zeros_like(value, requires_grad=True)
-    optimizer = torch.optim.Adam([delta], lr=2.5 * value.norm().item() / value.numel() ** 0.5)
-    labels = forced.batch["labels"]
-
-    def add_delta(output: torch.Tensor) -> torch.Tensor:
-        shifted = output.clone()
-        shifted[rows, where] = shifted[rows, where] + delta.to(output.dtype)
-        return shifted
-
-    model.requires_grad_(False)
-    for _ in range(steps):
-        with edit_outputs({mlp: add_delta}):
-            loss = model(**inputs, labels=labels).loss
-        loss = loss + WEIGHT_DECAY * delta.pow(2).sum() / value.pow(2).sum()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():  # ROME's clamp: the change at most 4x the original value
-            delta.mul_(min(1.0, 4 * value.norm().item() / max(delta.norm().item(), 1e-9)))
-    model.requires_grad_(True)
-
+    at = torch.stack([rows, where], dim=1)
+    (delta,) = optimised_value(model, forced, at, layer, value.norm().item(), steps)
     direction = inverse_moment @ key
     add_to_weight(model, layer, torch.outer(delta.detach(), direction) / (direction @ key))
 
