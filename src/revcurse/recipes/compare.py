@@ -113,7 +113,8 @@ def setup(config: CompareConfig) -> str:
         c = config.converge
         steps = (
             f"until its trained direction's exact match gains less than {c.tolerance} in "
-            f"{c.patience} checks {c.every} steps apart (at most {c.max_steps} steps)"
+            f"{c.patience} checks {c.every} steps apart (at least {config.train.steps} steps "
+            f"unless perfect sooner, at most {c.max_steps})"
         )
     else:
         steps = f"{config.train.steps} steps"

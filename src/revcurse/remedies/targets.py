@@ -103,6 +103,27 @@ def mean_nll(lm: CausalLM, texts: Sequence[str]) -> float:
     return -sum(logps) / n_tokens
 
 
+def answers_before(setting: Setting, before: CausalLM, examples: Sequence[Example]) -> list[str]:
+    """`before`'s greedy answers; the baseline model's are asked once per setting (every
+    edit compares against them; greedy answers do not depend on the batch)."""
+    if before.model is not setting.base[0]:
+        return answers(before, examples, EvalConfig())
+    new = [e for e in examples if e.prompt not in setting.base_said]
+    if new:
+        said = answers(before, new, EvalConfig())
+        setting.base_said.update(zip([e.prompt for e in new], said, strict=True))
+    return [setting.base_said[e.prompt] for e in examples]
+
+
+def nll_before(setting: Setting, before: CausalLM) -> float:
+    """mean_nll of `before` on generic text; the baseline model's once per setting."""
+    if before.model is not setting.base[0]:
+        return mean_nll(before, generic_texts(setting))
+    if not setting.base_nll:
+        setting.base_nll.append(mean_nll(before, generic_texts(setting)))
+    return setting.base_nll[0]
+
+
 def effect_rows(
     method: str,
     setting: Setting,
@@ -120,16 +141,10 @@ def effect_rows(
     controls = setting.ask(reverse_phrasings(setting, control, "test"))
     others = sorted(set(range(len(setting.facts))) - set(treated))
     untouched = setting.ask(questions_about(setting, others))
-    unchanged = [
-        a == b
-        for a, b in zip(
-            answers(before, untouched, EvalConfig()),
-            answers(after, untouched, EvalConfig()),
-            strict=True,
-        )
-    ]
+    said = answers_before(setting, before, untouched)
+    unchanged = [a == b for a, b in zip(said, answers(after, untouched, EvalConfig()), strict=True)]
     generic = generic_texts(setting)
-    drift = math.exp(mean_nll(after, generic) - mean_nll(before, generic)) - 1
+    drift = math.exp(mean_nll(after, generic) - nll_before(setting, before)) - 1
     return [
         *by_group(method, "reliability", edit_prompts, hits(after, edit_prompts)),
         *by_group(method, "generalization", held_out, hits(after, held_out)),
