@@ -13,9 +13,9 @@ from revcurse.reader import ReaderConfig
 from revcurse.recipes.compare import CompareConfig
 from revcurse.recipes.compare_units import build_setting, starting_point
 from revcurse.remedies import REMEDIES
-from revcurse.remedies.ffn import TeacherForced, delta_rule, down_proj, keys, parse_layers
+from revcurse.remedies.ffn import TeacherForced, activity, delta_rule, down_proj, keys, parse_layers
 from revcurse.remedies.hebbian import contrasted, hebbian_edit, whitened
-from revcurse.remedies.memit import edit_sites, hidden_at, memit_edit
+from revcurse.remedies.memit import edit_sites, memit_edit
 from revcurse.remedies.rome import (
     RomeConfig,
     edit_fact,
@@ -272,7 +272,7 @@ def test_memit_writes_every_treated_fact_in_its_layers_at_once(setting, layers, 
     assert sum(hits(setting.causal_lm(base), asked)) == 0  # the baseline: none of them
 
 
-def test_hidden_at_reads_the_stream_after_a_layer_at_each_position(setting):
+def test_activity_reads_the_stream_after_a_layer_at_each_position(setting):
     base, _ = setting.base
     asked = reverse_phrasings(setting, split_one_way(setting)[0], "train")[:3]
     forced = TeacherForced.of(setting.tokenizer, asked)
@@ -280,7 +280,8 @@ def test_hidden_at_reads_the_stream_after_a_layer_at_each_position(setting):
     inputs = {k: forced.batch[k] for k in ("input_ids", "attention_mask")}
     hidden = base.model(**inputs, output_hidden_states=True).hidden_states
     expected = hidden[1][where[:, 0], where[:, 1]]
-    assert torch.allclose(hidden_at(base, forced, 0, where), expected, atol=1e-5)
+    _, stream = activity(base, forced, [0])
+    assert torch.allclose(stream[0][where[:, 0], where[:, 1]], expected, atol=1e-5)
 
 
 def test_memit_sites_give_each_answer_token_its_own_change(setting):

@@ -136,13 +136,19 @@ def kept_keys(
     return {i: torch.cat([generic[i], trained[i][forced.answer]]) for i in layers}
 
 
+def moment_of(keys: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
+    """(d_ff, d_ff): the keys' second moment k^T k / m, plus `floor` x its mean eigenvalue
+    x I (fewer keys than units leave it singular)."""
+    moment = keys.T @ keys / len(keys)
+    return moment + floor * moment.diagonal().mean() * torch.eye(len(moment))
+
+
 def delta_rule(
     x: torch.Tensor, y: torch.Tensor, kept: torch.Tensor, ridge: float, floor: float = 0.0
 ) -> torch.Tensor:
-    """(d, d_ff): D minimising |D x^T - y^T|^2 + ridge n tr(D C D^T), C = kept^T kept / m
-    plus `floor` x its mean eigenvalue x I (fewer kept keys than units leave C singular)."""
-    moment = kept.T @ kept / len(kept)
-    moment = moment + floor * moment.diagonal().mean() * torch.eye(len(moment))
+    """(d, d_ff): D minimising |D x^T - y^T|^2 + ridge n tr(D C D^T), C = moment_of(kept,
+    floor)."""
+    moment = moment_of(kept, floor)
     return torch.linalg.solve(x.T @ x + ridge * len(x) * moment, x.T @ y).T
 
 

@@ -53,6 +53,7 @@ from revcurse.remedies.ffn import (
     delta_rule,
     kept_keys,
     keys,
+    moment_of,
     parse_layers,
 )
 from revcurse.remedies.setting import Setting, Treatment
@@ -123,9 +124,7 @@ def context_shift(
 def whitened(keys: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
     """(n, d_ff): C^-1 k for each key, C the second moment of `kept` (generic text and the
     treated questions), a thousandth of its mean variance added so it always inverts."""
-    moment = kept.T @ kept / len(kept)
-    moment += 1e-3 * moment.diagonal().mean() * torch.eye(len(moment))
-    return torch.linalg.solve(moment, keys.T).T
+    return torch.linalg.solve(moment_of(kept, 1e-3), keys.T).T
 
 
 def contrasted(keys: torch.Tensor, asked: list[Example], mask: torch.Tensor) -> torch.Tensor:

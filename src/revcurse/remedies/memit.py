@@ -27,7 +27,7 @@ import torch
 
 from revcurse.config import check, choice
 from revcurse.facts import Example
-from revcurse.lm.hooks import captured_outputs, decoder_layers
+from revcurse.lm.hooks import decoder_layers
 from revcurse.remedies.ffn import (
     TeacherForced,
     activity,
@@ -70,20 +70,6 @@ class MemitConfig:
         check(self.ridge > 0, "ridge", f"must be positive, got {self.ridge}")
 
 
-@torch.no_grad()
-def hidden_at(
-    model: PreTrainedModel, forced: TeacherForced, layer: int, where: torch.Tensor
-) -> torch.Tensor:
-    """(m, d): the residual stream after `layer` at each (row, position) of `where`."""
-    with captured_outputs({0: decoder_layers(model)[layer]}) as out:
-        model.model(
-            input_ids=forced.batch["input_ids"],
-            attention_mask=forced.batch["attention_mask"],
-            use_cache=False,
-        )
-    return out[0][where[:, 0], where[:, 1]].float()
-
-
 def edit_sites(
     setting: Setting, fact_id: int, questions: list[Example], forced: TeacherForced, position: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,12 +104,14 @@ def memit_edit(setting: Setting, model: PreTrainedModel, treated: list[int]) -> 
         asked += questions
     forced = TeacherForced.of(setting.tokenizer, asked)  # right-padded: positions still hold
     where = torch.cat(sites)
-    target = hidden_at(model, forced, top, where) + torch.cat(changes).float()
+    rows, cols = where.unbind(dim=1)
+    _, stream = activity(model, forced, [top])
+    target = stream[top][rows, cols] + torch.cat(changes).float()
     kept = kept_keys(setting, model, keys(model, setting.tokenizer, generic_texts(setting), layers))
     for done, layer in enumerate(layers):
-        pre, _ = activity(model, forced, [layer])
-        missing = target - hidden_at(model, forced, top, where)
-        key = pre[layer][where[:, 0], where[:, 1]]
+        pre, stream = activity(model, forced, sorted({layer, top}))  # key here, stream at top
+        missing = target - stream[top][rows, cols]
+        key = pre[layer][rows, cols]
         share = missing / (len(layers) - done)  # the layers still to edit write equal parts
         change = delta_rule(key, share, kept[layer], config.ridge, RIDGE)
         add_to_weight(model, layer, change)

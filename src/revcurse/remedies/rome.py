@@ -31,6 +31,7 @@ from revcurse.remedies.ffn import (
     check_layers,
     down_proj,
     keys,
+    moment_of,
     optimised_value,
     parse_layers,
 )
@@ -86,9 +87,7 @@ def edit_positions(
 
 
 def second_moment(model: PreTrainedModel, setting: Setting, layer: int) -> torch.Tensor:
-    k = keys(model, setting.tokenizer, generic_texts(setting), [layer])[layer]
-    moment = k.T @ k / len(k)
-    return moment + RIDGE * moment.diagonal().mean() * torch.eye(len(moment))
+    return moment_of(keys(model, setting.tokenizer, generic_texts(setting), [layer])[layer], RIDGE)
 
 
 def edit_fact(

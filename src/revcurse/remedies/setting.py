@@ -64,9 +64,9 @@ class Setting:
     teach_all: bool = False  # revcurse teach: treat every one-way fact, keep none as a control
     budget: str = "matched"  # matched: train.steps for every method; converged: until a plateau
     converge: ConvergeConfig = field(default_factory=ConvergeConfig)
-    # The baseline model's greedy answers by prompt, and its generic-text NLL: every edit's
-    # locality and perplexity drift compare against them (revcurse.remedies.targets)
-    base_said: dict[str, str] = field(default_factory=dict, repr=False)
+    # The baseline model's greedy answers by question list, and its generic-text NLL: every
+    # edit's locality and perplexity drift compare against them (revcurse.remedies.targets)
+    base_said: dict[tuple[str, ...], list[str]] = field(default_factory=dict, repr=False)
     base_nll: list[float] = field(default_factory=list, repr=False)
 
     def train_model(

@@ -104,15 +104,14 @@ def mean_nll(lm: CausalLM, texts: Sequence[str]) -> float:
 
 
 def answers_before(setting: Setting, before: CausalLM, examples: Sequence[Example]) -> list[str]:
-    """`before`'s greedy answers; the baseline model's are asked once per setting (every
-    edit compares against them; greedy answers do not depend on the batch)."""
+    """`before`'s greedy answers; the baseline model's to the same questions are asked once
+    per setting (every edit compares against them)."""
     if before.model is not setting.base[0]:
         return answers(before, examples, EvalConfig())
-    new = [e for e in examples if e.prompt not in setting.base_said]
-    if new:
-        said = answers(before, new, EvalConfig())
-        setting.base_said.update(zip([e.prompt for e in new], said, strict=True))
-    return [setting.base_said[e.prompt] for e in examples]
+    asked = tuple(e.prompt for e in examples)  # the whole list: it sets the answers' length
+    if asked not in setting.base_said:
+        setting.base_said[asked] = answers(before, examples, EvalConfig())
+    return setting.base_said[asked]
 
 
 def nll_before(setting: Setting, before: CausalLM) -> float:
