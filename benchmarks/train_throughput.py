@@ -2,18 +2,21 @@
 
     .venv/bin/python benchmarks/train_throughput.py                       # the demo's tiny model
     .venv/bin/python benchmarks/train_throughput.py --model smollm2-135m --steps 4 --batch-size 8
+    .venv/bin/python benchmarks/train_throughput.py --model smollm2-135m --finetune lora \
+        --steps 4 --batch-size 8                                # LoRA adapters, both loops
     # on a GPU: SmolLM2 fine-tuning tokens/s and MFU in bfloat16 (H100 peak by default)
     .venv/bin/python benchmarks/train_throughput.py --model smollm2-135m --dtype bfloat16 \
         --steps 30 --batch-size 64 --facts-per-group 100
 
 Both loops start from the same weights and take the same batches (the same shuffle) through
 forward, backward and an AdamW step with the same warm-up, in the same dtype (--dtype) on the
-same device;
-the bare loop leaves out everything else train() does (accelerate, the progress bar, the
-per-step loss and token bookkeeping). The default is the demo's workload: its tiny model,
-world and batch size. After an untimed warm-up, each loop runs `--repeats` times,
-alternating, and its fastest run counts. Prints tokens/s of each and the ratio train()/bare
-(target >= 0.9x), and the model FLOPs utilisation of each (6 x parameters x tokens/s over
+same device, and with `--finetune lora` through the same peft adapters (the bare loop wraps
+the model with peft itself, from the same seed, and steps only the adapters); the bare loop
+leaves out everything else train() does (accelerate, the progress bar, the per-step loss and
+token bookkeeping). The default is the demo's workload: its tiny model, world and batch size.
+After an untimed warm-up, each loop runs `--repeats` times, alternating, and its fastest run
+counts. Prints tokens/s of each and the ratio train()/bare (target >= 0.9x), and the model
+FLOPs utilisation of each (6 x parameters x tokens/s over
 --peak-tflops); exit status 1 below the target.
 """
 
@@ -33,14 +36,19 @@ from revcurse.facts import expand
 from revcurse.lm.batching import collate, encode
 from revcurse.lm.models import make_model
 from revcurse.lm.tiny import TinyModelConfig
-from revcurse.train import TrainConfig, train
+from revcurse.train import FINETUNE_MODES, TrainConfig, train, with_lora
 from revcurse.world import TEMPLATES, WorldConfig, generate_facts
 
 TARGET = 0.9
 
 
 def bare_loop(model, features, config: TrainConfig, seed: int, pad_id: int) -> list[float]:
-    """The textbook loop: DataLoader, forward, backward, AdamW, warm-up; one sync at the end."""
+    """The textbook loop: DataLoader, forward, backward, AdamW, warm-up; one sync at the end.
+    Under LoRA it wraps `model` in the adapters train() gives it, from the same seed, and
+    merges them back at the end as train() does (the next run starts from reset weights)."""
+    if config.finetune == "lora":
+        torch.manual_seed(seed)  # train() seeds before it makes the adapters
+        model = with_lora(model, config)
     device = next(model.parameters()).device
     loader = DataLoader(
         features,
@@ -49,7 +57,9 @@ def bare_loop(model, features, config: TrainConfig, seed: int, pad_id: int) -> l
         generator=torch.Generator().manual_seed(seed),
         collate_fn=lambda batch: collate(batch, pad_id),
     )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=0.0
+    )
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / max(1, config.warmup_steps))
     )
@@ -66,6 +76,9 @@ def bare_loop(model, features, config: TrainConfig, seed: int, pad_id: int) -> l
             if len(losses) == config.steps:
                 break
     model.eval()
+    if config.finetune == "lora":
+        model.merge_and_unload()
+        model.requires_grad_(True)
     return torch.stack(losses).tolist()
 
 
@@ -78,6 +91,7 @@ def main() -> int:
     parser.add_argument("--facts-per-group", type=int, default=WorldConfig.facts_per_group)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--finetune", default="full", choices=FINETUNE_MODES[1:])
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     # H100 SXM dense bfloat16; for other devices pass theirs (MFU is only a ratio to it)
     parser.add_argument("--peak-tflops", type=float, default=989.0)
@@ -91,7 +105,7 @@ def main() -> int:
     model.to(device, getattr(torch, args.dtype))
     start_weights = {k: v.clone() for k, v in model.state_dict().items()}
     config = TrainConfig(
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, finetune="full"
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, finetune=args.finetune
     )  # no checkpoint folder: no checkpoints
     features = encode(tokenizer, [(e.prompt, e.completion) for e in examples], eos=True)
 
@@ -118,7 +132,8 @@ def main() -> int:
     ratio = train_rate / bare_rate
     params = sum(p.numel() for p in model.parameters())
     print(
-        f"{args.model} ({params / 1e6:.2f}M parameters, {args.dtype}) on {device}, "
+        f"{args.model} ({params / 1e6:.2f}M parameters, {args.dtype}, {args.finetune}) "
+        f"on {device}, "
         f"{torch.get_num_threads()} threads: {args.steps} steps of {args.batch_size} examples, "
         f"{trained.tokens} tokens"
     )

@@ -134,7 +134,7 @@ def _uses_lora(config: TrainConfig, pretrained: bool) -> bool:
     return config.finetune == "lora" or (config.finetune == "auto" and pretrained)
 
 
-def _with_lora(model: PreTrainedModel, config: TrainConfig) -> PeftModel:
+def with_lora(model: PreTrainedModel, config: TrainConfig) -> PeftModel:
     """`model` with trainable LoRA adapters and frozen weights (peft changes it in place)."""
     from peft import LoraConfig, get_peft_model
 
@@ -258,7 +258,7 @@ def train(
     lora = _uses_lora(config, pretrained)
     accelerator = Accelerator()
     set_seed(seed)
-    trainee = _with_lora(model, config) if lora else model
+    trainee = with_lora(model, config) if lora else model
     features = encode(tokenizer, [(e.prompt, e.completion) for e in examples], eos=True)
     batch_size = config.batch_size or len(features)
     order = torch.Generator().manual_seed(seed)  # the shuffle: one permutation per epoch
