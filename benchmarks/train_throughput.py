@@ -36,7 +36,7 @@ from revcurse.facts import expand
 from revcurse.lm.batching import collate, encode
 from revcurse.lm.models import make_model
 from revcurse.lm.tiny import TinyModelConfig
-from revcurse.train import FINETUNE_MODES, TrainConfig, train, with_lora
+from revcurse.train import FINETUNE_MODES, TrainConfig, adamw, train, with_lora
 from revcurse.world import TEMPLATES, WorldConfig, generate_facts
 
 TARGET = 0.9
@@ -57,9 +57,7 @@ def bare_loop(model, features, config: TrainConfig, seed: int, pad_id: int) -> l
         generator=torch.Generator().manual_seed(seed),
         collate_fn=lambda batch: collate(batch, pad_id),
     )
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=0.0
-    )
+    optimizer = adamw(model, config.lr, weight_decay=0.0)  # train()'s: the loops are compared
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / max(1, config.warmup_steps))
     )

@@ -105,6 +105,33 @@ def test_prompts_that_begin_alike_are_answered_from_one_run_of_their_start(
     assert runs[0] == runs[1] and all(isinstance(r, str) for r in runs[0])
 
 
+def test_answers_end_at_their_first_line_break_after_text(trained, small_world, monkeypatch):
+    """With first_line, an answer ends at its first line break once it has text, in both
+    generation paths alike; a line break before any text does not end it."""
+    from revcurse.lm import causal
+
+    model, tokenizer = trained
+    preamble = " ".join(e.prompt + e.completion for e in small_world[2][8:14])
+    prompts = [f"{preamble} {e.prompt}" for e in small_world[2][:10]]
+    whole = [generate(model, tokenizer, [p], 8)[0].split() for p in prompts]
+    stop = whole[0][1]  # a word the answers say: made a line break of the tiny vocabulary
+    breaks = torch.zeros(len(tokenizer), dtype=torch.bool)
+    breaks[tokenizer.convert_tokens_to_ids(stop)] = True
+    end = causal.AnswerEnd(breaks, text=torch.ones(len(tokenizer), dtype=torch.bool))
+    monkeypatch.setattr(causal.AnswerEnd, "of", staticmethod(lambda tokenizer: end))
+    alone = [generate(model, tokenizer, [p], 8, first_line=True)[0] for p in prompts]
+    assert generate(model, tokenizer, prompts, 8, 4, first_line=True) == alone  # shared start
+    for words, answer in zip(whole, alone, strict=True):
+        upto = words.index(stop) + 1 if stop in words else len(words)
+        assert answer.split() == words[:upto]
+    lead_in = causal.AnswerEnd(breaks=torch.tensor([True, False]), text=torch.tensor([False, True]))
+    assert lead_in.ended(torch.tensor([[0, 1, 0], [0, 1, 1], [1, 0, 1]])).tolist() == [
+        True,
+        False,
+        True,
+    ]
+
+
 def test_prompts_that_begin_alike_share_their_start():
     examples = tuple(range(100, 120))  # twenty tokens of worked examples
     a, b, c = (*examples, 1, 2), (*examples, 1, 3), (*examples[:5], 4, 5)

@@ -56,6 +56,9 @@ class TrainConfig:
     lora_alpha: int = 32  # LoRA updates are scaled by alpha / rank
     lora_targets: str = "all-linear"  # modules given adapters: all-linear, or q_proj,v_proj,...
     checkpoint_every: int = 100  # steps between resumable checkpoints (0 = none)
+    # a third of a random batch is padding; LengthGroupedSampler draws 50 batches' worth,
+    # sorts them by length and cuts them (1.3x faster SmolLM2 steps on 2 cores)
+    group_by_length: bool = False  # batches of like lengths (less padding)
 
     def __post_init__(self) -> None:
         check(self.steps >= 1, "steps", f"must be at least 1, got {self.steps}")
@@ -148,6 +151,25 @@ def with_lora(model: PreTrainedModel, config: TrainConfig) -> PeftModel:
     with warnings.catch_warnings():  # peft reads an attribute transformers 5 deprecates
         warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
         return get_peft_model(model, lora)
+
+
+def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters, fused into one kernel where torch has one (CPU,
+    CUDA): on 2 cores the per-parameter loop took 0.45-0.6 s a step of SmolLM2, fused 0.13."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
+
+
+def _grouped(
+    features: Sequence[tuple[list[int], list[int]]], batch_size: int, order: torch.Generator
+):
+    """The examples' order for batches of like lengths, drawn afresh each epoch from `order`."""
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    return LengthGroupedSampler(
+        batch_size, lengths=[len(ids) for ids, _ in features], generator=order
+    )
 
 
 @dataclass
@@ -265,15 +287,12 @@ def train(
     loader = DataLoader(
         features,
         batch_size=batch_size,
-        shuffle=True,
+        shuffle=not config.group_by_length,
+        sampler=_grouped(features, batch_size, order) if config.group_by_length else None,
         generator=order,
         collate_fn=collate_fn or (lambda batch: collate(batch, tokenizer.pad_token_id)),
     )
-    optimizer = torch.optim.AdamW(
-        [p for p in trainee.parameters() if p.requires_grad],
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-    )
+    optimizer = adamw(trainee, config.lr, config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
     trainee, optimizer, loader, schedule = accelerator.prepare(trainee, optimizer, loader, schedule)
     unwrapped = accelerator.unwrap_model(trainee)

@@ -9,6 +9,7 @@
 - chat.py        prompts as user turns of a chat template
 - batching.py    (prompt, completion) -> token ids and labels, padded batches
 - causal.py      scoring and generation: `CausalLM`, what the evaluator asks a model
+- answer_end.py  where a generated answer ends (its first line)
 - hooks.py       reading and rewriting hidden states (analyses and weight edits)
 
 It imports no stage of the pipeline. transformers is imported where a model is built, so

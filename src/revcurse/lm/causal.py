@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import torch
 
+from revcurse.lm.answer_end import AnswerEnd
 from revcurse.lm.batching import IGNORE, collate, encode, spans
 from revcurse.progress import bar as progress_bar
 
@@ -187,22 +188,33 @@ def generate(
     batch_size: int = 256,
     progress: bool = False,
     temperature: float = 0.0,
+    first_line: bool = False,
 ) -> list[str]:
-    """Continuations, greedy or (temperature > 0) sampled from the torch seed. When many
-    prompts begin alike (worked examples before each question), that start is run once and
-    its key-value cache continued for each of them (`shared_start_generate`); otherwise
-    `padded_generate`."""
+    """Continuations, greedy or (temperature > 0) sampled from the torch seed; with
+    `first_line`, each ends at its first line break after some text (`AnswerEnd`) as well as
+    at </s>. When many prompts begin alike (worked examples before each question), that
+    start is run once and its key-value cache continued for each of them
+    (`shared_start_generate`); otherwise `padded_generate`."""
     model.eval()
     encoded = [tuple(ids) for ids in tokenizer(list(prompts)).input_ids]
+    end = AnswerEnd.of(tokenizer) if first_line else None
     groups = shared_starts(encoded)
     run_once = sum(len(start) for start, _ in groups)
     rest = sum(len(ids) - len(start) for start, members in groups for ids in members)
     if 3 * (run_once + rest) <= sum(map(len, encoded)):
         return shared_start_generate(
-            model, tokenizer, encoded, groups, max_new_tokens, batch_size, progress, temperature
+            model,
+            tokenizer,
+            encoded,
+            groups,
+            max_new_tokens,
+            batch_size,
+            progress,
+            temperature,
+            end,
         )
     return padded_generate(
-        model, tokenizer, prompts, max_new_tokens, batch_size, progress, temperature
+        model, tokenizer, prompts, max_new_tokens, batch_size, progress, temperature, end
     )
 
 
@@ -215,12 +227,14 @@ def padded_generate(
     batch_size: int,
     progress: bool,
     temperature: float,
+    end: AnswerEnd | None = None,
 ) -> list[str]:
     """transformers' `generate` on left-padded batches (it derives positions from the mask)."""
     tokenizer.padding_side = "left"
     outputs: list[str] = []
     for chunk in batches(list(prompts), batch_size, "generate", progress):
         batch = tokenizer(list(chunk), return_tensors="pt", padding=True).to(model.device)
+        width = batch["input_ids"].shape[1]
         tokens = model.generate(
             **batch,
             do_sample=temperature > 0,
@@ -228,8 +242,9 @@ def padded_generate(
             max_new_tokens=max_new_tokens,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
+            stopping_criteria=[end.criterion(width)] if end else None,
         )
-        new = tokens[:, batch["input_ids"].shape[1] :]
+        new = tokens[:, width:]
         outputs += tokenizer.batch_decode(new, skip_special_tokens=True)
     return outputs
 
@@ -255,6 +270,7 @@ def shared_start_generate(
     batch_size: int,
     progress: bool,
     temperature: float,
+    end: AnswerEnd | None = None,
 ) -> list[str]:
     """`generate` with each group's common start run once: its cache, repeated for a batch,
     continued by the rest of each prompt (padded between start and rest, positions counted
@@ -275,7 +291,9 @@ def shared_start_generate(
         for part in spans(len(indices), batch_size):
             chunk = indices[part]
             rests = [list(encoded[i][len(start) :]) for i in chunk]
-            new = _continue(model, cache, len(start), rests, max_new_tokens, pad, eos, temperature)
+            new = _continue(
+                model, cache, len(start), rests, max_new_tokens, pad, eos, temperature, end
+            )
             texts = tokenizer.batch_decode(new, skip_special_tokens=True)
             for i, text in zip(chunk, texts, strict=True):
                 outputs[i] = text
@@ -293,6 +311,7 @@ def _continue(
     pad: int,
     eos: int | None,
     temperature: float,
+    end: AnswerEnd | None,
 ) -> torch.Tensor:
     """New tokens (batch x steps; `pad` once a row has ended) after the start and each rest."""
     device, rows = model.device, len(rests)
@@ -321,6 +340,8 @@ def _continue(
         token = torch.where(done, torch.full_like(token, pad), token)
         steps.append(token)
         done |= token == eos
+        if end is not None:
+            done |= end.ended(torch.stack(steps, 1)).to(device)
         if bool(done.all()):
             break
         ids, positions = token[:, None], positions[:, -1:] + 1
@@ -347,8 +368,15 @@ class CausalLM:
     progress: bool = False
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+        """Greedy answers, each its first line (what the evaluator judges)."""
         return generate(
-            self.model, self.tokenizer, prompts, max_new_tokens, self.batch_size, self.progress
+            self.model,
+            self.tokenizer,
+            prompts,
+            max_new_tokens,
+            self.batch_size,
+            self.progress,
+            first_line=True,
         )
 
     def logprobs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:

@@ -57,6 +57,7 @@ class DemoConfig:
         "train.lr": 1e-4,
         "train.batch_size": 8,
         "train.warmup_steps": 5,
+        "train.group_by_length": True,  # a third of a random batch of 8 is padding
         "eval.batch_size": 32,
     }
     output_dir: Path | None = None  # default runs/demo-<timestamp>; never overwritten

@@ -102,6 +102,7 @@ def teach(
             max_new,
             setting.eval.batch_size,
             temperature=config.temperature,
+            first_line=True,  # first_sentence keeps no more
         )
         for _ in range(config.samples)
     ]
