@@ -74,7 +74,7 @@ readme-teach: $(BIN)/revcurse
 
 # Regenerate the README's SmolLM2-135M blocks: Berglund's Experiment 1 on a subset (~4 min),
 # the worked-examples sweep (~2 min) and 30 facts a group through the remedies that use the
-# model's own reading (~30 min; every other option is compare's default for pretrained models).
+# model's own reading (~19 min; every other option is compare's default for pretrained models).
 SMOLLM2_COMPARE = --model smollm2-135m --seeds 1 \
 	--methods baseline,in_context,knowledge_base,self_distill
 readme-smollm2: $(BIN)/revcurse

@@ -42,7 +42,9 @@ from revcurse.world import TEMPLATES, WorldConfig, generate_facts
 TARGET = 0.9
 
 
-def bare_loop(model, features, config: TrainConfig, seed: int, pad_id: int) -> list[float]:
+def bare_loop(
+    model, features, config: TrainConfig, seed: int, pad_id: int, fused: bool
+) -> list[float]:
     """The textbook loop: DataLoader, forward, backward, AdamW, warm-up; one sync at the end.
     Under LoRA it wraps `model` in the adapters train() gives it, from the same seed, and
     merges them back at the end as train() does (the next run starts from reset weights)."""
@@ -57,7 +59,7 @@ def bare_loop(model, features, config: TrainConfig, seed: int, pad_id: int) -> l
         generator=torch.Generator().manual_seed(seed),
         collate_fn=lambda batch: collate(batch, pad_id),
     )
-    optimizer = adamw(model, config.lr, weight_decay=0.0)  # train()'s: the loops are compared
+    optimizer = adamw(model, config.lr, 0.0, fused=fused)  # train()'s: the loops are compared
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / max(1, config.warmup_steps))
     )
@@ -113,16 +115,21 @@ def main() -> int:
         out = run()  # both end on the host: losses as Python floats
         return time.perf_counter() - start, out
 
+    pretrained = args.model != "tiny"  # train() fuses AdamW for pretrained models
     warm_up = dataclasses.replace(config, steps=2)  # first-touch allocations, untimed
-    bare_loop(model, features, warm_up, args.seed, tokenizer.pad_token_id)
+    bare_loop(model, features, warm_up, args.seed, tokenizer.pad_token_id, pretrained)
     seconds: dict[str, list[float]] = {"bare": [], "train": []}
     for _ in range(args.repeats):
         took, bare_losses = timed(
-            lambda: bare_loop(model, features, config, args.seed, tokenizer.pad_token_id)
+            lambda: bare_loop(
+                model, features, config, args.seed, tokenizer.pad_token_id, pretrained
+            )
         )
         seconds["bare"].append(took)
         took, trained = timed(
-            lambda: train(model, tokenizer, examples, config, args.seed, progress=False)
+            lambda: train(
+                model, tokenizer, examples, config, args.seed, False, pretrained=pretrained
+            )
         )
         seconds["train"].append(took)
     drift = max(abs(a - b) for a, b in zip(trained.losses, bare_losses, strict=True))
