@@ -13,7 +13,10 @@ forward, backward and an AdamW step with the same warm-up, in the same dtype (--
 same device, and with `--finetune lora` through the same peft adapters (the bare loop wraps
 the model with peft itself, from the same seed, and steps only the adapters); the bare loop
 leaves out everything else train() does (accelerate, the progress bar, the per-step loss and
-token bookkeeping). The default is the demo's workload: its tiny model, world and batch size.
+token bookkeeping), and computes the model's own loss over every position, where train()
+runs a pretrained model's output layer only where a label is predicted (`completion_loss`,
+the same loss): for those, the ratio includes that saving. The default is the demo's
+workload: its tiny model, world and batch size.
 After an untimed warm-up, each loop runs `--repeats` times, alternating, and its fastest run
 counts. Prints tokens/s of each and the ratio train()/bare (target >= 0.9x), and the model
 FLOPs utilisation of each (6 x parameters x tokens/s over

@@ -97,6 +97,21 @@ def test_pretrained_defaults_name_real_options_with_valid_values(recipe):
     from_dict(recipe, values)  # every key an option, every value one it accepts
 
 
+def test_a_models_own_defaults_win_over_the_pretrained_ones_and_show_in_help():
+    by_model = CompareConfig.PRETRAINED_BY_MODEL
+    assert set(by_model) <= set(PRESETS)  # named after presets a user can pass
+    model, own = next(iter(by_model.items()))
+    values = default_values(CompareConfig, model)
+    for key, value in own.items():
+        section, name = key.split(".")
+        assert values[section][name] == value != CompareConfig.PRETRAINED.get(key)
+    other = default_values(CompareConfig, "smollm2-135m")
+    assert other["train"]["lr"] == CompareConfig.PRETRAINED["train.lr"]
+    from_dict(CompareConfig, values)
+    result = runner.invoke(app, ["compare", "--help"], terminal_width=200)
+    assert f"{model}: {own['train.lr']}" in " ".join(result.output.split())
+
+
 CHAT = (
     "{{ bos_token }}{% for m in messages %}<{{ m.role }}> {{ m.content }}\n{% endfor %}"
     "{% if add_generation_prompt %}<assistant>{% endif %}"

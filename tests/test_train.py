@@ -13,7 +13,14 @@ from revcurse.config import from_dict
 from revcurse.lm.batching import IGNORE, collate, encode
 from revcurse.lm.models import load_checkpoint, save_checkpoint
 from revcurse.lm.tiny import TinyModelConfig, build_tiny_model
-from revcurse.train import ConvergeConfig, Plateau, TrainConfig, lr_factor, train
+from revcurse.train import (
+    ConvergeConfig,
+    Plateau,
+    TrainConfig,
+    completion_loss,
+    lr_factor,
+    train,
+)
 
 
 def test_prompt_tokens_are_masked_and_completion_plus_eos_scored(small_world):
@@ -44,6 +51,32 @@ def test_loss_ignores_the_prompt(small_world):
     assert torch.allclose(model(**batch).loss, manual, atol=1e-6)
     n_prompt = sum(len(tokenizer(p).input_ids) for p, _ in pairs)
     assert (targets != IGNORE).sum() == batch["attention_mask"].sum() - n_prompt
+
+
+def test_completion_loss_is_the_models_loss_and_gradient(small_world):
+    """Running the output layer only where a label is predicted changes neither the loss nor
+    its gradient (pretrained models train with it), with or without LoRA adapters."""
+    from revcurse.train import with_lora
+
+    _, train_examples, _, tokenizer = small_world
+    torch.manual_seed(0)
+    model = build_tiny_model(TinyModelConfig(), tokenizer)
+    pairs = [(e.prompt, e.completion) for e in train_examples[:6]]
+    batch = collate(encode(tokenizer, pairs, eos=True), tokenizer.pad_token_id)
+    for trainee in (model, with_lora(model, TrainConfig(lora_rank=4))):
+        grads = []
+        for loss_of in (lambda m: m(**batch).loss, lambda m: completion_loss(m, batch)):
+            trainee.zero_grad()
+            loss = loss_of(trainee)
+            loss.backward()
+            grads.append(
+                (loss.detach(), [p.grad.clone() for p in trainee.parameters() if p.requires_grad])
+            )
+        (whole, whole_grads), (kept, kept_grads) = grads
+        assert torch.allclose(whole, kept, atol=1e-6)
+        assert all(
+            torch.allclose(a, b, atol=1e-6) for a, b in zip(whole_grads, kept_grads, strict=True)
+        )
 
 
 def test_collate_pads_right_without_scoring_padding(small_world):

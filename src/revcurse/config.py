@@ -183,12 +183,15 @@ def _set(values: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     values[path[-1]] = value
 
 
-def pretrained_defaults(cls: type) -> dict[tuple[str, ...], Any]:
+def pretrained_defaults(cls: type, model: str | None = None) -> dict[tuple[str, ...], Any]:
     """A recipe's defaults for pretrained models (`--model` other than tiny), by option
-    path: its class attribute PRETRAINED, {"train.lr": 1e-4, ...}. The tiny model's
-    defaults (hundreds of steps of 256 sequences at a rate of 3e-3) would wreck a
+    path: its class attribute PRETRAINED, {"train.lr": 1e-4, ...}, then, for `model`, its
+    PRETRAINED_BY_MODEL[model] (a rate that suits one model wrecks another). The tiny
+    model's defaults (hundreds of steps of 256 sequences at a rate of 3e-3) would wreck a
     pretrained model, or run it out of memory. Options given on the command line win."""
-    return {tuple(key.split(".")): value for key, value in getattr(cls, "PRETRAINED", {}).items()}
+    merged = {**getattr(cls, "PRETRAINED", {})}
+    merged.update(getattr(cls, "PRETRAINED_BY_MODEL", {}).get(model, {}))
+    return {tuple(key.split(".")): value for key, value in merged.items()}
 
 
 def default_values(cls: type, model: str = "tiny") -> dict[str, Any]:
@@ -196,7 +199,7 @@ def default_values(cls: type, model: str = "tiny") -> dict[str, Any]:
     what a run with no option but `--model` uses."""
     values = to_dict(cls())
     if model != "tiny":
-        for path, value in pretrained_defaults(cls).items():
+        for path, value in pretrained_defaults(cls, model).items():
             _set(values, path, value)
     return values
 
@@ -222,6 +225,9 @@ def command_from_config(cls: type[C], run: Callable[[C], None], doc: str) -> Cal
         default_text = f"default: {default}"
         if path in pretrained:
             default_text += f"; pretrained models: {pretrained[path]}"
+        for model, values in getattr(cls, "PRETRAINED_BY_MODEL", {}).items():
+            if ".".join(path) in values:
+                default_text += f"; {model}: {values['.'.join(path)]}"
         decls = [f"{flag}/{negative}"] if kind is bool else [flag]
         params.append(
             inspect.Parameter(

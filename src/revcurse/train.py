@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 
 from revcurse.config import check, choice
 from revcurse.facts import Example
-from revcurse.lm.batching import Collate, collate, encode
+from revcurse.lm.batching import IGNORE, Collate, collate, encode
 from revcurse.progress import bar as progress_bar
 
 if TYPE_CHECKING:
@@ -188,6 +188,22 @@ class TrainResult:
 LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
 
 
+def completion_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The causal LM loss (mean over labelled tokens, as `model(**batch).loss`), with the
+    output layer run only at the positions that predict a label. Only answers are labelled
+    (a reading document is mostly unlabelled context), and Gemma-3's 262k-word output layer
+    costs more than the rest of the model at every position it runs at."""
+    labels = batch["labels"]
+    predicts = torch.zeros_like(labels, dtype=torch.bool)
+    predicts[:, :-1] = labels[:, 1:] != IGNORE
+    logits = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        logits_to_keep=predicts,  # a boolean mask: the kept positions' logits, flattened
+    ).logits
+    return torch.nn.functional.cross_entropy(logits.float(), labels[:, 1:][predicts[:, :-1]])
+
+
 @dataclass
 class _Progress:
     """How far training got: what a checkpoint holds besides weights, optimizer and RNGs."""
@@ -276,12 +292,15 @@ def train(
     default is the causal LM's right-padded batch (other objectives, e.g. MLM-U, pass theirs).
     `pretrained` models get LoRA adapters under `finetune: auto`, merged into `model` at the
     end. With `checkpoint_dir`, training continues from the checkpoint found there, if any.
-    `loss_fn(model, batch)` replaces the model's own loss (e.g. distillation's KL). With
+    `loss_fn(model, batch)` replaces the model's own loss (e.g. distillation's KL); pretrained
+    models default to `completion_loss`, the same loss for a fraction of the output layer's
+    cost (the tiny model keeps `model(**batch).loss`, and its published results exact). With
     `plateau`, training ends before `config.steps` once it says so."""
     from accelerate import Accelerator  # imported here: the CLI reads TrainConfig alone
     from accelerate.utils import set_seed
 
     lora = _uses_lora(config, pretrained)
+    loss_fn = loss_fn or (completion_loss if pretrained else None)
     accelerator = Accelerator()
     set_seed(seed)
     trainee = with_lora(model, config) if lora else model
