@@ -1,6 +1,15 @@
-"""Shared fixtures: a small controlled world and a tiny model trained on it once per session."""
+"""Shared fixtures: a small controlled world and a tiny model trained on it once per session;
+commands started as processes, and the check that they all end."""
 
 from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from pathlib import Path
 
 import pytest
 import torch
@@ -30,3 +39,49 @@ def trained(small_world):
     model = build_tiny_model(TinyModelConfig(), tokenizer)
     train(model, tokenizer, train_examples, TrainConfig(steps=150), seed=0, progress=False)
     return model, tokenizer
+
+
+def session_processes(session: int) -> list[int]:
+    """The live processes of a session: a command started in a session of its own and every
+    process it started, orphans included (an orphan keeps its session). Linux's /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:  # "pid (name) state ppid pgrp session ...": the name may hold spaces
+            state, _, _, session_id = stat.read_text().rsplit(")", 1)[1].split()[:4]
+        except OSError:  # it ended meanwhile
+            continue
+        if int(session_id) == session and state != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def processes_left(session: int, seconds: float) -> list[int]:
+    """The session's processes still alive after waiting up to `seconds` for them to end."""
+    deadline = time.monotonic() + seconds
+    while (left := session_processes(session)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+@pytest.fixture
+def start_command() -> Iterator[Callable[..., subprocess.Popen]]:
+    """Start a command (subprocess.Popen's arguments) in a session of its own, as a shell
+    starts a job. A test that starts processes ends them: when it ends, every process of
+    those sessions (workers and orphans included) must be gone within 10 s; any left is
+    killed and fails the test, so that no test leaves a process training beside the next."""
+    started: list[subprocess.Popen] = []
+
+    def start(command: list[str], **options) -> subprocess.Popen:
+        started.append(subprocess.Popen(command, start_new_session=True, **options))
+        return started[-1]
+
+    yield start
+    left = {process.pid: processes_left(process.pid, 10) for process in started}
+    for process in started:
+        if left[process.pid]:
+            with suppress(ProcessLookupError):  # they ended meanwhile
+                os.killpg(process.pid, signal.SIGKILL)
+        process.kill()  # a no-op if it ended
+        process.wait()
+    if any(left.values()):
+        pytest.fail(f"processes left running, now killed: {left}")

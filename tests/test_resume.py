@@ -65,27 +65,32 @@ SLOW_WRITES = (
 )
 
 
-def killed_demo(tmp_path: Path, name: str, when: str, prelude: str = "") -> Path:
-    """A demo run killed with SIGKILL once `when` (a glob in its partial folder) exists;
-    returns its partial folder."""
-    main = prelude + "from revcurse.cli import main; main()"
-    command = [sys.executable, "-c", main, "demo", "--output-dir", str(tmp_path / name)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # same numerics
-    demo = subprocess.Popen(
-        [*command, *ARGS], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not list(tmp_path.glob(f".{name}.partial-*/{when}")):
-            assert demo.poll() is None, f"the demo ended before {when} appeared"
-            assert time.monotonic() < deadline, f"no {when} written"
-            time.sleep(0.005)
-    finally:
-        demo.kill()  # SIGKILL: nothing is cleaned up
-        _, stderr = demo.communicate()
-    [partial] = re.findall(r"revcurse demo --resume (\S+)\)", stderr)
-    assert not (tmp_path / name).exists()
-    return Path(partial)
+@pytest.fixture
+def killed_demo(tmp_path: Path, start_command):
+    """`kill(name, when, prelude)`: a demo run killed with SIGKILL once `when` (a glob in its
+    partial folder) exists; returns its partial folder."""
+
+    def kill(name: str, when: str, prelude: str = "") -> Path:
+        main = prelude + "from revcurse.cli import main; main()"
+        command = [sys.executable, "-c", main, "demo", "--output-dir", str(tmp_path / name)]
+        env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # same numerics
+        demo = start_command(
+            [*command, *ARGS], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not list(tmp_path.glob(f".{name}.partial-*/{when}")):
+                assert demo.poll() is None, f"the demo ended before {when} appeared"
+                assert time.monotonic() < deadline, f"no {when} written"
+                time.sleep(0.005)
+        finally:
+            demo.kill()  # SIGKILL: nothing is cleaned up
+            _, stderr = demo.communicate()
+        [partial] = re.findall(r"revcurse demo --resume (\S+)\)", stderr)
+        assert not (tmp_path / name).exists()
+        return Path(partial)
+
+    return kill
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +101,7 @@ def whole(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("point", ["training", "evaluation", "writing"])
-def test_demo_killed_by_sigkill_resumes_to_identical_results(tmp_path, whole, point):
+def test_demo_killed_by_sigkill_resumes_to_identical_results(tmp_path, whole, point, killed_demo):
     """Killed while training (a checkpoint is there), while evaluating (the model is saved)
     or while writing its results (samples.jsonl written, results.json not yet)."""
     when = {
@@ -104,7 +109,7 @@ def test_demo_killed_by_sigkill_resumes_to_identical_results(tmp_path, whole, po
         "evaluation": "model/model.safetensors",
         "writing": "samples.jsonl",
     }[point]
-    partial = killed_demo(tmp_path, "killed", when, SLOW_WRITES if point == "writing" else "")
+    partial = killed_demo("killed", when, SLOW_WRITES if point == "writing" else "")
     saved = torch.load(partial / "checkpoint" / CHECKPOINT, weights_only=True)
     if point == "training":
         assert 20 <= len(saved["progress"]["losses"]) < 200  # killed mid-training
@@ -118,8 +123,8 @@ def test_demo_killed_by_sigkill_resumes_to_identical_results(tmp_path, whole, po
     assert set(tmp_path.iterdir()) == {killed}  # the partial folder became the run
 
 
-def test_a_corrupt_checkpoint_leaves_the_partial_run_as_it_was(tmp_path):
-    partial = killed_demo(tmp_path, "run", f"checkpoint/{CHECKPOINT}")
+def test_a_corrupt_checkpoint_leaves_the_partial_run_as_it_was(tmp_path, killed_demo):
+    partial = killed_demo("run", f"checkpoint/{CHECKPOINT}")
     checkpoint = partial / "checkpoint" / CHECKPOINT
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated
     before = {p: p.read_bytes() for p in partial.rglob("*") if p.is_file()}
@@ -130,8 +135,8 @@ def test_a_corrupt_checkpoint_leaves_the_partial_run_as_it_was(tmp_path):
     assert {p: p.read_bytes() for p in partial.rglob("*") if p.is_file()} == before
 
 
-def test_resume_refuses_options_that_contradict_the_saved_config(tmp_path):
-    partial = killed_demo(tmp_path, "run", f"checkpoint/{CHECKPOINT}")
+def test_resume_refuses_options_that_contradict_the_saved_config(tmp_path, killed_demo):
+    partial = killed_demo("run", f"checkpoint/{CHECKPOINT}")
     result = runner.invoke(app, ["demo", "--resume", str(partial), "--train.steps", "45"])
     assert result.exit_code == 2
     assert "--train.steps: --resume finishes a run with its saved config (there 200" in (
@@ -140,9 +145,9 @@ def test_resume_refuses_options_that_contradict_the_saved_config(tmp_path):
     assert partial.is_dir()
 
 
-def test_a_pickle_in_a_checkpoint_is_refused_not_run(tmp_path):
+def test_a_pickle_in_a_checkpoint_is_refused_not_run(tmp_path, killed_demo):
     """A run folder from someone else cannot execute code through its checkpoint."""
-    partial = killed_demo(tmp_path, "run", f"checkpoint/{CHECKPOINT}")
+    partial = killed_demo("run", f"checkpoint/{CHECKPOINT}")
     marker = tmp_path / "pwned"
 
     class Payload:
@@ -171,7 +176,7 @@ def test_a_full_disk_leaves_no_half_written_run(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # neither the run nor a partial folder
 
 
-def test_two_kb_add_processes_at_once_lose_no_fact(tmp_path):
+def test_two_kb_add_processes_at_once_lose_no_fact(tmp_path, start_command):
     from revcurse.records import write_records
     from revcurse.world import WorldConfig, generate_facts
 
@@ -180,7 +185,7 @@ def test_two_kb_add_processes_at_once_lose_no_fact(tmp_path):
     write_records(tmp_path / "two.jsonl", facts[150:])
     db = tmp_path / "kb.sqlite"
     adds = [
-        subprocess.Popen(
+        start_command(
             [sys.executable, "-m", "revcurse.cli", "kb", "add", str(tmp_path / f), "--db", str(db)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -19,6 +19,7 @@ trained direction stops improving instead of for the same steps (revcurse.train.
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
@@ -88,9 +89,11 @@ def run_compare(config: CompareConfig, console: Console | None = None) -> Path:
             )
         if workers > 1:
             console.print(f"{len(units)} units of work on {workers} worker processes")
-        for run in run_units(config, units, folder, initial, workers):
-            runs[run.seed, run.method] = run
-            console.print(f"  {run.summary}")
+        # closed however the block ends: Ctrl-C while a summary prints ends the workers too
+        with closing(run_units(config, units, folder, initial, workers)) as method_runs:
+            for run in method_runs:
+                runs[run.seed, run.method] = run
+                console.print(f"  {run.summary}")
         ordered = [runs[seed, method] for seed in seeds for method in methods]
         table = write_outputs(
             folder,

@@ -10,6 +10,7 @@ spawned worker processes that each get an equal share of torch's threads.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -253,10 +254,25 @@ def worker_count(config: CompareConfig, units: int) -> int:
 _worker_start: Start | None = None
 
 
-def _start_worker(start: Start, threads: int) -> None:
+def _start_worker(start: Start, threads: int, parent: int) -> None:
     global _worker_start
+    end_with_parent(parent)
     torch.set_num_threads(threads)  # the cores are shared out among the workers
     _worker_start = start
+
+
+def end_with_parent(parent: int, every: float = 0.5) -> None:
+    """This process exits within `every` seconds of its parent's end, whatever ended it
+    (`kill -9`, the kernel's out-of-memory kill, a crash): an orphan is handed to another
+    parent, so its parent's pid changes. Workers ignore Ctrl-C and are ended by their
+    parent; without this watch a parent's death would leave them training on every core."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
 
 
 def _run_in_worker(
@@ -269,18 +285,19 @@ def _run_in_worker(
 
 
 @contextmanager
-def children_ignore_ctrl_c() -> Iterator[None]:
-    """Processes started in this block ignore Ctrl-C (an ignored signal stays ignored across
-    exec), so it stops only this process, which ends them: no half-imported worker prints a
-    traceback. A no-op outside the main thread, where signals cannot be set."""
+def ctrl_c_held_back() -> Iterator[None]:
+    """Processes started in this block never see Ctrl-C (a blocked signal stays blocked
+    across fork and exec), so it stops only this process, which ends them: no half-imported
+    worker prints a traceback. This process gets a Ctrl-C that came meanwhile as the block
+    ends (ignoring the signal instead would lose it). A no-op outside the main thread."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def run_units(
@@ -292,7 +309,8 @@ def run_units(
 ) -> Iterator[MethodRun]:
     """Every method's run: in this process, each as it is done, or spread over `workers`
     processes that each get an equal share of the threads (small models use many threads
-    poorly), a unit's runs as the unit is done."""
+    poorly), a unit's runs as the unit is done. Ctrl-C or an error at any moment ends the
+    workers at once; so does this process's death (end_with_parent)."""
     if workers == 1:
         for seed, methods in units:
             setting = build_setting(config, seed, workdir, start)
@@ -302,19 +320,20 @@ def run_units(
     quiet = replace(config, progress=False)  # one bar here instead of one per worker
     spawn = multiprocessing.get_context("spawn")  # fork is unsafe once torch has threads
     others = set(multiprocessing.active_children())
-    with ProcessPoolExecutor(workers, spawn, _start_worker, (start, threads)) as pool:
-        with children_ignore_ctrl_c():  # the workers start as the units are submitted
-            futures = [pool.submit(_run_in_worker, quiet, *unit, workdir) for unit in units]
-        pool_processes = set(multiprocessing.active_children()) - others
+    initargs = (start, threads, os.getpid())
+    with ProcessPoolExecutor(workers, spawn, _start_worker, initargs) as pool:
         bar = progress_bar(
-            total=len(futures), desc="compare", unit="unit", disable=not config.progress
+            total=len(units), desc="compare", unit="unit", disable=not config.progress
         )
         try:
+            with ctrl_c_held_back():  # the workers start as the units are submitted
+                futures = [pool.submit(_run_in_worker, quiet, *unit, workdir) for unit in units]
             for future in as_completed(futures):
                 bar.update()
                 yield from future.result()
-        except BaseException:  # an error, or Ctrl-C here: the other units stop now
-            for process in pool_processes:
+        except BaseException:  # an error, or Ctrl-C: the other units stop now
+            # (else leaving the pool would wait for every unit to finish)
+            for process in set(multiprocessing.active_children()) - others:
                 process.terminate()
             raise
         finally:

@@ -1,0 +1,104 @@
+"""A parallel `compare` ends whole, whatever ends it: Ctrl-C at any moment, or its main
+process killed outright. No worker outlives its run, and no test leaves one behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import processes_left, session_processes
+
+SEEDS, METHODS = 2, ["baseline", "bidirectional"]
+RUNS = SEEDS * len(METHODS)  # method runs, each one summary line; 4 units on 2 workers
+
+
+@pytest.fixture(scope="module")
+def reader_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("reader-cache")  # the tiny reader, trained by the first run
+
+
+def compare_command(out: Path, cache: Path, steps: int) -> list[str]:
+    args = ["--seeds", str(SEEDS), "--workers", "2", "--world.facts-per-group", "4"]
+    args += ["--train.steps", str(steps), "--methods", ",".join(METHODS), "--no-progress"]
+    args += ["--remedies.reading-documents", "40", "--reader.documents", "20"]
+    args += ["--reader.train.steps", "2", "--reader.cache-dir", str(cache)]
+    return [sys.executable, "-m", "revcurse.cli", "compare", "--output-dir", str(out), *args]
+
+
+def read_until(process: subprocess.Popen, done, what: str) -> list[str]:
+    """Its stderr lines up to the first for which `done(lines so far)` holds."""
+    lines: list[str] = []
+    deadline = time.monotonic() + 180
+    while not lines or not done(lines):
+        line = process.stderr.readline()
+        assert line or process.poll() is None, f"compare ended before {what}: {lines}"
+        assert time.monotonic() < deadline, f"no {what} in 180 s: {lines}"
+        lines.append(line)
+    return lines
+
+
+def summaries(lines: list[str]) -> int:
+    """How many method runs have finished: "  seed 0 baseline  p2d same 0.95, ..." lines."""
+    return sum(bool(re.match(r"\s+seed \d+ \w", line)) for line in lines)
+
+
+# Moments of a parallel compare, each a condition on its stderr so far, and a pause after it
+MOMENTS = {
+    # the main process alone: worlds built, no worker yet
+    "before the workers": (lambda lines: "seed 0:" in lines[-1], 0.0),
+    # the workers are being started and import torch and revcurse
+    "as the workers start": (lambda lines: "worker processes" in lines[-1], 0.0),
+    "while they import": (lambda lines: "worker processes" in lines[-1], 2.0),
+    # one unit done, the others training or evaluating
+    "while they train (a summary)": (lambda lines: summaries(lines) == 1, 0.0),
+    # every unit done: the table, charts and results being written
+    "while results are written (every summary)": (lambda lines: summaries(lines) == RUNS, 0.0),
+}
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_ctrl_c_ends_a_parallel_compare_at_any_moment(
+    tmp_path, reader_cache, start_command, moment
+):
+    """Ctrl-C reaches the whole process group, as a terminal sends it: every process of the
+    run ends within 5 s, with no traceback and no run folder left."""
+    out = tmp_path / "run"
+    steps = 60 if "summary" in moment else 100_000  # the last two: units that finish
+    compare = start_command(
+        compare_command(out, reader_cache, steps), stderr=subprocess.PIPE, text=True
+    )
+    done, pause = MOMENTS[moment]
+    read_until(compare, done, moment)
+    time.sleep(pause)
+    os.killpg(compare.pid, signal.SIGINT)
+    sent = time.monotonic()
+    _, stderr = compare.communicate(timeout=30)
+    assert processes_left(compare.pid, 5 - (time.monotonic() - sent)) == []
+    assert compare.returncode == 130, stderr
+    assert "Traceback" not in stderr, stderr
+    assert not out.exists() and not list(tmp_path.glob(".run*"))
+
+
+def test_workers_end_when_the_main_process_is_killed(tmp_path, reader_cache, start_command):
+    """`kill -9` of the main process (or the kernel's out-of-memory kill) runs no clean-up;
+    its workers notice that their parent is gone and end within seconds."""
+    compare = start_command(
+        compare_command(tmp_path / "run", reader_cache, 100_000),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    read_until(compare, lambda lines: "worker processes" in lines[-1], "workers")
+    deadline = time.monotonic() + 60
+    while len(session_processes(compare.pid)) < 4:  # main, 2 workers, the resource tracker
+        assert time.monotonic() < deadline, "the workers never started"
+        time.sleep(0.1)
+    time.sleep(5)  # the workers are past their imports, training
+    compare.kill()
+    compare.wait()
+    assert processes_left(compare.pid, 10) == []
