@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -24,9 +25,11 @@ from revcurse.remedies.rome import (
     subject_of,
 )
 from revcurse.remedies.self_distill import (
+    SelfDistillConfig,
     first_sentence,
     kl_objective,
     questions,
+    student_corpus,
     teach,
     teacher_logprobs,
 )
@@ -190,6 +193,28 @@ def test_teacher_uses_no_ground_truth(setting, monkeypatch):
         p.prompt.endswith(q.prompt) and p.prompt != q.prompt
         for p, q in zip(posed, asked, strict=True)
     )
+
+
+def test_student_corpus_repeats_answers_to_their_share_and_keeps_the_untouched_ones(setting):
+    """share: the answers make about that part of the student's corpus; keep: the baseline's
+    own answers to the untouched facts' training questions join it (no test question)."""
+    treated, _ = split_one_way(setting)
+    answers = questions(setting, treated)[:10]
+    assert student_corpus(setting, answers) == answers  # appended once
+    config = SelfDistillConfig(share=0.5, keep=True)
+    varied = dataclasses.replace(
+        setting, remedies=dataclasses.replace(setting.remedies, self_distill=config)
+    )
+    varied.__dict__["base"] = setting.base  # the same baseline, not trained again
+    extra = student_corpus(varied, answers)
+    repeated = [e for e in extra if e in answers]
+    assert len(repeated) % len(answers) == 0
+    assert len(repeated) == pytest.approx(len(setting.corpus()), rel=0.1)
+    own = extra[len(repeated) :]
+    assert own and all(e.fact not in treated for e in own)
+    training = {(e.fact, e.prompt) for e in questions(setting, range(len(setting.facts)))}
+    assert all((e.fact, e.prompt) in training for e in own)
+    assert all(hits(setting.causal_lm(setting.base[0]), own))  # its own answers, as it gives them
 
 
 def test_delta_rule_edit_changes_only_its_layers_and_solves_its_least_squares(setting):

@@ -401,3 +401,36 @@ def test_bad_worker_count_is_an_error(tmp_path):
     )
     assert result.exit_code == 2 and "--workers: must be 0 (auto) or more, got -1" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_a_cached_baseline_is_trained_once_and_loaded_after(tmp_path):
+    """--cache: the second run with the same world, training and seed loads the first run's
+    baseline (same rows, a fraction of the time, marked cached with the original time); a
+    changed option that matters trains another."""
+
+    def run(name: str, steps: int) -> dict:
+        config = CompareConfig(
+            world=WorldConfig(facts_per_group=4),
+            methods="baseline,in_context",
+            seeds=1,
+            progress=False,
+            output_dir=tmp_path / name,
+            cache=True,
+            cache_dir=tmp_path / "baselines",
+        )
+        config.remedies.reading_documents = 40
+        config.train = TrainConfig(steps=steps, batch_size=16)
+        config.reader = ReaderConfig(documents=20, train=TrainConfig(steps=2), cache_dir=tmp_path)
+        return json.loads((run_compare(config) / "results.json").read_text())
+
+    first, second = run("first", 60), run("second", 60)
+    [trained, loaded] = [r["costs"][0] for r in (first, second)]
+    assert trained["cached_seconds"] is None
+    assert loaded["cached_seconds"] == trained["train_seconds"]
+    assert loaded["train_seconds"] <= 0.05 * trained["train_seconds"]
+    assert loaded["train_flops"] == trained["train_flops"]
+    assert first["seed_rows"] == second["seed_rows"]
+    assert "(cached; trained in" in (tmp_path / "second" / "report.md").read_text()
+    assert len(list((tmp_path / "baselines").iterdir())) == 1
+    run("other", 61)  # one more step: another baseline
+    assert len(list((tmp_path / "baselines").iterdir())) == 2

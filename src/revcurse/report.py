@@ -9,7 +9,7 @@ matplotlib is imported by the chart alone (results.pyplot), so importing this st
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from revcurse.facts import ONE_WAY
@@ -98,6 +98,7 @@ def summarize_costs(costs: list[dict], rows: list[dict]) -> list[dict]:
                 "method": method,
                 "train_steps": statistics.fmean(c.get("train_steps", 0) for c in runs),
                 "train_seconds": statistics.fmean(c["train_seconds"] for c in runs),
+                "cached_seconds": _mean_if_all(c.get("cached_seconds") for c in runs),
                 "train_flops": statistics.fmean(c["train_flops"] for c in runs),
                 "wall_seconds": statistics.fmean(c["wall_seconds"] for c in runs),
                 "same": one_way(rows, method, "same"),
@@ -113,6 +114,12 @@ def summarize_costs(costs: list[dict], rows: list[dict]) -> list[dict]:
     return out
 
 
+def _mean_if_all(values: Iterable[float | None]) -> float | None:
+    """The mean, where every value is there (every seed's model was loaded from the cache)."""
+    values = list(values)
+    return None if None in values else statistics.fmean(values)  # type: ignore[arg-type]
+
+
 def cost_table(costs: Sequence[dict]) -> list[str]:
     """Markdown lines: each method's cost (mean steps, training time and FLOPs, FLOPs
     relative to the reference method, wall time) and the one-way exact match it bought."""
@@ -120,13 +127,18 @@ def cost_table(costs: Sequence[dict]) -> list[str]:
     def number(value: float | None, form: str) -> str:
         return "-" if value is None else format(value, form)
 
+    def seconds(cost: dict) -> str:
+        if cost.get("cached_seconds") is None:
+            return f"{cost['train_seconds']:.1f}"
+        return f"{cost['train_seconds']:.1f} (cached; trained in {cost['cached_seconds']:.1f})"
+
     reference = costs[0]["reference"] if costs else "baseline"
     return [
         f"| method | steps | train seconds | train FLOPs | FLOPs / {reference} | "
         "one-way same | one-way reverse | wall seconds |",
         "|---|---|---|---|---|---|---|---|",
         *(
-            f"| {c['method']} | {c['train_steps']:.0f} | {c['train_seconds']:.1f} | "
+            f"| {c['method']} | {c['train_steps']:.0f} | {seconds(c)} | "
             f"{c['train_flops']:.2e} | {number(c['flops_ratio'], '.2f')} | "
             f"{number(c['same'], '.2f')} | {number(c['reverse'], '.2f')} | "
             f"{c['wall_seconds']:.1f} |"

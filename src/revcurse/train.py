@@ -183,6 +183,9 @@ class TrainResult:
     seconds: float
     flops: float  # 6 x parameters x tokens (forward + backward; Kaplan et al. 2020)
     curve: list[tuple[int, float]] = field(default_factory=list)  # Plateau's measurements
+    # Loaded from the cache (revcurse.trained): the seconds its training took when it was
+    # trained; `seconds` is then the time it took to load
+    cached_seconds: float | None = None
 
 
 LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from rich.console import Console
 
-from revcurse.config import choice
+from revcurse.config import CACHE, choice
 from revcurse.context import reading_documents
 from revcurse.evaluate import EvalConfig, evaluate
 from revcurse.facts import expand
@@ -66,6 +66,7 @@ class RemedyRun:
         "train.batch_size": 8,
         "train.warmup_steps": 5,
         "train.group_by_length": True,  # a third of a random batch of 8 is padding
+        "cache": True,  # a baseline takes minutes: every later run on the same facts loads it
         "eval.batch_size": 32,
         "eval.max_candidates": 10,
         "eval.shots": 3,
@@ -109,6 +110,10 @@ class RemedyRun:
     remedies: RemedyConfig = field(default_factory=RemedyConfig)
     reader: ReaderConfig = field(default_factory=ReaderConfig)  # tiny: learns to read first
     seed: int = 0  # the (first) seed: data order, and the generated world if no facts are given
+    # Keep the baseline in cache_dir, under a hash of its start weights, corpus, training
+    # options and seed; a later run that asks for the same loads it (--no-cache: train anew)
+    cache: bool = False
+    cache_dir: Path = CACHE / "baselines"  # kept baselines (SmolLM2: 0.5 GiB each)
 
     def __post_init__(self) -> None:
         check_model_option(self.model)
@@ -185,6 +190,7 @@ def build_setting(
         chat_template=config.chat_template,
         budget=config.budget,
         converge=config.converge,
+        cache_dir=config.cache_dir if config.cache else None,
     )
 
 
@@ -221,6 +227,8 @@ def run_methods(setting: Setting, methods: Sequence[str]) -> Iterator[MethodRun]
             "train_flops": treatment.cost.flops,
             "train_steps": len(treatment.cost.losses),
             "train_curve": treatment.cost.curve,  # --budget converged: (step, exact match)
+            # its (start) model was loaded from the cache: what training it took then
+            "cached_seconds": treatment.cost.cached_seconds,
             "final_loss": treatment.cost.losses[-1],
             "wall_seconds": seconds,
         }

@@ -32,16 +32,16 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from revcurse.config import check
+from revcurse.config import check, choice
 from revcurse.context import posed_in_context
-from revcurse.evaluate import EvalConfig, answer_tokens, starts_with
+from revcurse.evaluate import EvalConfig, answer_tokens, answers, starts_with
 from revcurse.facts import Example, phrasings
 from revcurse.lm.batching import IGNORE, Collate, collate, encode
 from revcurse.lm.causal import generate
 from revcurse.remedies.setting import Setting, Treatment, plus
 from revcurse.remedies.targets import OTHER_DIRECTION, split_one_way, treated_result
-from revcurse.stats import proportion_row
-from revcurse.train import LossFn
+from revcurse.stats import proportion_row, row
+from revcurse.train import FINETUNE_MODES, LossFn
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -54,6 +54,14 @@ class SelfDistillConfig:
     temperature: float = 1.0  # the teacher's sampling temperature
     # With the cosine decay, 300 steps: reverse 1.00 on held-out phrasings (seed 0)
     steps: int = 300  # closed-book steps on its answers (+ replay)
+    lr: float = 0.0  # the student's rate; 0: the baseline's (--train.lr)
+    finetune: str = "same"  # the student: same (as --train.finetune), full or lora
+    # The base corpus outnumbers the answers: appended once, a SmolLM2 student of 60 steps of
+    # 8 saw each answer about once. A share repeats them to about that part of its corpus
+    share: float = 0.0  # the answers' share of the student's corpus; 0: appended once
+    # Locality: the student also trains on the baseline's own closed-book answers to the
+    # untouched facts' training questions (never a test question), right or wrong
+    keep: bool = False  # train on what it should not change too
 
     def __post_init__(self) -> None:
         check(self.samples >= 1, "samples", f"must be at least 1, got {self.samples}")
@@ -64,6 +72,9 @@ class SelfDistillConfig:
         )
         check(self.temperature > 0, "temperature", f"must be positive, got {self.temperature}")
         check(self.steps >= 1, "steps", f"must be at least 1, got {self.steps}")
+        check(self.lr >= 0, "lr", f"must be 0 (the baseline's) or positive, got {self.lr}")
+        choice(self.finetune, "finetune", ("same", *FINETUNE_MODES[1:]))
+        check(0 <= self.share < 1, "share", f"must be in [0, 1), got {self.share}")
 
 
 def first_sentence(text: str) -> str:
@@ -150,11 +161,11 @@ def kl_objective(
         n, width = batch["input_ids"].shape
         target = torch.zeros(n, width - 1, vocabulary)
         distilled = torch.zeros(n, dtype=torch.bool)
-        for row, (ids, labels) in enumerate(features):
+        for i, (ids, labels) in enumerate(features):
             if (logprobs := teacher.get(tuple(ids))) is not None:
                 positions = (torch.tensor(labels[1:]) != IGNORE).nonzero().squeeze(-1)
-                target[row, positions] = logprobs
-                distilled[row] = True
+                target[i, positions] = logprobs
+                distilled[i] = True
         return {**batch, "teacher": target, "distilled": distilled}
 
     def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -171,28 +182,83 @@ def kl_objective(
     return collate_fn, loss_fn
 
 
-def distill(setting: Setting, method: str, kl: bool) -> Treatment:
-    base_model, base_cost = setting.base
-    treated = split_one_way(setting)[0]
-    asked = questions(setting, treated)
+@dataclass
+class Lesson:
+    """What the teacher wrote: the questions, as posed with their fact in context, and its
+    self-consistent answer to each (None: it did not agree with itself)."""
 
+    asked: list[Example]
+    posed: list[Example]
+    answered: list[Example | None]
+    seconds: float  # generation time
+
+    @property
+    def distilled(self) -> list[Example]:
+        return [a for a in self.answered if a is not None]
+
+
+def lesson(setting: Setting) -> Lesson:
+    """The baseline model, reading each treated fact, answers its training questions."""
     start = time.perf_counter()
-    posed, answered = teach(setting, base_model, asked)
-    distilled = [a for a in answered if a is not None]
+    asked = questions(setting, split_one_way(setting)[0])
+    posed, answered = teach(setting, setting.base[0], asked)
+    return Lesson(asked, posed, answered, time.perf_counter() - start)
+
+
+def own_answers(setting: Setting, fact_ids: list[int]) -> list[Example]:
+    """The baseline's greedy closed-book answers to these facts' training questions."""
+    asked = questions(setting, fact_ids)
+    said = answers(
+        setting.causal_lm(setting.base[0], progress=False), setting.ask(asked), EvalConfig()
+    )
+    return [
+        replace(e, completion=" " + first_sentence(out).strip())
+        for e, out in zip(asked, said, strict=True)
+        if first_sentence(out).strip()
+    ]
+
+
+def student_corpus(setting: Setting, distilled: list[Example]) -> list[Example]:
+    """The student's additions to the base corpus: its answers, repeated to about `share` of
+    the corpus, and with `keep` its own answers about the untouched facts."""
+    config = setting.remedies.self_distill
+    repeats = 1
+    if config.share and distilled:
+        base = len(setting.corpus())
+        repeats = max(1, round(config.share / (1 - config.share) * base / len(distilled)))
+    extra = distilled * repeats
+    if config.keep:
+        treated = set(split_one_way(setting)[0])
+        extra += own_answers(setting, [i for i in range(len(setting.facts)) if i not in treated])
+    return extra
+
+
+def study(setting: Setting, taught: Lesson, method: str, kl: bool) -> Treatment:
+    """The student: a copy of the baseline trained closed book on the lesson's answers (and
+    the base corpus), scored as every weight remedy is (revcurse.remedies.targets)."""
+    base_model, base_cost = setting.base
+    config = setting.remedies.self_distill
+    start = time.perf_counter()
     collate_fn, loss_fn = None, None
-    if kl and distilled:
-        kept = [p for p, a in zip(posed, answered, strict=True) if a is not None]
+    if kl and taught.distilled:
+        kept = [p for p, a in zip(taught.posed, taught.answered, strict=True) if a is not None]
         teacher = teacher_logprobs(
-            base_model, setting.tokenizer, setting.pose(kept), setting.ask(distilled)
+            base_model, setting.tokenizer, setting.pose(kept), setting.ask(taught.distilled)
         )
         collate_fn, loss_fn = kl_objective(setting.tokenizer, teacher)
-    teaching = time.perf_counter() - start
-
+    extra = student_corpus(setting, taught.distilled)
+    preparing = time.perf_counter() - start
+    budget = replace(
+        setting.train,
+        steps=config.steps,
+        lr=config.lr or setting.train.lr,
+        finetune=setting.train.finetune if config.finetune == "same" else config.finetune,
+    )
     student, cost = setting.train_model(
-        extra=distilled,
+        extra=extra,
         model=copy.deepcopy(base_model),
         collate_fn=collate_fn,
-        steps=setting.remedies.self_distill.steps,
+        budget=budget,
         loss_fn=loss_fn,
     )
     rows = []
@@ -200,14 +266,20 @@ def distill(setting: Setting, method: str, kl: bool) -> Treatment:
         for direction in ("same", "reverse"):
             judged = [
                 starts_with(a.completion, q.completion)
-                for q, a in zip(asked, answered, strict=True)
+                for q, a in zip(taught.asked, taught.answered, strict=True)
                 if a is not None and q.group == group and q.sense == direction
             ]
             if judged:
                 rows.append(proportion_row(method, group, direction, "teacher_accuracy", judged))
-    agreed = [a is not None for a in answered]
+    agreed = [a is not None for a in taught.answered]
     rows.append(proportion_row(method, "treated", "all", "teacher_agreed", agreed))
-    return treated_result(method, setting, student, plus(base_cost, cost, teaching), rows)
+    rows.append(row(method, "treated", "all", "student_examples", len(extra), len(extra), None))
+    spent = plus(base_cost, cost, taught.seconds + preparing)
+    return treated_result(method, setting, student, spent, rows)
+
+
+def distill(setting: Setting, method: str, kl: bool) -> Treatment:
+    return study(setting, lesson(setting), method, kl)
 
 
 def apply(setting: Setting) -> Treatment:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +32,7 @@ from revcurse.lm.causal import CausalLM, LanguageModel
 from revcurse.lm.chat import chat_formatted
 from revcurse.lm.tiny import TinyModelConfig
 from revcurse.train import ConvergeConfig, LossFn, Plateau, TrainConfig, TrainResult, train
+from revcurse.trained import fingerprint, trained_once
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -68,23 +69,48 @@ class Setting:
     # edit's locality and perplexity drift compare against them (revcurse.remedies.targets)
     base_said: dict[tuple[str, ...], list[str]] = field(default_factory=dict, repr=False)
     base_nll: list[float] = field(default_factory=list, repr=False)
+    cache_dir: Path | None = None  # where the baseline is kept (revcurse.trained); None: not kept
 
     def train_model(
         self,
         extra: list[Example] | None = None,
         model: PreTrainedModel | None = None,
         collate_fn: Collate | None = None,
-        steps: int | None = None,
+        budget: TrainConfig | None = None,
         loss_fn: LossFn | None = None,
         lm_of: Callable[[PreTrainedModel], LanguageModel] | None = None,
         reading: bool = True,
     ) -> tuple[PreTrainedModel, TrainResult]:
         """A copy of `start`, or `model`, trained on the base corpus plus `extra` (without
-        the reading documents if not `reading`) for the budget's steps, or `steps`. Under
-        the converged budget (and no `steps`), until the trained direction's exact match,
+        the reading documents if not `reading`) as --train says, or as `budget` does. Under
+        the converged budget (and no `budget`), until the trained direction's exact match,
         asked through `lm_of(model)` (default: causal_lm), stops improving."""
         if model is None:
             model = copy.deepcopy(self.start)
+        corpus = self.corpus(extra, reading)
+        plateau = None
+        if self.budget == "converged" and budget is None:
+            budget = replace(self.train, steps=self.converge.max_steps)
+            quiet = lm_of or (lambda m: self.causal_lm(m, progress=False))  # under train's bar
+            # never less than the matched budget, unless every answer is right before
+            plateau = Plateau(self.trained_direction_score(quiet), self.converge, self.train.steps)
+        result = train(
+            model,
+            self.tokenizer,
+            corpus,
+            budget or self.train,
+            self.seed,
+            self.progress,
+            collate_fn,
+            pretrained=self.pretrained,
+            loss_fn=loss_fn,
+            plateau=plateau,
+        )
+        return model, result
+
+    def corpus(self, extra: list[Example] | None = None, reading: bool = True) -> list[Example]:
+        """The base corpus (the facts' training text, the reading documents) plus `extra`,
+        as train_model trains on it."""
         corpus = self.ask([*self.train_examples, *(extra or [])])
         share = self.remedies.reading_share if reading else 0.0
         if share > 0:
@@ -95,25 +121,7 @@ class Setting:
             # `share` of the corpus.
             repeats = round(len(self.reading) * (1 - share) / share / len(corpus))
             corpus = corpus * max(1, repeats) + self.reading
-        budget, plateau = replace(self.train, steps=steps or self.train.steps), None
-        if self.budget == "converged" and steps is None:
-            budget = replace(self.train, steps=self.converge.max_steps)
-            quiet = lm_of or (lambda m: self.causal_lm(m, progress=False))  # under train's bar
-            # never less than the matched budget, unless every answer is right before
-            plateau = Plateau(self.trained_direction_score(quiet), self.converge, self.train.steps)
-        result = train(
-            model,
-            self.tokenizer,
-            corpus,
-            budget,
-            self.seed,
-            self.progress,
-            collate_fn,
-            pretrained=self.pretrained,
-            loss_fn=loss_fn,
-            plateau=plateau,
-        )
-        return model, result
+        return corpus
 
     def trained_direction_score(
         self, lm_of: Callable[[PreTrainedModel], LanguageModel]
@@ -158,7 +166,21 @@ class Setting:
 
     @cached_property
     def base(self) -> tuple[PreTrainedModel, TrainResult]:
-        return self.train_model()
+        """The baseline: the start trained on the base corpus; with `cache_dir`, trained
+        once for this start, corpus, budget and seed, and loaded by every later run."""
+        folder = None
+        if self.cache_dir is not None:
+            determines: list[object] = [
+                [(e.prompt, e.completion) for e in self.corpus()],
+                sorted(self.tokenizer.get_vocab().items()),
+                asdict(self.train),
+                self.seed,
+                self.pretrained,
+            ]
+            if self.budget == "converged":  # Plateau asks questions: how, and when to stop
+                determines += [asdict(self.converge), asdict(self.eval)]
+            folder = self.cache_dir / fingerprint(self.start, *determines)
+        return trained_once(folder, self.start, self.train_model)
 
 
 @dataclass
@@ -179,4 +201,5 @@ def plus(first: TrainResult, then: TrainResult | None = None, seconds: float = 0
         first.tokens + then.tokens,
         first.seconds + then.seconds + seconds,
         first.flops + then.flops,
+        cached_seconds=first.cached_seconds,  # `first` was loaded: what its training took
     )

@@ -1,0 +1,157 @@
+"""Self-distillation's knobs on a pretrained model: what bakes a fact's reverse into the
+weights, and what it costs the rest of the model.
+
+    .venv/bin/python scripts/sweep_distill.py                  # smollm2-135m, ~5 min a setting
+    .venv/bin/python scripts/sweep_distill.py --settings "steps=200 share=0.5" "kl=1 steps=200"
+    .venv/bin/python scripts/sweep_distill.py --readme         # the README's sweep-distill block
+
+One seed's world (30 facts a group) with `revcurse compare`'s defaults for the model. The
+baseline is trained once and kept (revcurse.trained); the teacher (the baseline reading
+each treated fact after worked examples) writes its answers once per teacher setting. A
+setting is `KEY=VALUE ...` over --remedies.self-distill.* (samples, agree, temperature,
+steps, lr, finetune, share, keep; the others as compare's defaults), and `kl=1` for
+self_distill_kl. Each setting's measurements go to the results file as soon as they are
+made (default runs/sweep-distill-MODEL.jsonl); a setting already there is skipped, so a run
+that was stopped continues where it was. Prints, per setting, the treated facts' reverse on
+held-out phrasings (generalization) and on the trained ones (reliability), their trained
+direction (kept), the untouched controls' reverse, locality, perplexity drift, the
+student's examples and the seconds it took.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from revcurse.config import default_values, from_dict
+from revcurse.recipes.compare import CompareConfig
+from revcurse.recipes.compare_units import build_setting, starting_point
+from revcurse.remedies.self_distill import Lesson, lesson, study
+
+# The recipe compare uses, then one knob at a time: how many steps and how much of the
+# corpus the answers are; the student's rate and adapters; keeping the rest; KL
+SETTINGS = [
+    "",
+    "share=0.5",
+    "steps=200 share=0.5",
+    "steps=200 share=0.5 keep=1",
+    "steps=200 share=0.5 lr=1e-4 keep=1",
+    "steps=200 share=0.5 finetune=lora lr=1e-3 keep=1",
+    "steps=200 share=0.5 finetune=lora lr=3e-4 keep=1",
+    "steps=400 share=0.5 lr=1e-4 keep=1",
+    "steps=200 share=0.3 keep=1",
+    "steps=200 share=0.5 keep=1 kl=1",
+    "steps=200 share=0.5 keep=1 samples=5 agree=3 temperature=0.7",
+    "steps=200 share=0.5 keep=1 samples=1 agree=1 temperature=0.01",
+]
+TEACHER = ("samples", "agree", "temperature")  # what the teacher's answers depend on
+COLUMNS = [  # (metric, group, header)
+    ("generalization", "p2d", "gen p2d"),
+    ("generalization", "d2p", "gen d2p"),
+    ("reliability", "p2d", "rel p2d"),
+    ("reliability", "d2p", "rel d2p"),
+    ("kept", "p2d", "kept p2d"),
+    ("kept", "d2p", "kept d2p"),
+    ("control_exact_match", "p2d", "ctrl p2d"),
+    ("control_exact_match", "d2p", "ctrl d2p"),
+    ("locality", "untouched", "locality"),
+    ("ppl_drift", "generic", "ppl drift"),
+    ("student_examples", "treated", "examples"),
+]
+
+
+def parse(setting: str) -> tuple[dict[str, str], bool]:
+    """'KEY=VALUE ...' as self_distill options, and whether it is the KL form."""
+    options = dict(word.split("=", 1) for word in setting.split())
+    kl = options.pop("kl", "0") == "1"
+    return options, kl
+
+
+def sweep_config(model: str, setting: str) -> CompareConfig:
+    """compare's config for `model` with the setting's self_distill options (checked)."""
+    values = default_values(CompareConfig, model)
+    values.update(model=model, seeds=1, progress=False, methods="baseline,self_distill")
+    options, _ = parse(setting)
+    known = values["remedies"]["self_distill"]
+    for key, value in options.items():
+        if key not in known:
+            raise SystemExit(f"{setting!r}: unknown option {key} (known: kl, {', '.join(known)})")
+        kind = type(known[key])
+        known[key] = value == "1" if kind is bool else kind(value)
+    return from_dict(CompareConfig, values)
+
+
+def line(name: str, rows: list[dict], seconds: float) -> str:
+    values = {(r["metric"], r["group"]): r["value"] for r in rows}
+    cells = [values.get((metric, group)) for metric, group, _ in COLUMNS]
+    text = "  ".join("-".rjust(8) if v is None else f"{v:>8.2f}" for v in cells)
+    return f"{name or '(compare)':<58} {text}  {seconds:>6.0f}"
+
+
+def header() -> str:
+    names = "  ".join(h.rjust(8) for _, _, h in COLUMNS)
+    return f"{'setting (--remedies.self-distill.*)':<58} {names}  {'seconds':>6}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="smollm2-135m", help="a pretrained --model")
+    parser.add_argument("--settings", nargs="+", default=SETTINGS, help="'KEY=VALUE ...'")
+    parser.add_argument("--results", type=Path, help="default runs/sweep-distill-MODEL.jsonl")
+    parser.add_argument(
+        "--readme",
+        nargs="?",
+        const="sweep-distill",
+        help="write the results file's table into this README block instead of running",
+    )
+    args = parser.parse_args()
+    results = args.results or Path("runs") / f"sweep-distill-{args.model}.jsonl"
+    done = {}
+    if results.exists():
+        for text in results.read_text(encoding="utf-8").splitlines():
+            record = json.loads(text)
+            done[record["setting"]] = record
+    if args.readme:
+        from update_readme import replace_block
+
+        command = f"$ .venv/bin/python scripts/sweep_distill.py --model {args.model}"
+        lines = [line(s, done[s]["rows"], done[s]["seconds"]) for s in args.settings if s in done]
+        replace_block(args.readme, "\n".join(["```", command, header(), *lines, "```"]))
+        print(f"README.md: {args.readme} block, {len(lines)} settings")
+        return
+    configs = {s: sweep_config(args.model, s) for s in args.settings}  # bad ones fail first
+    print(header(), flush=True)
+    for setting in args.settings:
+        if setting in done:
+            print(line(setting, done[setting]["rows"], done[setting]["seconds"]), flush=True)
+    todo = [s for s in args.settings if s not in done]
+    if not todo:
+        return
+    first = configs[todo[0]]
+    workdir = results.parent / f"sweep-distill-{args.model}-work"
+    # one world and baseline for all: a setting changes only --remedies.self-distill.*, and
+    # the baseline's own answers (locality's reference) are asked once
+    scene = build_setting(first, first.seed, workdir, starting_point(first))
+    lessons: dict[tuple, Lesson] = {}
+    for setting in todo:
+        config = configs[setting]
+        scene.remedies = config.remedies
+        began = time.perf_counter()
+        teacher = tuple(getattr(config.remedies.self_distill, k) for k in TEACHER)
+        if teacher not in lessons:
+            lessons[teacher] = lesson(scene)
+        _, kl = parse(setting)
+        method = "self_distill_kl" if kl else "self_distill"
+        treatment = study(scene, lessons[teacher], method, kl)
+        seconds = time.perf_counter() - began
+        results.parent.mkdir(parents=True, exist_ok=True)
+        record = {"setting": setting, "rows": treatment.rows, "seconds": seconds}
+        with results.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(record) + "\n")
+        print(line(setting, treatment.rows, seconds), flush=True)
+
+
+if __name__ == "__main__":
+    main()
