@@ -119,10 +119,23 @@ def load_berglund(source: str | Path) -> BerglundData:
     fact_id = {name: i for i, name in enumerate(names_in_order)}
 
     description: dict[str, str] = {}
+    described: dict[str, str] = {}  # casefolded description -> the name it describes first
     for stem in EXAMPLE_FILES:  # training files come first
         for line, name, direction in located[stem]:
             if direction == "a2b" and name not in description:
-                description[name] = line.completion.strip().removesuffix(".")
+                text = line.completion.strip().removesuffix(".").strip()
+                description[name] = text
+                # A fact as revcurse.facts reads it (a run's world/facts.jsonl is read
+                # again): a description of one line, of one fact
+                if not text or any(c in text for c in "\n\r\x00"):
+                    msg = (
+                        f"no one-line description of {name}: the completion is {line.completion!r}"
+                    )
+                elif (first := described.setdefault(text.casefold(), name)) != name:
+                    msg = f"{name} is described as {first} is: {text!r}"
+                else:
+                    continue
+                problems.append(Problem(line.path, line.number, msg))
     for name in names_in_order:
         if name not in description:
             path = root / f"{group_of[name]}_prompts_train.jsonl"

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,7 +104,8 @@ class KnowledgeBase:
             if create:
                 self.db.executescript(SCHEMA)
             tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master")}
-        except sqlite3.DatabaseError as error:  # not SQLite at all, or unreadable
+        # Not SQLite at all, or unreadable; a table name that is not UTF-8: damaged
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as error:
             raise ValueError(f"{self.path}: not a knowledge base ({error})") from None
         if not {"facts", "facts_fts"} <= tables:
             self.db.close()
@@ -112,6 +114,15 @@ class KnowledgeBase:
 
     def close(self) -> None:
         self.db.close()
+
+    @contextmanager
+    def _using(self) -> Iterator[None]:
+        """A file that opened as a knowledge base may still be damaged, or another program's
+        tables under the same names: SQLite says so only when they are read."""
+        try:
+            yield
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as error:
+            raise ValueError(f"{self.path}: cannot use the knowledge base ({error})") from None
 
     def __enter__(self) -> KnowledgeBase:
         return self
@@ -126,14 +137,15 @@ class KnowledgeBase:
         return self._embedder
 
     def __len__(self) -> int:
-        return self.db.execute("SELECT count(*) FROM facts").fetchone()[0]
+        with self._using():
+            return self.db.execute("SELECT count(*) FROM facts").fetchone()[0]
 
     def add(self, facts: Sequence[Fact], embed: bool = False) -> int:
         """Insert facts (duplicates of stored ones are skipped) in one transaction: all or
         nothing. Returns how many were new."""
         vectors = self._embed([f"{f.a} is {f.b}." for f in facts]) if embed else None
         added = 0
-        with self.db:  # commits on success, rolls back on any error
+        with self._using(), self.db:  # commits on success, rolls back on any error
             for i, fact in enumerate(facts):
                 blob = vectors[i].tobytes() if vectors is not None else None
                 added += self.db.execute(
@@ -149,6 +161,10 @@ class KnowledgeBase:
     def query(self, text: str, k: int = 3, retriever: str = "bm25") -> list[Hit]:
         if k < 1:
             raise ValueError(f"--k: must be at least 1, got {k}")
+        with self._using():
+            return self._query(text, k, retriever)
+
+    def _query(self, text: str, k: int, retriever: str) -> list[Hit]:
         if retriever == "bm25":
             match = _fts_query(text)
             if not match:
@@ -171,8 +187,15 @@ class KnowledgeBase:
                 )
             if not rows:
                 return []
+            question = self._embed([text])[0]
+            for _, a, _, blob in rows:  # a damaged file, or one embedded by another model
+                if not isinstance(blob, bytes) or len(blob) != question.nbytes:
+                    raise ValueError(
+                        f"{self.path}: cannot use the knowledge base (the embedding stored "
+                        f"for {a!r} is not {question.size} float32 numbers)"
+                    )
             matrix = np.stack([np.frombuffer(r[3], dtype=np.float32) for r in rows])
-            scores = matrix @ self._embed([text])[0]
+            scores = matrix @ question
             best = np.argsort(-scores, kind="stable")[:k]
             return [Hit(Fact(*rows[i][:3]), float(scores[i])) for i in best]
         raise ValueError(

@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -30,11 +31,9 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return (
-            f"{self.path}:{self.line}: {self.message}"
-            if self.line
-            else f"{self.path}: {self.message}"
-        )
+        # One line, whatever the values quoted in the message hold
+        message = self.message.replace("\r", "\\r").replace("\n", "\\n")
+        return f"{self.path}:{self.line}: {message}" if self.line else f"{self.path}: {message}"
 
 
 SHOWN_PROBLEMS = 10  # a file with hundreds of bad lines is one mistake: show the first few
@@ -114,9 +113,25 @@ def _read_csv(path: Path, lines: list[str]) -> tuple[Records, list[Problem]]:
             records.append((number, dict(zip(header, row, strict=True))))
     except csv.Error as err:  # e.g. a quote left open: the rest cannot be read
         problems.append(Problem(str(path), rows.line_num, f"malformed CSV: {err}"))
-    if header is not None and not records and not problems:
-        problems.append(Problem(str(path), 1, "empty file: a header but no records"))
+    if not records and not problems:  # a header alone, or only blank cells
+        what = "a header but no records" if header else "expected a header and records"
+        problems.append(Problem(str(path), 1, f"empty file: {what}"))
     return records, problems
+
+
+# Python's JSON reader recurses once a level: thousands of open brackets exhaust its stack
+NESTED = "nested too deeply"
+# Half a UTF-16 pair: a JSON escape (\ud800) may hold one, UTF-8 text cannot, so a record
+# that holds one could never be written again
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _not_text(path: Path, number: int, record: dict[str, Any]) -> Problem | None:
+    for key, value in record.items():
+        if _SURROGATE.search(key) or (isinstance(value, str) and _SURROGATE.search(value)):
+            msg = f"field {key!a} holds half a UTF-16 pair (a lone \\ud800-\\udfff escape)"
+            return Problem(str(path), number, msg)
+    return None
 
 
 def _is_array(text: str) -> bool:
@@ -125,7 +140,7 @@ def _is_array(text: str) -> bool:
         return False
     try:
         return isinstance(json.loads(text), list)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return False
 
 
@@ -135,16 +150,22 @@ def _read_array(path: Path, text: str) -> tuple[Records, list[Problem]]:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         return [], [Problem(str(path), err.lineno, f"malformed JSON: {err.msg}")]
+    except RecursionError:
+        return [], [Problem(str(path), 1, f"malformed JSON: {NESTED}")]
     if not isinstance(data, list):
         msg = "expected a JSON array of objects (or JSON Lines: one object a line)"
         return [], [Problem(str(path), 1, msg)]
+    if not data:
+        return [], [Problem(str(path), 1, "empty file: expected at least one record")]
     decoder, records, problems, at = json.JSONDecoder(), [], [], text.index("[") + 1
     for _ in data:  # decode again, element by element, to learn where each one starts
         while text[at] in " \t\r\n,":
             at += 1
         record, end = decoder.raw_decode(text, at)
         number = text.count("\n", 0, at) + 1
-        if isinstance(record, dict):
+        if isinstance(record, dict) and (problem := _not_text(path, number, record)):
+            problems.append(problem)
+        elif isinstance(record, dict):
             records.append((number, record))
         else:
             problems.append(Problem(str(path), number, "expected a JSON object"))
@@ -163,8 +184,14 @@ def _read_jsonl(path: Path, lines: list[str]) -> tuple[Records, list[Problem]]:
         except json.JSONDecodeError as err:
             problems.append(Problem(str(path), number, f"malformed JSON: {err.msg}"))
             continue
+        except RecursionError:
+            problems.append(Problem(str(path), number, f"malformed JSON: {NESTED}"))
+            continue
         if not isinstance(record, dict):
             problems.append(Problem(str(path), number, "expected a JSON object"))
+            continue
+        if problem := _not_text(path, number, record):
+            problems.append(problem)
             continue
         records.append((number, record))
     first = next(line for line in lines if line.strip())

@@ -76,9 +76,12 @@ def check_run_dir(run_dir: Path | None) -> Path:
 def demo_seed(run_dir: Path) -> int | None:
     """The seed in the demo run's config.yaml, None when it does not tell."""
     try:
-        return yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")).get("seed")
-    except (OSError, yaml.YAMLError, AttributeError):  # no or odd config: only a label is lost
+        seed = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")).get("seed")
+    # No or odd config (ValueError: not UTF-8; RecursionError: nested too deeply): only a
+    # label is lost
+    except (OSError, ValueError, RecursionError, yaml.YAMLError, AttributeError):
         return None
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
 
 
 @contextmanager

@@ -67,6 +67,6 @@ def chat_template(model_dir: Path) -> bool:
 
     try:
         saved = yaml.safe_load((model_dir / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+    except (OSError, ValueError, RecursionError, yaml.YAMLError):  # ValueError: not UTF-8
         return False
     return bool(isinstance(saved, dict) and saved.get("chat_template"))

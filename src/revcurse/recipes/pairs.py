@@ -119,7 +119,8 @@ def load_pairs(path: Path) -> list[Pair]:
     problems = []
     pairs: dict[Pair, None] = {}
     for number, record in records:
-        values = [str(record[c] or "").strip() for c in COLUMNS]
+        # A JSON record may lack a column the first one has: reported as empty
+        values = [str(record.get(c) or "").strip() for c in COLUMNS]
         if not all(values):
             empty = [c for c, v in zip(COLUMNS, values, strict=True) if not v]
             problems.append(Problem(str(path), number, f"empty {', '.join(empty)}"))
