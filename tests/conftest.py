@@ -41,6 +41,11 @@ def trained(small_world):
     return model, tokenizer
 
 
+# Seconds a test waits for a process to get somewhere before calling it stuck: far past what
+# a machine busy with other work needs (a test is no timing test), short of CI's limit
+PATIENCE = 900
+
+
 def session_processes(session: int) -> list[int]:
     """The live processes of a session: a command started in a session of its own and every
     process it started, orphans included (an orphan keeps its session). Linux's /proc."""
@@ -53,6 +58,15 @@ def session_processes(session: int) -> list[int]:
         if int(session_id) == session and state != "Z":
             found.append(int(stat.parent.name))
     return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """The processor time a process has used so far (0 once it has ended)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # user + system
 
 
 def processes_left(session: int, seconds: float) -> list[int]:

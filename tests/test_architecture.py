@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import PATIENCE
 from typer.testing import CliRunner
 
 from revcurse.cli import app
@@ -119,7 +120,7 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     """`revcurse ARGS` in a fresh process whose stderr is a pipe, not a terminal."""
     command = [sys.executable, "-c", "from revcurse.cli import main; main()", *args]
     return subprocess.run(
-        command, capture_output=True, text=True, env={**os.environ, **env}, timeout=300
+        command, capture_output=True, text=True, env={**os.environ, **env}, timeout=PATIENCE
     )
 
 

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import PATIENCE
 from typer.testing import CliRunner
 
 from revcurse.cli import app
 from revcurse.lm.tiny import TinyModelConfig, build_tiny_model
+from revcurse.memory import out_of_memory
 from revcurse.results import run_directory
 from revcurse.train import CHECKPOINT, TrainConfig, train
 
@@ -78,7 +80,7 @@ def killed_demo(tmp_path: Path, start_command):
             [*command, *ARGS], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
         )
         try:
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + PATIENCE
             while not list(tmp_path.glob(f".{name}.partial-*/{when}")):
                 assert demo.poll() is None, f"the demo ended before {when} appeared"
                 assert time.monotonic() < deadline, f"no {when} written"
@@ -193,7 +195,7 @@ def test_two_kb_add_processes_at_once_lose_no_fact(tmp_path, start_command):
         )
         for f in ("one.jsonl", "two.jsonl")
     ]
-    outputs = [add.communicate(timeout=120) for add in adds]
+    outputs = [add.communicate(timeout=PATIENCE) for add in adds]
     assert [add.returncode for add in adds] == [0, 0], outputs
     assert sum(int(re.search(r"added (\d+) new", out).group(1)) for out, _ in outputs) == 300
     with sqlite3.connect(db) as check:
@@ -215,3 +217,36 @@ def test_ctrl_c_keeps_a_resumable_partial_run_only(tmp_path, resumable):
     with pytest.raises(RuntimeError), run_directory(tmp_path / "other", resumable=True) as failed:
         raise RuntimeError("a bug, not an interruption")
     assert not failed.exists()
+
+
+def test_a_demo_past_max_memory_ends_in_one_line_with_status_3_and_resumes(tmp_path, start_command):
+    """--max-memory: past it the run ends as it would on Ctrl-C (no kernel kill, no
+    traceback): one line saying what ran out and what to lower, exit status 3, and the
+    partial run kept for --resume."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "revcurse.cli", "demo", "--output-dir", str(out), *ARGS]
+    demo = start_command([*command, "--max-memory", "0.3"], stderr=subprocess.PIPE, text=True)
+    _, stderr = demo.communicate(timeout=PATIENCE)
+    assert demo.returncode == 3, stderr
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("revcurse demo: out of memory") and "--train.batch-size" in last
+    [partial] = re.findall(r"revcurse demo --resume (\S+)$", last)
+    result = runner.invoke(app, ["demo", "--resume", partial])
+    assert result.exit_code == 0, result.output
+    assert (out / "results.json").exists()
+
+
+def test_out_of_memory_is_told_from_other_errors():
+    assert out_of_memory(MemoryError())
+    assert out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried"))
+    assert out_of_memory(OSError(errno.ENOMEM, "Cannot allocate memory"))
+    try:
+        try:
+            raise MemoryError
+        except MemoryError as error:
+            raise ValueError("while handling it") from error
+    except ValueError as chained:
+        assert out_of_memory(chained)
+    assert not out_of_memory(ValueError("a bad value"))
+    assert not out_of_memory(OSError(errno.ENOSPC, "No space left on device"))

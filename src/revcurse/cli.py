@@ -33,6 +33,7 @@ import typer
 from typer.core import TyperGroup
 
 from revcurse.config import CACHE, EXIT_BAD_INPUT
+from revcurse.results import publishes
 
 if TYPE_CHECKING:  # typer's own copy of click
     from typer._click import Command, Context, HelpFormatter
@@ -102,6 +103,10 @@ def crash_log(error: BaseException) -> Path:
 
 def main() -> None:
     """The entry point: `app`, with every error ending in one line and an exit status."""
+    if not publishes():  # a distributed launch's other processes: the same run, told once
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, sys.stderr.fileno())
     try:
         code = app(prog_name="revcurse", standalone_mode=False)  # an exit status, or None
     except (typer.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort

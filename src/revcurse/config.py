@@ -24,6 +24,8 @@ from typing import Any, NoReturn, TypeVar
 import typer
 import yaml
 
+from revcurse.memory import memory_cap
+
 C = TypeVar("C")
 
 EXIT_BAD_INPUT = 2  # the exit status of every error a user's input caused
@@ -161,11 +163,31 @@ def to_yaml(config: Any) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
 
 
+def _yaml_problem(raw: bytes, err: Exception) -> tuple[int, str]:
+    """(line, what is wrong) of a config file YAML cannot read, in one line (0: no line)."""
+    if isinstance(err, UnicodeDecodeError):
+        return raw.count(b"\n", 0, err.start) + 1, f"not UTF-8 (byte 0x{raw[err.start]:02x})"
+    if isinstance(err, RecursionError):  # PyYAML recurses once a level of nesting
+        return 0, "nested too deeply"
+    if isinstance(err, yaml.reader.ReaderError):  # a character YAML forbids, at a character
+        line = raw.decode("utf-8")[: err.position].count("\n") + 1
+        return line, f"{err.reason} (character #x{err.character:04x})"
+    mark = getattr(err, "problem_mark", None)  # where a YAML syntax error was seen
+    reason = getattr(err, "problem", None) or str(err).split("\n")[0]
+    return (mark.line + 1 if mark else 0), reason
+
+
 def load_yaml(cls: type[C], path: Path) -> C:
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as err:
+        raw = path.read_bytes()
+    except OSError as err:
         raise ValueError(f"{path}: cannot read config: {err}") from err
+    try:
+        values = yaml.safe_load(raw.decode("utf-8")) or {}
+    except (UnicodeDecodeError, RecursionError, yaml.YAMLError) as err:
+        line, reason = _yaml_problem(raw, err)
+        where = f"{path}:{line}" if line else str(path)
+        raise ValueError(f"{where}: cannot read config: {reason}") from err
     if not isinstance(values, dict):
         raise ValueError(f"{path}:1: expected a mapping of config keys")
     try:
@@ -214,7 +236,21 @@ def command_from_config(cls: type[C], run: Callable[[C], None], doc: str) -> Cal
                 None, "--config", help="Replay a saved config.yaml; options given here override it."
             ),
             annotation=Path | None,
-        )
+        ),
+        inspect.Parameter(
+            "max_memory",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(
+                None,
+                "--max-memory",
+                help=(
+                    "GiB of memory the run may hold: past it, the run ends with one line "
+                    "and exit status 3 (a resumable run is kept), not the kernel's kill  "
+                    "[default: what it holds at the start plus 90% of the memory available]"
+                ),
+            ),
+            annotation=float | None,
+        ),
     ]
     leaves = list(_leaves(cls()))
     pretrained = pretrained_defaults(cls)
@@ -240,6 +276,9 @@ def command_from_config(cls: type[C], run: Callable[[C], None], doc: str) -> Cal
 
     def command(**kwargs: Any) -> None:
         config_path = kwargs.pop("config")
+        max_memory = kwargs.pop("max_memory")
+        if max_memory is not None and not max_memory > 0:
+            fail(f"--max-memory: must be positive (GiB), got {max_memory}")
         try:
             if config_path:  # a replayed config has its own values, pretrained or not
                 base = to_dict(load_yaml(cls, config_path))
@@ -252,7 +291,8 @@ def command_from_config(cls: type[C], run: Callable[[C], None], doc: str) -> Cal
             config = from_dict(cls, base)
         except ValueError as error:  # every check, before the recipe does anything
             fail(str(error))
-        run(config)
+        with memory_cap(max_memory):
+            run(config)
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__doc__ = doc

@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from revcurse.facts import GROUP_ALIASES, GROUP_LEGEND
+from revcurse.memory import out_of_memory
 
 if TYPE_CHECKING:
     from revcurse.train import TrainResult
@@ -63,6 +64,15 @@ def check_writable(folder: Path) -> None:
             return
 
 
+def publishes() -> bool:
+    """Whether this process writes runs and caches: always, but in a distributed launch
+    (`accelerate launch`, torchrun: every process runs the same command) only the first."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+KEPT = "partial run kept: "  # the note on an error that left a resumable partial run
+
+
 @contextmanager
 def run_directory(
     path: Path, resumable: bool = False, partial: Path | None = None
@@ -72,6 +82,10 @@ def run_directory(
     `partial`: a killed run's folder, finished in place; whatever happens, it is kept."""
     path = Path(path)
     check_run_dir(path)
+    if not publishes():  # the same run on another process: its files are the first's
+        with tempfile.TemporaryDirectory(prefix="revcurse-rank-") as scratch:
+            yield Path(scratch)
+        return
     if partial is None:
         path.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-"))
@@ -79,12 +93,13 @@ def run_directory(
         scratch = Path(partial)
     try:
         yield scratch
-    except KeyboardInterrupt:
-        if not resumable and partial is None:
-            shutil.rmtree(scratch, ignore_errors=True)
-        raise
-    except BaseException:
-        if partial is None:
+    except BaseException as error:
+        # Ctrl-C, or running out of memory (revcurse.memory), is no fault of the run: a
+        # resumable one is kept, and said so
+        stopped = isinstance(error, KeyboardInterrupt) or out_of_memory(error)
+        if partial is None and resumable and stopped:
+            error.add_note(f"{KEPT}{scratch}")
+        elif partial is None:
             shutil.rmtree(scratch, ignore_errors=True)
         raise
     if path.exists():

@@ -34,6 +34,7 @@ from revcurse.lm.batching import IGNORE, Collate, collate, encode
 from revcurse.progress import bar as progress_bar
 
 if TYPE_CHECKING:
+    from accelerate import Accelerator
     from peft import PeftModel
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -207,6 +208,17 @@ def completion_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> t
     return torch.nn.functional.cross_entropy(logits.float(), labels[:, 1:][predicts[:, :-1]])
 
 
+def _whole_batch(
+    accelerator: Accelerator, loss: torch.Tensor, mask: torch.Tensor
+) -> tuple[float, int]:
+    """The step's loss and real tokens over the whole batch: on several processes, each
+    holds a share of it (the mean of their losses, the sum of their tokens)."""
+    if accelerator.num_processes == 1:
+        return loss.item(), int(mask.sum())
+    tokens = accelerator.reduce(mask.sum(), "sum")
+    return accelerator.reduce(loss.detach(), "mean").item(), int(tokens)
+
+
 @dataclass
 class _Progress:
     """How far training got: what a checkpoint holds besides weights, optimizer and RNGs."""
@@ -299,12 +311,15 @@ def train(
     models default to `completion_loss`, the same loss for a fraction of the output layer's
     cost (the tiny model keeps `model(**batch).loss`, and its published results exact). With
     `plateau`, training ends before `config.steps` once it says so."""
-    from accelerate import Accelerator  # imported here: the CLI reads TrainConfig alone
+    # imported here: the CLI reads TrainConfig alone
+    from accelerate import Accelerator, DataLoaderConfiguration
     from accelerate.utils import set_seed
 
     lora = _uses_lora(config, pretrained)
     loss_fn = loss_fn or (completion_loss if pretrained else None)
-    accelerator = Accelerator()
+    # several processes (accelerate launch) share each batch out: the same steps of the
+    # same batches as one process, the gradients averaged
+    accelerator = Accelerator(dataloader_config=DataLoaderConfiguration(split_batches=True))
     set_seed(seed)
     trainee = with_lora(model, config) if lora else model
     features = encode(tokenizer, [(e.prompt, e.completion) for e in examples], eos=True)
@@ -345,8 +360,9 @@ def train(
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
-            done.losses.append(loss.item())
-            done.tokens += int(batch["attention_mask"].sum())
+            step_loss, tokens = _whole_batch(accelerator, loss, batch["attention_mask"])
+            done.losses.append(step_loss)
+            done.tokens += tokens
             bar.update()
             bar.set_postfix(loss=f"{done.losses[-1]:.3f}", refresh=False)
             step = len(done.losses)

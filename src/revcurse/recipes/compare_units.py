@@ -110,9 +110,8 @@ class RemedyRun:
     remedies: RemedyConfig = field(default_factory=RemedyConfig)
     reader: ReaderConfig = field(default_factory=ReaderConfig)  # tiny: learns to read first
     seed: int = 0  # the (first) seed: data order, and the generated world if no facts are given
-    # Keep the baseline in cache_dir, under a hash of its start weights, corpus, training
-    # options and seed; a later run that asks for the same loads it (--no-cache: train anew)
-    cache: bool = False
+    # under a hash of its start weights, corpus, training options and seed (revcurse.trained)
+    cache: bool = False  # keep the baseline in cache-dir: a later run on the same loads it
     cache_dir: Path = CACHE / "baselines"  # kept baselines (SmolLM2: 0.5 GiB each)
 
     def __post_init__(self) -> None:

@@ -21,10 +21,11 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from revcurse.config import command_from_config, fail, to_yaml
+from revcurse.config import command_from_config, fail, option_name, to_yaml
 from revcurse.lm.pretrained import ModelNotFound
+from revcurse.memory import EXIT_OUT_OF_MEMORY, out_of_memory
 from revcurse.records import DataError
-from revcurse.results import RunDirExists, check_run_dir, default_run_dir, run_directory
+from revcurse.results import KEPT, RunDirExists, check_run_dir, default_run_dir, run_directory
 
 C = TypeVar("C")
 
@@ -47,13 +48,37 @@ def recipe_app(
     def call(config: Any) -> None:
         try:
             run(config)
-        except BAD_INPUT as error:
-            fail(str(error))
+        except BaseException as error:  # MemoryCapReached is one, as Ctrl-C is
+            if out_of_memory(error):
+                typer.echo(out_of_memory_line(name, config, error), err=True)
+                raise typer.Exit(EXIT_OUT_OF_MEMORY) from None
+            if isinstance(error, BAD_INPUT):
+                fail(str(error))
+            raise
 
     command = command_from_config(config_cls, call, doc)
     app = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
     app.command(name)(wrap(command) if wrap else command)
     return app
+
+
+def out_of_memory_line(command: str, config: Any, error: BaseException) -> str:
+    """One line: what ran out, the batch sizes in use and the options that lower them, and
+    the partial run to finish, where one was kept (revcurse.results.run_directory)."""
+    sizes = [
+        f"{option_name((section, 'batch_size'))} {getattr(config, section).batch_size}"
+        for section in ("train", "eval")
+        if hasattr(getattr(config, section, None), "batch_size")
+    ]
+    text = (
+        f"revcurse {command}: out of memory ({str(error).splitlines()[0][:120] or 'MemoryError'})"
+    )
+    if sizes:
+        text += f"; batch sizes {', '.join(sizes)}: lower them, or raise --max-memory"
+    for note in getattr(error, "__notes__", []):
+        if note.startswith(KEPT):
+            text += f"; the partial run is kept: revcurse {command} --resume {note[len(KEPT) :]}"
+    return text
 
 
 def with_output_dir(config: C, command: str) -> C:
