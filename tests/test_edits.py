@@ -10,13 +10,14 @@ import torch
 
 from revcurse.config import ConfigError, from_dict
 from revcurse.lm.batching import encode
+from revcurse.lm.hooks import decoder_layers
 from revcurse.reader import ReaderConfig
 from revcurse.recipes.compare import CompareConfig
 from revcurse.recipes.compare_units import build_setting, starting_point
 from revcurse.remedies import REMEDIES
 from revcurse.remedies.ffn import TeacherForced, activity, delta_rule, down_proj, keys, parse_layers
 from revcurse.remedies.hebbian import contrasted, hebbian_edit, whitened
-from revcurse.remedies.memit import edit_sites, memit_edit
+from revcurse.remedies.memit import edit_sites, in_context_stream, memit_edit
 from revcurse.remedies.rome import (
     RomeConfig,
     edit_fact,
@@ -297,6 +298,27 @@ def test_memit_writes_every_treated_fact_in_its_layers_at_once(setting, layers, 
     assert sum(hits(setting.causal_lm(base), asked)) == 0  # the baseline: none of them
 
 
+def test_hebbian_memit_makes_the_closed_book_stream_the_one_read_in_context(setting, monkeypatch):
+    """No optimised value: the target is the model's own stream when the fact is in its
+    context; with a negligible ridge the edit gives exactly that stream without it."""
+    base, _ = setting.base
+    fact = split_one_way(setting)[0][:1]
+    monkeypatch.setattr(setting.remedies.memit, "ridge", 1e-6)
+    raw = reverse_phrasings(setting, fact, "train")
+    forced = TeacherForced.of(setting.tokenizer, setting.ask(raw))
+    top = len(decoder_layers(base)) - 1
+    wanted = in_context_stream(setting, base, raw, forced, top)[forced.answer]
+    edited = copy.deepcopy(base)
+    memit_edit(setting, edited, fact, "context")
+    (_, before), (_, after) = (activity(m, forced, [top]) for m in (base, edited))
+
+    def gap(stream: dict[int, torch.Tensor]) -> float:
+        return ((stream[top][forced.answer] - wanted).norm() / wanted.norm()).item()
+
+    assert gap(before) > 0.1  # reading the fact changes what the units do
+    assert gap(after) < 0.01
+
+
 def test_activity_reads_the_stream_after_a_layer_at_each_position(setting):
     base, _ = setting.base
     asked = reverse_phrasings(setting, split_one_way(setting)[0], "train")[:3]
@@ -349,6 +371,7 @@ def test_kl_objective_is_zero_for_the_teachers_own_distributions(setting):
         "hebbian_delta",
         "rome",
         "memit",
+        "hebbian_memit",
     ],
 )
 def test_weight_remedies_report_edit_metrics_on_treated_facts(setting, method):

@@ -89,6 +89,7 @@ REMEDIES: dict[str, Remedy] = {
     "hebbian_delta": Remedy(hebbian.apply_delta),
     "rome": Remedy(rome.apply),
     "memit": Remedy(memit.apply),
+    "hebbian_memit": Remedy(memit.apply_hebbian),
 }
 
 

@@ -1,17 +1,24 @@
 """Remedy 4d, MEMIT (Meng et al. 2023): ROME's edit for every treated fact at once, by least
-squares, spread over one or more layers.
+squares, spread over one or more layers; and `hebbian_memit`, the same writing with the
+model's own activity as the target, no gradient at all.
 
     revcurse compare --methods baseline,memit   # tiny: the last layer, at the answer's tokens
+    revcurse compare --model smollm2-135m --methods baseline,hebbian_memit
 
 Sequential rank-one edits (rome) overwrite one another where the keys of different facts'
 questions nearly coincide: at the prompt's last token, where causal tracing finds the tiny
 model's lookup, the key is mostly the phrasing's last word, the same for every fact. MEMIT
 writes them all in one solve:
-1. for each treated fact, ROME's value changes (ffn.optimised_value) at the last edited
-   layer's MLP output, at the edit sites of its reverse question in every training
-   phrasing (`position`: by default every token that predicts an answer token, one change
-   per answer token: the last layer at the prompt's last token reaches only the first);
-   the hidden state there plus that change is the target;
+1. the target, at the edit sites of each treated fact's reverse question in every training
+   phrasing (`position`: by default every token that predicts an answer token; `subject`,
+   the subject's last token, is MEMIT's own), in the residual stream after the last edited
+   layer:
+   - memit: the closed-book hidden state plus ROME's value change (ffn.optimised_value,
+     one change per answer token: the last layer at the prompt's last token reaches only
+     the first), optimised until the model gives the answer;
+   - hebbian_memit: the hidden state there when the model reads the fact first (after the
+     worked examples, as in_context poses the question): what the context makes the
+     units do is what the weights learn to do without it (the thesis's cure 3, Hebbian);
 2. for each edited layer, lowest first: the part of the target still missing at the last
    edited layer, shared equally among the layers still to edit, is written into the layer's
    FFN output matrix by the delta rule over all the questions' keys at once, keeping the
@@ -26,6 +33,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from revcurse.config import check, choice
+from revcurse.context import posed_in_context
 from revcurse.facts import Example
 from revcurse.lm.hooks import decoder_layers
 from revcurse.remedies.ffn import (
@@ -85,28 +93,64 @@ def edit_sites(
     return torch.stack([torch.arange(len(at)), at], dim=1), torch.zeros(len(at), dtype=torch.long)
 
 
-def memit_edit(setting: Setting, model: PreTrainedModel, treated: list[int]) -> None:
+def in_context_stream(
+    setting: Setting, model: PreTrainedModel, raw: list[Example], forced: TeacherForced, top: int
+) -> torch.Tensor:
+    """(n, width, d): the residual stream after layer `top` at each position of the
+    closed-book questions `forced` (of `raw`), when the model reads each one's fact first,
+    after the worked examples: the question is the end of that longer prompt."""
+    posed = posed_in_context(
+        raw, setting.facts, setting.remedies.distractors, setting.seed, setting.fact_lines
+    )
+    opened = TeacherForced.of(setting.tokenizer, setting.pose(posed))
+    _, stream = activity(model, opened, [top])
+    closed_lengths = forced.batch["attention_mask"].sum(1).tolist()
+    opened_lengths = opened.batch["attention_mask"].sum(1).tolist()
+    out = torch.zeros(*forced.batch["input_ids"].shape, stream[top].shape[-1])
+    for row, (n, m) in enumerate(zip(closed_lengths, opened_lengths, strict=True)):
+        # a leading start-of-text token is the closed book's own; the rest must coincide
+        first = int(forced.batch["input_ids"][row, 0] == setting.tokenizer.bos_token_id)
+        ids, context_ids = forced.batch["input_ids"][row, first:n], opened.batch["input_ids"][row]
+        if not torch.equal(ids, context_ids[m - (n - first) : m]):
+            raise ValueError(f"{raw[row].prompt!r}: tokenised otherwise after its context")
+        out[row, first:n] = stream[top][row, m - (n - first) : m]
+    return out
+
+
+def memit_edit(
+    setting: Setting, model: PreTrainedModel, treated: list[int], target_from: str = "optimised"
+) -> None:
+    """MEMIT's writing of `treated` facts' reverse, toward ROME's optimised values
+    (`target_from` optimised) or the model's own stream reading the fact (context)."""
     config = setting.remedies.memit
     layers = parse_layers(config.layers, len(decoder_layers(model)))
     top = layers[-1]
     asked: list[Example] = []
-    sites, changes = [], []
+    sites, changes = [], []  # ROME's value changes, or the in-context stream itself
     for fact_id in treated:
-        questions = setting.ask(reverse_phrasings(setting, [fact_id], "train"))
+        raw = reverse_phrasings(setting, [fact_id], "train")
+        questions = setting.ask(raw)
         forced = TeacherForced.of(setting.tokenizer, questions)
         where, slot = edit_sites(setting, fact_id, questions, forced, config.position)
-        pre, _ = activity(model, forced, [top])  # the change's scale: the value it changes
-        value = pre[top][where[:, 0], where[:, 1]] @ down_proj(model, top).weight.float().T
-        scale = value.norm(dim=-1).mean().item()
-        change = optimised_value(model, forced, where, top, scale, config.steps, slot)
+        rows, cols = where.unbind(dim=1)
+        if target_from == "context":
+            changes.append(in_context_stream(setting, model, raw, forced, top)[rows, cols])
+        else:
+            pre, _ = activity(model, forced, [top])  # the change's scale: the value it changes
+            value = pre[top][rows, cols] @ down_proj(model, top).weight.float().T
+            scale = value.norm(dim=-1).mean().item()
+            change = optimised_value(model, forced, where, top, scale, config.steps, slot)
+            changes.append(change[slot])
         sites.append(where + torch.tensor([len(asked), 0]))  # rows of the joint batch
-        changes.append(change[slot])
         asked += questions
     forced = TeacherForced.of(setting.tokenizer, asked)  # right-padded: positions still hold
     where = torch.cat(sites)
     rows, cols = where.unbind(dim=1)
-    _, stream = activity(model, forced, [top])
-    target = stream[top][rows, cols] + torch.cat(changes).float()
+    if target_from == "context":
+        target = torch.cat(changes)
+    else:
+        _, stream = activity(model, forced, [top])
+        target = stream[top][rows, cols] + torch.cat(changes).float()
     kept = kept_keys(setting, model, keys(model, setting.tokenizer, generic_texts(setting), layers))
     for done, layer in enumerate(layers):
         pre, stream = activity(model, forced, sorted({layer, top}))  # key here, stream at top
@@ -119,3 +163,11 @@ def memit_edit(setting: Setting, model: PreTrainedModel, treated: list[int]) -> 
 
 def apply(setting: Setting) -> Treatment:
     return edited(METHOD, setting, lambda model, treated: memit_edit(setting, model, treated))
+
+
+def apply_hebbian(setting: Setting) -> Treatment:
+    return edited(
+        "hebbian_memit",
+        setting,
+        lambda model, treated: memit_edit(setting, model, treated, "context"),
+    )
