@@ -30,11 +30,12 @@ from revcurse.recipes.compare import CompareConfig
 from revcurse.recipes.compare_units import build_setting, starting_point
 from revcurse.remedies.self_distill import Lesson, lesson, study
 
-# The recipe compare uses, then one knob at a time: how many steps and how much of the
-# corpus the answers are; the student's rate and adapters; keeping the rest; KL
+# compare's first recipe (60 steps, the answers appended once), then one knob at a time: how
+# much of the corpus the answers are and how many steps (compare's recipe now); the
+# student's rate and adapters; keeping the rest; KL; the teacher's sampling
 SETTINGS = [
-    "",
-    "share=0.5",
+    "steps=60 share=0",
+    "steps=60 share=0.5",
     "steps=200 share=0.5",
     "steps=200 share=0.5 keep=1",
     "steps=200 share=0.5 lr=1e-4 keep=1",
@@ -63,7 +64,8 @@ COLUMNS = [  # (metric, group, header)
 
 
 def parse(setting: str) -> tuple[dict[str, str], bool]:
-    """'KEY=VALUE ...' as self_distill options, and whether it is the KL form."""
+    """'KEY=VALUE ...' as self_distill options (the others as compare's), and whether it is
+    the KL form."""
     options = dict(word.split("=", 1) for word in setting.split())
     kl = options.pop("kl", "0") == "1"
     return options, kl
@@ -87,7 +89,7 @@ def line(name: str, rows: list[dict], seconds: float) -> str:
     values = {(r["metric"], r["group"]): r["value"] for r in rows}
     cells = [values.get((metric, group)) for metric, group, _ in COLUMNS]
     text = "  ".join("-".rjust(8) if v is None else f"{v:>8.2f}" for v in cells)
-    return f"{name or '(compare)':<58} {text}  {seconds:>6.0f}"
+    return f"{name:<58} {text}  {seconds:>6.0f}"
 
 
 def header() -> str:

@@ -72,7 +72,11 @@ class RemedyRun:
         "eval.shots": 3,
         "remedies.reading_documents": 200,
         "remedies.generic_documents": 20,
-        "remedies.self_distill.steps": 60,
+        # scripts/sweep_distill.py (SmolLM2, 30 facts a group): its answers repeated to half
+        # of the corpus and 200 steps take the treated facts' reverse from 0.33 / 0.27 to
+        # 0.97 / 1.00 on held-out phrasings, keeping their trained direction (1.00)
+        "remedies.self_distill.steps": 200,
+        "remedies.self_distill.share": 0.5,
         "remedies.self_distill.samples": 3,
         "remedies.self_distill.agree": 2,
         # MEMIT's recipe (subject position, a run of layers) ending where ROME's middle
