@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from revcurse.cli import app
 from revcurse.lm.tiny import TinyModelConfig, build_tiny_model
 from revcurse.memory import out_of_memory
+from revcurse.recipes.run import out_of_memory_line
 from revcurse.results import run_directory
 from revcurse.train import CHECKPOINT, TrainConfig, train
 
@@ -248,5 +249,8 @@ def test_out_of_memory_is_told_from_other_errors():
             raise ValueError("while handling it") from error
     except ValueError as chained:
         assert out_of_memory(chained)
+    assert out_of_memory_line("demo", object(), MemoryError()) == (
+        "revcurse demo: out of memory (MemoryError)"  # no message, no batch sizes, no run
+    )
     assert not out_of_memory(ValueError("a bad value"))
     assert not out_of_memory(OSError(errno.ENOSPC, "No space left on device"))

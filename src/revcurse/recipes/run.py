@@ -70,9 +70,8 @@ def out_of_memory_line(command: str, config: Any, error: BaseException) -> str:
         for section in ("train", "eval")
         if hasattr(getattr(config, section, None), "batch_size")
     ]
-    text = (
-        f"revcurse {command}: out of memory ({str(error).splitlines()[0][:120] or 'MemoryError'})"
-    )
+    what = (str(error).splitlines() or [type(error).__name__])[0][:120]  # MemoryError(): ""
+    text = f"revcurse {command}: out of memory ({what})"
     if sizes:
         text += f"; batch sizes {', '.join(sizes)}: lower them, or raise --max-memory"
     for note in getattr(error, "__notes__", []):
