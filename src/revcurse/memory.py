@@ -1,7 +1,7 @@
 """A ceiling on a run's memory, so that running out is an error this program reports, not
 the kernel's out-of-memory kill, which takes the rest of the machine's work with it.
 
-    revcurse demo --max-memory 4      # GiB; default: 90% of the memory available at start
+    revcurse demo --max-memory 4   # GiB; default: held at start + 90% of what is available
 
 On CPU, a process that outgrows the machine's memory is killed without a word (a large
 batch, a long prompt, a 262k-word vocabulary). Under `memory_cap`:
