@@ -47,7 +47,7 @@ SETTINGS = [
     "steps=200 share=0.5 keep=1 samples=5 agree=3 temperature=0.7",
     "steps=200 share=0.5 keep=1 samples=1 agree=1 temperature=0.01",
 ]
-TEACHER = ("samples", "agree", "temperature")  # what the teacher's answers depend on
+TEACHER = ("samples", "agree", "temperature", "source")  # what the teacher's answers depend on
 COLUMNS = [  # (metric, group, header)
     ("generalization", "p2d", "gen p2d"),
     ("generalization", "d2p", "gen d2p"),
@@ -58,6 +58,7 @@ COLUMNS = [  # (metric, group, header)
     ("control_exact_match", "p2d", "ctrl p2d"),
     ("control_exact_match", "d2p", "ctrl d2p"),
     ("locality", "untouched", "locality"),
+    ("locality_known", "untouched", "loc known"),
     ("ppl_drift", "generic", "ppl drift"),
     ("student_examples", "treated", "examples"),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 
 import pytest
 import torch
@@ -29,8 +30,12 @@ from revcurse.remedies.self_distill import (
     SelfDistillConfig,
     first_sentence,
     kl_objective,
+    lesson,
+    own_statements,
     questions,
+    restating,
     student_corpus,
+    study,
     teach,
     teacher_logprobs,
 )
@@ -194,6 +199,37 @@ def test_teacher_uses_no_ground_truth(setting, monkeypatch):
         p.prompt.endswith(q.prompt) and p.prompt != q.prompt
         for p, q in zip(posed, asked, strict=True)
     )
+
+
+def test_own_statements_start_from_either_side_and_keep_those_naming_the_other(
+    setting, monkeypatch
+):
+    """No template of the world's: the teacher reads the fact's statement after restated
+    fresh facts and goes on from a side; a statement is kept when it names the other side."""
+    treated = split_one_way(setting)[0][:2]
+    facts = [setting.facts[i] for i in treated]
+    sides = [(f, side) for f in facts for side in (f.a, f.b)]
+    prompts = restating(setting, facts)
+    assert len(prompts) == len(sides)
+    assert len({p.rsplit("Fact: ", 1)[0] for p in prompts}) == 1  # one shared prefix
+    pieces = [x for t in setting.templates for x in re.split(r"\{\w+\}", t.prompt) if len(x) > 8]
+    for prompt, (fact, side) in zip(prompts, sides, strict=True):
+        assert f"Fact: {fact.a} is {fact.b}." in prompt or f"Fact: {fact.b} is {fact.a}." in prompt
+        assert prompt.endswith(f'"{side}": {side[0].upper()}{side[1:]}')
+        assert not any(piece in prompt for piece in pieces)
+    others = [f.b if side == f.a else f.a for f, side in sides]
+
+    def says(model, tokenizer, prompts, *args, **kwargs):  # names the other side, then doesn't
+        return [f" was {others[k]}. Then" if k % 2 == 0 else " was nobody." for k in range(4)]
+
+    monkeypatch.setattr("revcurse.remedies.self_distill.generate", says)
+    written, named = own_statements(setting, setting.base[0], treated)
+    samples = setting.remedies.self_distill.samples
+    assert named == [k % 2 == 0 for k in range(4) for _ in range(samples)]
+    assert [(e.fact, e.direction, e.prompt, e.completion) for e in written] == [
+        (i, "a2b", f.a[0].upper() + f.a[1:], f" was {f.b}.")
+        for i, f in zip(treated, facts, strict=True)
+    ]
 
 
 def test_student_corpus_repeats_answers_to_their_share_and_keeps_the_untouched_ones(setting):
@@ -379,7 +415,14 @@ def test_weight_remedies_report_edit_metrics_on_treated_facts(setting, method):
     treated, _ = split_one_way(setting)
     assert {e.fact for e in treatment.test} == set(treated)
     metrics = {r["metric"] for r in treatment.rows}
-    assert {"reliability", "generalization", "kept", "control_exact_match", "locality"} <= metrics
+    assert {
+        "reliability",
+        "generalization",
+        "kept",
+        "control_exact_match",
+        "locality",
+        "locality_known",
+    } <= metrics
     kept = [r for r in treatment.rows if r["metric"] == "kept"]
     assert {r["direction"] for r in kept} == {"same"} and all(r["n"] > 0 for r in kept)
     assert "ppl_drift" in metrics
@@ -387,3 +430,17 @@ def test_weight_remedies_report_edit_metrics_on_treated_facts(setting, method):
         agreed = next(r for r in treatment.rows if r["metric"] == "teacher_agreed")
         assert ("teacher_accuracy" in metrics) == (agreed["value"] > 0)
         assert treatment.cost.seconds > setting.base[1].seconds
+
+
+def test_a_teacher_writing_statements_too_reports_them_and_trains_a_kl_student(setting):
+    config = SelfDistillConfig(source="both", steps=5)
+    varied = dataclasses.replace(
+        setting, remedies=dataclasses.replace(setting.remedies, self_distill=config)
+    )
+    varied.__dict__["base"] = setting.base  # the same baseline, not trained again
+    taught = lesson(varied)
+    assert taught.asked and len(taught.named) == 2 * config.samples * len(split_one_way(setting)[0])
+    rows = {r["metric"]: r for r in study(varied, taught, "self_distill_kl", kl=True).rows}
+    assert rows["statements_named"]["n"] == len(taught.named)
+    assert rows["statements_kept"]["value"] == len(taught.written)
+    assert "teacher_agreed" in rows and "generalization" in rows

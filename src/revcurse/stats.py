@@ -97,8 +97,10 @@ PROPORTIONS = (
     "kept",
     "control_exact_match",
     "locality",
+    "locality_known",
     "teacher_accuracy",
     "teacher_agreed",
+    "statements_named",
 )
 
 

@@ -8,7 +8,9 @@ training phrasing, then train it closed book on its own answers: the prompt is b
 the weights (Kujanpää et al. 2024 call this knowledge injection by prompt distillation).
 1. Teacher: the baseline model with the fact (and distractor facts) in context answers
    each question `samples` times at `temperature`. No ground truth is used
-   to write the data.
+   to write the data. With `source` statements (or both), it also states each fact again
+   in its own words, starting from either side, after worked examples of fresh facts
+   restated; a statement is kept when it names the fact's other side.
 2. Self-consistency: an answer is kept when the teacher gave it at least `agree`
    times (the most frequent one, if several qualify).
 3. Student: the same model keeps training, without the context, on (question -> own
@@ -23,6 +25,7 @@ the effect rows of revcurse.remedies.targets (treated facts vs untouched control
 from __future__ import annotations
 
 import copy
+import random
 import re
 import time
 from collections import Counter
@@ -33,9 +36,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from revcurse.config import check, choice
-from revcurse.context import posed_in_context
+from revcurse.context import fresh_entities, fresh_facts, posed_in_context, statement
 from revcurse.evaluate import EvalConfig, answer_tokens, answers, starts_with
-from revcurse.facts import Example, phrasings
+from revcurse.facts import DIRECTIONS, Example, Fact, phrasings
 from revcurse.lm.batching import IGNORE, Collate, collate, encode
 from revcurse.lm.causal import generate
 from revcurse.remedies.setting import Setting, Treatment, plus
@@ -45,6 +48,9 @@ from revcurse.train import FINETUNE_MODES, LossFn
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+SOURCES = ("questions", "statements", "both")  # what the teacher writes (`source`)
 
 
 @dataclass
@@ -62,6 +68,10 @@ class SelfDistillConfig:
     # Locality: the student also trains on the baseline's own closed-book answers to the
     # untouched facts' training questions (never a test question), right or wrong
     keep: bool = False  # train on what it should not change too
+    # What the teacher writes: answers to the world's training questions (both directions),
+    # its own statements of each fact starting from either side (no template of the world's:
+    # what a user with plain statements has), or both
+    source: str = "questions"
 
     def __post_init__(self) -> None:
         check(self.samples >= 1, "samples", f"must be at least 1, got {self.samples}")
@@ -75,6 +85,7 @@ class SelfDistillConfig:
         check(self.lr >= 0, "lr", f"must be 0 (the baseline's) or positive, got {self.lr}")
         choice(self.finetune, "finetune", ("same", *FINETUNE_MODES[1:]))
         check(0 <= self.share < 1, "share", f"must be in [0, 1), got {self.share}")
+        choice(self.source, "source", SOURCES)
 
 
 def first_sentence(text: str) -> str:
@@ -182,27 +193,111 @@ def kl_objective(
     return collate_fn, loss_fn
 
 
+def sentence_start(side: str) -> str:
+    return side[:1].upper() + side[1:]
+
+
+def restating(setting: Setting, facts: Sequence[Fact]) -> list[str]:
+    """For each fact and each of its sides, the prompt that has the teacher, reading the fact
+    after worked examples (fresh facts restated from their other side), state it again
+    starting from that side: the words after the side are the model's own."""
+    rng = random.Random(setting.seed)
+    pools = fresh_entities(setting.facts, setting.recombine)
+    blocks = []
+    # each side restated as often: three examples from the name side alone taught SmolLM2
+    # to answer a description side with a bare "." (reverse named 10 of 16 greedy)
+    for k, fresh in enumerate(fresh_facts(2 * max(setting.eval.shots, 1), pools[""], rng)):
+        given = DIRECTIONS[k % 2]
+        other = DIRECTIONS[1 - k % 2]
+        side = fresh.b if other == "b2a" else fresh.a
+        again = sentence_start(statement(fresh, other))
+        blocks.append(f'Fact: {statement(fresh, given)}\nStarting from "{side}": {again}\n\n')
+    prefix = "".join(blocks)
+    return [
+        f'{prefix}Fact: {statement(fact)}\nStarting from "{side}": {sentence_start(side)}'
+        for fact in facts
+        for side in (fact.a, fact.b)
+    ]
+
+
+def own_statements(
+    setting: Setting, model: PreTrainedModel, fact_ids: list[int]
+) -> tuple[list[Example], list[bool]]:
+    """The teacher's own statements of these facts, starting from either side, sampled
+    `samples` times each: the distinct ones that name the other side (as student examples:
+    the side, then the model's words), and for every sample whether it named it."""
+    config = setting.remedies.self_distill
+    facts = [setting.facts[i] for i in fact_ids]
+    prompts = [
+        e.prompt
+        for e in setting.ask(
+            [Example(-1, "", "", "", -1, text, "") for text in restating(setting, facts)]
+        )
+    ]
+    max_new = 2 * answer_tokens(
+        setting.tokenizer, [" " + f.a + " " + f.b for f in facts], EvalConfig()
+    )
+    torch.manual_seed(setting.seed)
+    samples = [
+        generate(
+            model,
+            setting.tokenizer,
+            prompts,
+            max_new,
+            setting.eval.batch_size,
+            temperature=config.temperature,
+            first_line=True,
+        )
+        for _ in range(config.samples)
+    ]
+    written: dict[tuple[int, str], Example] = {}
+    named = []
+    for k, (i, side) in enumerate((i, side) for i in fact_ids for side in ("a", "b")):
+        fact = setting.facts[i]
+        other = fact.b if side == "a" else fact.a
+        for run in samples:
+            words = first_sentence(run[k])
+            named.append(other.lower() in words.lower())
+            if named[-1]:
+                start = sentence_start(fact.a if side == "a" else fact.b)
+                direction = "a2b" if side == "a" else "b2a"
+                example = Example(
+                    i, fact.group, direction, "train", -1, start, words, fact.relation
+                )
+                written.setdefault((i, start + words), example)
+    return list(written.values()), named
+
+
 @dataclass
 class Lesson:
     """What the teacher wrote: the questions, as posed with their fact in context, and its
-    self-consistent answer to each (None: it did not agree with itself)."""
+    self-consistent answer to each (None: it did not agree with itself); and its own
+    statements of the facts, with whether each sample named the fact's other side."""
 
     asked: list[Example]
     posed: list[Example]
     answered: list[Example | None]
+    written: list[Example]
+    named: list[bool]
     seconds: float  # generation time
 
     @property
     def distilled(self) -> list[Example]:
-        return [a for a in self.answered if a is not None]
+        return [a for a in self.answered if a is not None] + self.written
 
 
 def lesson(setting: Setting) -> Lesson:
-    """The baseline model, reading each treated fact, answers its training questions."""
+    """The baseline model, reading each treated fact, answers its training questions and
+    states the fact in its own words, as `source` asks."""
     start = time.perf_counter()
-    asked = questions(setting, split_one_way(setting)[0])
-    posed, answered = teach(setting, setting.base[0], asked)
-    return Lesson(asked, posed, answered, time.perf_counter() - start)
+    source = setting.remedies.self_distill.source
+    treated = split_one_way(setting)[0]
+    asked = questions(setting, treated) if source != "statements" else []
+    posed, answered = teach(setting, setting.base[0], asked) if asked else ([], [])
+    written, named = (
+        own_statements(setting, setting.base[0], treated) if source != "questions" else ([], [])
+    )
+    return Lesson(asked, posed, answered, written, named, time.perf_counter() - start)
 
 
 def own_answers(setting: Setting, fact_ids: list[int]) -> list[Example]:
@@ -240,10 +335,11 @@ def study(setting: Setting, taught: Lesson, method: str, kl: bool) -> Treatment:
     config = setting.remedies.self_distill
     start = time.perf_counter()
     collate_fn, loss_fn = None, None
-    if kl and taught.distilled:
+    said = [a for a in taught.answered if a is not None]
+    if kl and said:  # the teacher's distributions along its answers; its statements: CE
         kept = [p for p, a in zip(taught.posed, taught.answered, strict=True) if a is not None]
         teacher = teacher_logprobs(
-            base_model, setting.tokenizer, setting.pose(kept), setting.ask(taught.distilled)
+            base_model, setting.tokenizer, setting.pose(kept), setting.ask(said)
         )
         collate_fn, loss_fn = kl_objective(setting.tokenizer, teacher)
     extra = student_corpus(setting, taught.distilled)
@@ -271,8 +367,13 @@ def study(setting: Setting, taught: Lesson, method: str, kl: bool) -> Treatment:
             ]
             if judged:
                 rows.append(proportion_row(method, group, direction, "teacher_accuracy", judged))
-    agreed = [a is not None for a in taught.answered]
-    rows.append(proportion_row(method, "treated", "all", "teacher_agreed", agreed))
+    if taught.answered:
+        agreed = [a is not None for a in taught.answered]
+        rows.append(proportion_row(method, "treated", "all", "teacher_agreed", agreed))
+    if taught.named:
+        rows.append(proportion_row(method, "treated", "all", "statements_named", taught.named))
+        n = len(taught.written)
+        rows.append(row(method, "treated", "all", "statements_kept", n, n, None))
     rows.append(row(method, "treated", "all", "student_examples", len(extra), len(extra), None))
     spent = plus(base_cost, cost, taught.seconds + preparing)
     return treated_result(method, setting, student, spent, rows)

@@ -12,6 +12,8 @@ Metrics use EasyEdit's names (Yao et al. 2023; Meng et al. 2022):
                   phrasings) still answered: what the treatment cost them;
 - locality:       share of the untouched facts' answers (every question about them) that
                   the treatment left unchanged;
+- locality_known: of those answers the model had right, the share still right (a wrong
+                  guess that turns into another wrong guess costs locality, not this);
 - ppl_drift:      perplexity of generic text (reading documents) after / before, minus 1.
 """
 
@@ -141,7 +143,13 @@ def effect_rows(
     others = sorted(set(range(len(setting.facts))) - set(treated))
     untouched = setting.ask(questions_about(setting, others))
     said = answers_before(setting, before, untouched)
-    unchanged = [a == b for a, b in zip(said, answers(after, untouched, EvalConfig()), strict=True)]
+    says = answers(after, untouched, EvalConfig())
+    unchanged = [a == b for a, b in zip(said, says, strict=True)]
+    known = [
+        starts_with(b, e.completion)
+        for a, b, e in zip(said, says, untouched, strict=True)
+        if starts_with(a, e.completion)
+    ]
     generic = generic_texts(setting)
     drift = math.exp(mean_nll(after, generic) - nll_before(setting, before)) - 1
     return [
@@ -150,6 +158,7 @@ def effect_rows(
         *by_group(method, "kept", forward, hits(after, forward), direction="same"),
         *by_group(method, "control_exact_match", controls, hits(after, controls)),
         *([proportion_row(method, "untouched", "all", "locality", unchanged)] if unchanged else []),
+        *([proportion_row(method, "untouched", "all", "locality_known", known)] if known else []),
         row(method, "generic", "all", "ppl_drift", drift, len(generic), None),
     ]
 
