@@ -9,7 +9,7 @@ One seed's world (30 facts a group) with `revcurse compare`'s defaults for the m
 baseline is trained once and kept (revcurse.trained); the teacher (the baseline reading
 each treated fact after worked examples) writes its answers once per teacher setting. A
 setting is `KEY=VALUE ...` over --remedies.self-distill.* (samples, agree, temperature,
-steps, lr, finetune, share, keep; the others as compare's defaults), and `kl=1` for
+steps, lr, finetune, share, keep, source; the others as compare's defaults), and `kl=1` for
 self_distill_kl. Each setting's measurements go to the results file as soon as they are
 made (default runs/sweep-distill-MODEL.jsonl); a setting already there is skipped, so a run
 that was stopped continues where it was. Prints, per setting, the treated facts' reverse on
@@ -31,21 +31,24 @@ from revcurse.recipes.compare_units import build_setting, starting_point
 from revcurse.remedies.self_distill import Lesson, lesson, study
 
 # compare's first recipe (60 steps, the answers appended once), then one knob at a time: how
-# much of the corpus the answers are and how many steps (compare's recipe now); the
-# student's rate and adapters; keeping the rest; KL; the teacher's sampling
+# much of the corpus the answers are and how many steps (compare's recipe now); keeping the
+# rest; the teacher's own statements instead of (or beside) the world's questions; the
+# student's adapters, KL and rate; the teacher's sampling
 SETTINGS = [
     "steps=60 share=0",
     "steps=60 share=0.5",
     "steps=200 share=0.5",
     "steps=200 share=0.5 keep=1",
-    "steps=200 share=0.5 lr=1e-4 keep=1",
+    "steps=200 share=0.5 source=statements",
+    "steps=200 share=0.5 source=both keep=1",
     "steps=200 share=0.5 finetune=lora lr=1e-3 keep=1",
-    "steps=200 share=0.5 finetune=lora lr=3e-4 keep=1",
+    "steps=200 share=0.5 keep=1 kl=1",
+    "steps=200 share=0.5 lr=1e-4 keep=1",
     "steps=400 share=0.5 lr=1e-4 keep=1",
     "steps=200 share=0.3 keep=1",
-    "steps=200 share=0.5 keep=1 kl=1",
-    "steps=200 share=0.5 keep=1 samples=5 agree=3 temperature=0.7",
     "steps=200 share=0.5 keep=1 samples=1 agree=1 temperature=0.01",
+    "steps=200 share=0.5 keep=1 samples=5 agree=3 temperature=0.7",
+    "steps=200 share=0.5 finetune=lora lr=3e-4 keep=1",
 ]
 TEACHER = ("samples", "agree", "temperature", "source")  # what the teacher's answers depend on
 COLUMNS = [  # (metric, group, header)
