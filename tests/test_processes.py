@@ -73,7 +73,8 @@ def test_ctrl_c_ends_a_parallel_compare_at_any_moment(
     tmp_path, reader_cache, start_command, moment
 ):
     """Ctrl-C reaches the whole process group, as a terminal sends it: every process of the
-    run ends within 5 s, with no traceback and no run folder left."""
+    run ends within 5 s, with no traceback and no run folder; the partial one is kept for
+    --resume once a method's run is finished in it, and said so."""
     out = tmp_path / "run"
     steps = 60 if "summary" in moment else 100_000  # the last two: units that finish
     compare = start_command(
@@ -88,7 +89,10 @@ def test_ctrl_c_ends_a_parallel_compare_at_any_moment(
     assert processes_left(compare.pid, 5 - (time.monotonic() - sent)) == []
     assert compare.returncode == 130, stderr
     assert "Traceback" not in stderr, stderr
-    assert not out.exists() and not list(tmp_path.glob(".run*"))
+    assert not out.exists()
+    kept = list(tmp_path.glob(".run.partial-*"))
+    assert len(kept) == ("summary" in moment), kept
+    assert all(f"partial run kept: revcurse compare --resume {p}\n" in stderr for p in kept)
 
 
 def test_workers_end_when_the_main_process_is_killed(tmp_path, reader_cache, start_command):
@@ -148,3 +152,47 @@ def test_two_processes_train_one_demo_with_the_results_of_one(tmp_path, start_co
     assert rows["two"] == pytest.approx(rows["one"], abs=0.1)
     assert rows["two"][("p2d", "same")] >= 0.9 and rows["two"][("p2d", "reverse")] <= 0.1
     assert rows["two"][("d2p", "same")] >= 0.9 and rows["two"][("d2p", "reverse")] <= 0.1
+
+
+def test_a_killed_compare_resumes_with_the_results_of_an_uninterrupted_one(
+    tmp_path, reader_cache, start_command
+):
+    """`kill -9` during the second unit keeps the partial run with the first unit's results;
+    --resume runs only the second and ends as an uninterrupted run does."""
+
+    def compare(out: Path, *more: str) -> subprocess.Popen:
+        command = compare_command(out, reader_cache, 60)
+        command[command.index("--seeds") + 1] = "1"
+        command[command.index("--workers") + 1] = "1"  # one unit after the other
+        return start_command([*command, *more], stderr=subprocess.PIPE, text=True)
+
+    whole = compare(tmp_path / "whole")
+    assert whole.wait(PATIENCE) == 0, whole.stderr.read()
+    killed = compare(tmp_path / "run")
+    read_until(killed, lambda lines: summaries(lines) == 1, "the first unit's summary")
+    killed.kill()
+    killed.wait()
+    (partial,) = tmp_path.glob(".run.partial-*")
+    assert [p.name for p in (partial / "units").iterdir()] == ["seed0-baseline.json"]
+
+    resumed = start_command(
+        [
+            *compare_command(Path("-"), reader_cache, 60)[:4],
+            "--resume",
+            str(partial),
+            "--no-progress",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _, stderr = resumed.communicate(timeout=PATIENCE)
+    assert resumed.returncode == 0, stderr
+    assert [line.split()[2] for line in stderr.splitlines() if summaries([line])] == [
+        "bidirectional"
+    ]
+    assert not partial.exists()
+    results = [json.loads((tmp_path / n / "results.json").read_text()) for n in ("whole", "run")]
+    for key in ("rows", "seed_rows"):
+        assert results[0][key] == results[1][key]
+    samples = [(tmp_path / n / "samples.jsonl").read_text() for n in ("whole", "run")]
+    assert samples[0] == samples[1]

@@ -18,7 +18,7 @@ import os
 import platform
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -75,10 +75,11 @@ KEPT = "partial run kept: "  # the note on an error that left a resumable partia
 
 @contextmanager
 def run_directory(
-    path: Path, resumable: bool = False, partial: Path | None = None
+    path: Path, resumable: bool | Callable[[], bool] = False, partial: Path | None = None
 ) -> Iterator[Path]:
     """Yields a scratch directory that becomes `path` only if the block finishes. An error
-    removes it; so does Ctrl-C, unless the run is `resumable` (its checkpoints are kept).
+    removes it; so does Ctrl-C, unless the run is `resumable` (its checkpoints are kept; a
+    function: asked when it stops, e.g. whether any part of the run is finished).
     `partial`: a killed run's folder, finished in place; whatever happens, it is kept."""
     path = Path(path)
     check_run_dir(path)
@@ -97,7 +98,8 @@ def run_directory(
         # Ctrl-C, or running out of memory (revcurse.memory), is no fault of the run: a
         # resumable one is kept, and said so
         stopped = isinstance(error, KeyboardInterrupt) or out_of_memory(error)
-        if partial is None and resumable and stopped:
+        keep = resumable() if callable(resumable) else resumable
+        if partial is None and keep and stopped:
             error.add_note(f"{KEPT}{scratch}")
         elif partial is None:
             shutil.rmtree(scratch, ignore_errors=True)

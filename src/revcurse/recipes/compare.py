@@ -14,10 +14,20 @@ The run directory gets the per-seed and aggregated rows (results.json), every an
 training steps, time and estimated FLOPs beside the accuracy they bought, also plotted
 (efficiency.png; revcurse.report). `--budget converged` trains each method until its
 trained direction stops improving instead of for the same steps (revcurse.train.Plateau).
+
+    revcurse compare --resume runs/.compare-20250101-120000.partial-x1y2z3   # after a stop
+
+The run is assembled in a partial folder (printed at the start); each method's run on a
+seed is saved there as it finishes (units/). A run stopped by Ctrl-C after one of them,
+killed, or out of memory keeps that folder; `--resume` runs only what is missing, with the
+saved config, and ends with the results of an uninterrupted run.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import time
 from contextlib import closing
 from dataclasses import dataclass, replace
@@ -38,7 +48,15 @@ from revcurse.recipes.compare_units import (
     worker_count,
     world_of,
 )
-from revcurse.recipes.run import finished, opened_run, peak_memory, recipe_app, with_output_dir
+from revcurse.recipes.run import (
+    finished,
+    opened_run,
+    peak_memory,
+    recipe_app,
+    resume,
+    resumed_config,
+    with_output_dir,
+)
 from revcurse.records import write_records
 from revcurse.remedies import parse_methods
 from revcurse.report import chart, efficiency_chart, report, summarize_costs
@@ -55,6 +73,7 @@ class CompareConfig(RemedyRun):
     seed: int = 0  # the first seed; the others follow it
     methods: str = "all"  # comma-separated methods, or all (see revcurse.remedies)
     workers: int = 0  # processes running seeds and methods side by side; 0: one per core (tiny)
+    resume: Path | None = None  # a stopped compare's partial run folder: run what is missing
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -69,15 +88,23 @@ class CompareConfig(RemedyRun):
 def run_compare(config: CompareConfig, console: Console | None = None) -> Path:
     console = console or Console(stderr=True)
     start = time.perf_counter()
+    partial = config.resume
+    runs = saved_runs(partial) if partial else {}
+    if partial:
+        config = resumed_config(config, partial)
     methods = parse_methods(config.methods, pretrained=config.model != "tiny")
     seeds = range(config.seed, config.seed + config.seeds)
-    units = work_units(methods, seeds)
+    units = [
+        (seed, [m for m in ms if (seed, m) not in runs]) for seed, ms in work_units(methods, seeds)
+    ]
+    units = [(seed, ms) for seed, ms in units if ms]
     workers = worker_count(config, len(units))
-    config = replace(config, world=recorded(config.world, world_of(config, config.seed)))
-    config = with_output_dir(config, "compare")
+    if not partial:
+        config = replace(config, world=recorded(config.world, world_of(config, config.seed)))
+        config = with_output_dir(config, "compare")  # recorded in config.yaml: --resume goes there
     initial = starting_point(config, console)
-    runs: dict[tuple[int, str], MethodRun] = {}
-    with opened_run(config) as folder:
+    # Ctrl-C keeps the partial folder once a method's run is saved in it: something to resume
+    with opened_run(config, resume=partial, resumable=lambda: bool(runs)) as folder:
         for seed in seeds:
             setting = build_setting(config, seed, folder, initial)
             write_records(folder / "world" / f"facts-seed{seed}.jsonl", setting.facts)
@@ -87,11 +114,18 @@ def run_compare(config: CompareConfig, console: Console | None = None) -> Path:
                 f"{len(setting.train_examples)} fact sentences + {len(setting.reading)} reading "
                 f"documents, {len(setting.test_examples)} questions"
             )
+        console.print(  # one unwrapped line: the path is there to copy
+            f"partial run: {folder} (if stopped: {resume('compare', folder)})"
+            + (f"; {len(runs)} method runs done before" if runs else ""),
+            soft_wrap=True,
+            markup=False,
+        )
         if workers > 1:
             console.print(f"{len(units)} units of work on {workers} worker processes")
         # closed however the block ends: Ctrl-C while a summary prints ends the workers too
         with closing(run_units(config, units, folder, initial, workers)) as method_runs:
             for run in method_runs:
+                save_run(folder, run)
                 runs[run.seed, run.method] = run
                 console.print(f"  {run.summary}")
         ordered = [runs[seed, method] for seed in seeds for method in methods]
@@ -105,6 +139,30 @@ def run_compare(config: CompareConfig, console: Console | None = None) -> Path:
         )
     finished(console, table, config.output_dir, f"{time.perf_counter() - start:.0f} s", "report.md")
     return config.output_dir
+
+
+UNITS = "units"  # a partial run's finished method runs, one file each
+
+
+def save_run(folder: Path, run: MethodRun) -> None:
+    """One method's run on one seed, kept whole or not at all (a kill mid-write leaves no
+    file that --resume would read)."""
+    path = folder / UNITS / f"seed{run.seed}-{run.method}.json"
+    path.parent.mkdir(exist_ok=True)
+    scratch = path.with_suffix(".json.partial")
+    scratch.write_text(json.dumps(dataclasses.asdict(run)), encoding="utf-8")
+    os.replace(scratch, path)
+
+
+def saved_runs(partial: Path) -> dict[tuple[int, str], MethodRun]:
+    """The method runs a stopped compare finished, by (seed, method)."""
+    if not (partial / "config.yaml").is_file():
+        raise ValueError(f"{partial}: not a partial compare run (no config.yaml)")
+    runs = {}
+    for path in sorted((partial / UNITS).glob("*.json")):
+        run = MethodRun(**json.loads(path.read_text(encoding="utf-8")))
+        runs[run.seed, run.method] = run
+    return runs
 
 
 def setup(config: CompareConfig) -> str:

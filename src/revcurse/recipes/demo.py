@@ -19,8 +19,6 @@ last checkpoint, with its saved config, to exactly the results of an uninterrupt
 from __future__ import annotations
 
 import dataclasses
-import functools
-import operator
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -29,7 +27,7 @@ from typing import ClassVar
 
 from rich.console import Console
 
-from revcurse.config import changed_leaves, load_yaml, option_name, to_dict
+from revcurse.config import to_dict
 from revcurse.evaluate import EvalConfig, check_no_shots, evaluate
 from revcurse.facts import Example, Fact, Template, expand, load_facts, load_templates
 from revcurse.lm.causal import CausalLM
@@ -37,7 +35,15 @@ from revcurse.lm.chat import chat_formatted
 from revcurse.lm.models import count_parameters, make_model, save_checkpoint
 from revcurse.lm.pretrained import check_model_option
 from revcurse.lm.tiny import TinyModelConfig
-from revcurse.recipes.run import announce, finished, opened_run, recipe_app, with_output_dir
+from revcurse.recipes.run import (
+    announce,
+    finished,
+    opened_run,
+    recipe_app,
+    resume,
+    resumed_config,
+    with_output_dir,
+)
 from revcurse.records import write_records
 from revcurse.results import render, results_table, train_record, write_results
 from revcurse.sources import check_source, load_world, recorded
@@ -105,27 +111,11 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
     except BaseException:
         if partial:  # never lose a run that was given to finish
             console.print(
-                f"the partial run is kept as it was: {partial} "
-                f"(retry: revcurse demo --resume {partial})",
+                f"the partial run is kept as it was: {partial} (retry: {resume('demo', partial)})",
                 soft_wrap=True,
                 markup=False,
             )
         raise
-
-
-def resumed_config(given: DemoConfig, partial: Path) -> DemoConfig:
-    """The killed run's saved config (with the progress setting given now). An option given
-    now that contradicts it is refused: a resumed run ends as the run it continues."""
-    saved = load_yaml(DemoConfig, partial / "config.yaml")
-    then = to_dict(saved)
-    for path, value in changed_leaves(to_dict(given), to_dict(DemoConfig())):
-        was = functools.reduce(operator.getitem, path, then)
-        if path[0] not in ("resume", "progress") and was != value:
-            raise ValueError(
-                f"{option_name(path)}: --resume finishes a run with its saved config "
-                f"(there {was!r}, here {value!r}); start a new run to change it"
-            )
-    return dataclasses.replace(saved, progress=given.progress)
 
 
 def finish(
@@ -155,7 +145,7 @@ def finish(
         )
         announce(console, "demo", what, config.model, count_parameters(model))
         console.print(  # one unwrapped line: the path is there to copy
-            f"partial run: {scratch} (if killed: revcurse demo --resume {scratch})",
+            f"partial run: {scratch} (if killed: {resume('demo', scratch)})",
             soft_wrap=True,
             markup=False,
         )

@@ -13,6 +13,8 @@ The folder becomes `config.output_dir` only when the block ends well (revcurse.r
 from __future__ import annotations
 
 import dataclasses
+import functools
+import operator
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +23,15 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from revcurse.config import command_from_config, fail, option_name, to_yaml
+from revcurse.config import (
+    changed_leaves,
+    command_from_config,
+    fail,
+    load_yaml,
+    option_name,
+    to_dict,
+    to_yaml,
+)
 from revcurse.lm.pretrained import ModelNotFound
 from revcurse.memory import EXIT_OUT_OF_MEMORY, out_of_memory
 from revcurse.records import DataError
@@ -52,6 +62,8 @@ def recipe_app(
             if out_of_memory(error):
                 typer.echo(out_of_memory_line(name, config, error), err=True)
                 raise typer.Exit(EXIT_OUT_OF_MEMORY) from None
+            if kept := kept_run(error):
+                typer.echo(f"revcurse {name}: partial run kept: {resume(name, kept)}", err=True)
             if isinstance(error, BAD_INPUT):
                 fail(str(error))
             raise
@@ -74,10 +86,37 @@ def out_of_memory_line(command: str, config: Any, error: BaseException) -> str:
     text = f"revcurse {command}: out of memory ({what})"
     if sizes:
         text += f"; batch sizes {', '.join(sizes)}: lower them, or raise --max-memory"
-    for note in getattr(error, "__notes__", []):
-        if note.startswith(KEPT):
-            text += f"; the partial run is kept: revcurse {command} --resume {note[len(KEPT) :]}"
+    if kept := kept_run(error):
+        text += f"; the partial run is kept: {resume(command, kept)}"
     return text
+
+
+def kept_run(error: BaseException) -> str:
+    """The partial run folder an error left for `--resume` (revcurse.results.run_directory),
+    or ''."""
+    notes = [n for n in getattr(error, "__notes__", []) if n.startswith(KEPT)]
+    return notes[0][len(KEPT) :] if notes else ""
+
+
+def resume(command: str, partial: Path | str) -> str:
+    """The command that finishes a partial run."""
+    return f"revcurse {command} --resume {partial}"
+
+
+def resumed_config(given: C, partial: Path) -> C:
+    """The killed run's saved config (with the progress setting given now). An option given
+    now that contradicts it is refused: a resumed run ends as the run it continues."""
+    kind = type(given)
+    saved = load_yaml(kind, partial / "config.yaml")
+    then = to_dict(saved)
+    for path, value in changed_leaves(to_dict(given), to_dict(kind())):
+        was = functools.reduce(operator.getitem, path, then)
+        if path[0] not in ("resume", "progress") and was != value:
+            raise ValueError(
+                f"{option_name(path)}: --resume finishes a run with its saved config "
+                f"(there {was!r}, here {value!r}); start a new run to change it"
+            )
+    return dataclasses.replace(saved, progress=given.progress)  # type: ignore[type-var]
 
 
 def with_output_dir(config: C, command: str) -> C:
@@ -90,10 +129,13 @@ def with_output_dir(config: C, command: str) -> C:
 
 
 @contextmanager
-def opened_run(config: Any, resume: Path | None = None, resumable: bool = False) -> Iterator[Path]:
+def opened_run(
+    config: Any, resume: Path | None = None, resumable: bool | Callable[[], bool] = False
+) -> Iterator[Path]:
     """The scratch folder of the run `config.output_dir`, holding config.yaml; with `resume`,
     a killed run's partial folder, finished in place and kept if anything goes wrong.
-    `resumable`: Ctrl-C keeps the partial folder for a later `--resume`."""
+    `resumable` (or, when it is a function, what it says then): Ctrl-C keeps the partial
+    folder for a later `--resume`."""
     with run_directory(config.output_dir, resumable=resumable, partial=resume) as folder:
         if not resume:
             (folder / "config.yaml").write_text(to_yaml(config), encoding="utf-8")

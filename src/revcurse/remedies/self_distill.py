@@ -68,10 +68,9 @@ class SelfDistillConfig:
     # Locality: the student also trains on the baseline's own closed-book answers to the
     # untouched facts' training questions (never a test question), right or wrong
     keep: bool = False  # train on what it should not change too
-    # What the teacher writes: answers to the world's training questions (both directions),
-    # its own statements of each fact starting from either side (no template of the world's:
-    # what a user with plain statements has), or both
-    source: str = "questions"
+    # What the teacher writes. statements: the fact in its own words starting from either
+    # side, no template of the world's (what a user with plain statements has)
+    source: str = "questions"  # questions (the world's, answered), statements, or both
 
     def __post_init__(self) -> None:
         check(self.samples >= 1, "samples", f"must be at least 1, got {self.samples}")
