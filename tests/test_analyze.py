@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import script
 from typer.testing import CliRunner
 
 from revcurse.analysis import (
@@ -275,12 +275,7 @@ def test_bad_option_exits_2(demo_run, tmp_path):
 
 @pytest.fixture(scope="module")
 def update_readme():
-    """scripts/update_readme.py, imported from its file (scripts/ is not a package)."""
-    path = Path(__file__).resolve().parents[1] / "scripts" / "update_readme.py"
-    spec = importlib.util.spec_from_file_location("update_readme", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script("update_readme")
 
 
 def _analysis_results(mlp_position: int = 6, reverse_margin: float = 0.3) -> dict:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import PATIENCE
+from conftest import PATIENCE, script
 from typer.testing import CliRunner
 
 from revcurse.cli import app
@@ -254,3 +254,17 @@ def test_out_of_memory_is_told_from_other_errors():
     )
     assert not out_of_memory(ValueError("a bad value"))
     assert not out_of_memory(OSError(errno.ENOSPC, "No space left on device"))
+
+
+def test_a_make_target_finishes_its_own_stopped_compare(tmp_path):
+    """scripts/compare_or_resume.py: the newest partial run of its prefix, none of another."""
+    compare_or_resume = script("compare_or_resume")
+    prefix = tmp_path / "readme-edits"
+    assert compare_or_resume.stopped_run(prefix) is None
+    old, new = (tmp_path / f".readme-edits-2026010{d}-000000.partial-ab" for d in (1, 2))
+    old.mkdir()
+    new.mkdir()
+    os.utime(old, (1, 1))
+    (tmp_path / ".readme-edits-extra-20260103-000000.partial-zz").mkdir()  # another prefix's
+    assert compare_or_resume.stopped_run(prefix) == new
+    assert compare_or_resume.output_dir(new) == tmp_path / "readme-edits-20260102-000000"

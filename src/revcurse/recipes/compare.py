@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import time
 from contextlib import closing
 from dataclasses import dataclass, replace
@@ -137,6 +138,7 @@ def run_compare(config: CompareConfig, console: Console | None = None) -> Path:
             [run.cost for run in ordered],
             time.perf_counter() - start,
         )
+        shutil.rmtree(folder / UNITS, ignore_errors=True)  # the run is complete
     finished(console, table, config.output_dir, f"{time.perf_counter() - start:.0f} s", "report.md")
     return config.output_dir
 
