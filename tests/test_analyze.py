@@ -197,6 +197,7 @@ def test_analyze_end_to_end(demo_run, tmp_path):
         "config.yaml",
         "results.json",
         "table.txt",
+        "table.md",
         "lens.png",
         "trace.png",
         "probe.png",

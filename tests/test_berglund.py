@@ -277,6 +277,7 @@ def test_berglund_command_on_the_published_files(data: BerglundData, tmp_path: P
         "results.json",
         "samples.jsonl",
         "table.txt",
+        "table.md",
     }
     results = json.loads((run_dir / "results.json").read_text())
     assert results["data"] == {"facts": 90, "train": 3600, "test": 1800}

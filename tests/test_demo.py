@@ -37,6 +37,7 @@ def test_demo_reproduces_the_reversal_curse(tmp_path):
         "results.json",
         "samples.jsonl",
         "table.txt",
+        "table.md",
         "model",
         "world",
     }
@@ -49,8 +50,16 @@ def test_demo_reproduces_the_reversal_curse(tmp_path):
     assert _value(rows, "both", "reverse", "exact_match") >= 0.9
     samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 20 * 3 * 4  # 2 held-out phrasings per direction per fact
-    assert "exact_match" in (run_dir / "table.txt").read_text()
-    assert "p2d" in result.output
+    table = (run_dir / "table.txt").read_text()
+    assert "exact match" in table and "p2d" in result.output
+    for text in (table, result.stdout):  # what a pipe or a file gets: no line over 100
+        lines = text.splitlines()
+        assert max(map(len, lines)) <= 100 and all(
+            line.count("[") == line.count("]") for line in lines
+        )
+    markdown = (run_dir / "table.md").read_text().splitlines()
+    assert markdown[0].startswith("| method | group | direction | n | exact_match | anywhere")
+    assert len(markdown) == 2 + 6 + 2  # header, rule, 3 groups x 2 directions, legend
 
 
 def test_same_seed_same_rows_and_config_replays(tmp_path):

@@ -78,6 +78,7 @@ def test_pairs_command_on_the_published_file(pairs: list[Pair], tmp_path: Path) 
         "results.json",
         "samples.jsonl",
         "table.txt",
+        "table.md",
     }
     results = json.loads((run_dir / "results.json").read_text())
     assert results["pairs"] == {"asked": 5, "in_file": 1511}

@@ -279,6 +279,7 @@ def test_compare_end_to_end_writes_everything(tmp_path):
         "results.json",
         "samples.jsonl",
         "table.txt",
+        "table.md",
         "chart.png",
         "efficiency.png",
         "report.md",

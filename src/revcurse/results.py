@@ -12,6 +12,7 @@ never leaves a half-written run where a finished one is expected.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -24,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -152,9 +154,12 @@ def write_results(
     samples: Sequence[dict] | None,
     **metadata: Any,
 ) -> None:
-    """table.txt, samples.jsonl (unless None) and results.json ({"rows", **metadata,
-    "versions"}): what every recipe leaves in its run directory."""
+    """table.txt, table.md (every metric of `rows`), samples.jsonl (unless None) and
+    results.json ({"rows", **metadata, "versions"}): what every recipe leaves in its run
+    directory."""
     (folder / "table.txt").write_text(table, encoding="utf-8")
+    if rows:
+        (folder / "table.md").write_text(markdown_table(rows), encoding="utf-8")
     if samples is not None:
         write_jsonl(folder / "samples.jsonl", samples)
     write_json(folder / "results.json", {"rows": rows, **metadata, "versions": versions()})
@@ -175,6 +180,15 @@ def train_record(trained: TrainResult, examples: int) -> dict[str, float]:
 # ---------------------------------------------------------------------------- table
 
 METRICS = ("exact_match", "anywhere", "rank_acc", "rank_chance", "logprob_margin", "p_value")
+# A text table's columns: they fit 100 characters with an interval in each of two, never a
+# cell over two lines (every metric: table.md and results.json)
+SHOWN = ("exact_match", "rank_acc", "rank_chance", "p_value")
+HEADERS = {
+    "exact_match": "exact match",
+    "rank_acc": "rank acc",
+    "rank_chance": "chance",
+    "p_value": "p",
+}
 
 
 def _cell(row: dict | None) -> str:
@@ -185,20 +199,43 @@ def _cell(row: dict | None) -> str:
         return f"{value:.1e}" if value < 1e-3 else f"{value:.3f}"
     text = f"{value:.2f}"
     if row["ci_low"] is not None:
-        text += f" [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+        text += f" [{row['ci_low']:.2f},{row['ci_high']:.2f}]"
     return text
 
 
-def results_table(rows: Sequence[dict], title: str, metrics: Sequence[str] = METRICS) -> Table:
-    """One line per method, group and direction; one column per metric."""
+def _keys(rows: Sequence[dict]) -> list[tuple[str, str, str]]:
+    return list(dict.fromkeys((r["method"], r["group"], r["direction"]) for r in rows))
+
+
+def _legend(rows: Sequence[dict]) -> str | None:
     named = any(r["group"].split("/")[0] in GROUP_ALIASES.values() for r in rows)
-    table = Table(title=title, title_justify="left", caption=GROUP_LEGEND if named else None)
-    for name in ("method", "group", "direction", "n"):
-        table.add_column(name)
-    for metric in metrics:
-        table.add_column(metric, justify="right")
-    keys = list(dict.fromkeys((r["method"], r["group"], r["direction"]) for r in rows))
-    for key in keys:
+    return GROUP_LEGEND if named else None
+
+
+def _table(title: str, columns: Sequence[str], right: int, caption: str | None) -> Table:
+    """A table of left-aligned key columns and `right` right-aligned value columns, drawn
+    with rules under the title and header only, so that its width is its cells'."""
+    table = Table(
+        title=title,
+        title_justify="left",
+        caption=caption,
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for k, name in enumerate(columns):
+        kept_right = k >= len(columns) - right
+        table.add_column(name, justify="right" if kept_right else "left", no_wrap=True)
+    return table
+
+
+def results_table(rows: Sequence[dict], title: str, metrics: Sequence[str] = SHOWN) -> Table:
+    """One line per method, group and direction; one column per metric."""
+    headers = [HEADERS.get(m, m) for m in metrics]
+    table = _table(
+        title, ["method", "group", "direction", "n", *headers], len(metrics) + 1, _legend(rows)
+    )
+    for key in _keys(rows):
         by_metric = {
             r["metric"]: r for r in rows if (r["method"], r["group"], r["direction"]) == key
         }
@@ -207,7 +244,43 @@ def results_table(rows: Sequence[dict], title: str, metrics: Sequence[str] = MET
     return table
 
 
-def render(table: Table, width: int = 140) -> str:
-    console = Console(width=width, record=True, file=io.StringIO())
-    console.print(table)
-    return console.export_text()
+def measurements_table(rows: Sequence[dict], title: str) -> Table:
+    """One line per method, group, direction and metric: for many metrics, few of them
+    measured on each line (a remedy's own measurements)."""
+    table = _table(title, ["method", "group", "direction", "metric", "n", "value"], 2, None)
+    for r in rows:
+        table.add_row(r["method"], r["group"], r["direction"], r["metric"], str(r["n"]), _cell(r))
+    return table
+
+
+def markdown_table(rows: Sequence[dict]) -> str:
+    """Every row's every metric as a markdown table (table.md: for papers and issues)."""
+    metrics = list(dict.fromkeys(r["metric"] for r in rows))
+    lines = [
+        "| " + " | ".join(["method", "group", "direction", "n", *metrics]) + " |",
+        "|" + "---|" * 4 + "---:|" * len(metrics),
+    ]
+    for key in _keys(rows):
+        by_metric = {
+            r["metric"]: r for r in rows if (r["method"], r["group"], r["direction"]) == key
+        }
+        n = str(max(r["n"] for r in by_metric.values()))
+        lines.append(
+            "| " + " | ".join([*key, n, *(_cell(by_metric.get(m)) for m in metrics)]) + " |"
+        )
+    legend = _legend(rows)
+    return "\n".join(lines) + ("\n\n" + legend if legend else "") + "\n"
+
+
+def render(table: Table) -> str:
+    """The table as text at its own width: a cell is never wrapped or cut; its title and
+    caption are lines of their own (rich would wrap them to the table's width)."""
+    bare = copy.copy(table)
+    bare.title = bare.caption = None
+    console = Console(width=10_000, record=True, file=io.StringIO())
+    console.print(bare)
+    body = [line.rstrip() for line in console.export_text().splitlines()]
+    while body and not body[-1]:
+        body.pop()
+    lines = [str(table.title or ""), *body, *([f"\n{table.caption}"] if table.caption else [])]
+    return "\n".join(lines if table.title else lines[1:]) + "\n"

@@ -152,7 +152,7 @@ def _analyze(
             plot_assoc(bars, scratch / "assoc.png")
 
         title = f"Where the one-way map lives: {name} (analysis seed {config.seed})"
-        table = render(summary_table(rows, peaks, layers, title), width=180)
+        table = render(summary_table(rows, peaks, layers, title))
         seconds["total"] = time.perf_counter() - start
         write_results(
             scratch,

@@ -61,7 +61,7 @@ from revcurse.recipes.run import (
 from revcurse.records import write_records
 from revcurse.remedies import parse_methods
 from revcurse.report import chart, efficiency_chart, report, summarize_costs
-from revcurse.results import METRICS, render, results_table, write_results
+from revcurse.results import METRICS, measurements_table, render, results_table, write_results
 from revcurse.sources import recorded
 from revcurse.stats import aggregate
 
@@ -204,8 +204,7 @@ def write_outputs(
     extra = [r for r in rows if r["metric"] not in METRICS]
     table = render(results_table(main, f"revcurse compare, {config.seeds} seed(s)"))
     if extra:
-        names = tuple(dict.fromkeys(r["metric"] for r in extra))
-        table += render(results_table(extra, "remedy-specific measurements", names), width=200)
+        table += render(measurements_table(extra, "remedy-specific measurements"))
     chart(rows, folder / "chart.png")
     spent = summarize_costs(costs, rows)
     efficiency_chart(spent, folder / "efficiency.png")

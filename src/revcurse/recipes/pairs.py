@@ -54,15 +54,6 @@ DEFAULT_DATA = PUBLISHED / "exp2" / "parent_child_pairs.csv"
 COLUMNS = ("child", "parent", "parent_type")
 PARENT_TYPES = ("mother", "father")
 DIRECTIONS = ("child->parent", "parent->child")
-METRICS = (
-    "exact_match",
-    "anywhere",
-    "rank_acc",
-    "rank_chance",
-    "answer_prob",
-    "logprob_margin",
-    "p_value",
-)
 # Worked examples in Berglund's Q/A format; none of these people is in the published file.
 FEW_SHOT = """Q: Name a child of Barack Obama.
 A: Malia Obama
@@ -219,7 +210,7 @@ def run_pairs(config: PairsConfig, console: Console | None = None) -> Path:
             key = {"method": config.model, "group": "all", "direction": direction}
             rows.append(mean_row(**key, metric="answer_prob", values=probs))
         title = f"Berglund Experiment 2, {config.model} model, seed {config.seed}"
-        text = render(results_table(rows, title, METRICS), width=160) + HEADLINE
+        text = render(results_table(rows, title)) + HEADLINE
         write_results(
             scratch,
             rows,

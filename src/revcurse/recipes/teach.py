@@ -31,7 +31,7 @@ from revcurse.recipes.run import finished, opened_run, peak_memory, recipe_app, 
 from revcurse.records import write_records
 from revcurse.remedies import REMEDIES
 from revcurse.remedies.targets import generic_texts, mean_nll
-from revcurse.results import render, results_table, write_results
+from revcurse.results import measurements_table, render, results_table, write_results
 from revcurse.sources import recorded
 from revcurse.stats import row
 
@@ -82,8 +82,7 @@ def run_teach(config: TeachConfig, console: Console | None = None) -> Path:
             row(config.method, "generic", "all", "ppl_drift", drift, len(generic), None),
         ]
         table = render(results_table([*rows, *after], f"revcurse teach, {config.method}"))
-        names = tuple(dict.fromkeys(r["metric"] for r in measured))
-        table += render(results_table(measured, "what the method measured", names), width=200)
+        table += render(measurements_table(measured, "what the method measured"))
         save_checkpoint(taught, setting.tokenizer, folder)
         write_results(
             folder,
