@@ -853,7 +853,8 @@ def judge(case: Case) -> tuple[str, str, str]:
     except (DataError, ValueError, Refused) as error:
         lines = message_lines(error)
         what = "revcurse kb add" if isinstance(error, Refused) else where(error)
-        if isinstance(error, ValueError) and len(lines) != 1:  # one problem, one line
+        several = isinstance(error, DataError)  # a DataError lists its problems, one a line
+        if not several and isinstance(error, ValueError) and len(lines) != 1:
             kind = f"{type(error).__name__} of {len(lines)} lines at {what}"
             return "bad_messages", kind, str(error)
         stray = [line for line in lines if not line.startswith(tuple(map(str, case.paths)))]

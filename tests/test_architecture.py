@@ -59,6 +59,7 @@ def test_imports_run_one_way():
         name, deps = module_name(path), imported(path)
         if name.startswith("revcurse.lm"):
             allowed = ("revcurse.lm", "revcurse.config", "revcurse.facts", "revcurse.progress")
+            allowed += ("revcurse.errors",)  # usable from any layer
             assert all(d.startswith(allowed) for d in deps), (name, deps)
         if name.startswith("revcurse.remedies"):
             assert not any(d.startswith("revcurse.analysis") for d in deps), (name, deps)
@@ -155,12 +156,51 @@ def test_an_unexpected_error_is_one_line_and_a_log(tmp_path, monkeypatch, capsys
     monkeypatch.setattr(sys, "argv", ["revcurse", "facts", "validate", "x.jsonl"])
     with pytest.raises(SystemExit) as done:
         revcurse.cli.main()
-    assert done.value.code == 2
-    lines = capsys.readouterr().err.splitlines()
-    assert lines[0] == "revcurse: internal error: KeyError: 'a bug'"
+    assert done.value.code == 1
+    [line] = capsys.readouterr().err.splitlines()
     [log] = (tmp_path / "logs").iterdir()
-    assert f"the traceback is in {log}" in lines[1] and len(lines) == 2
+    assert line == (
+        "revcurse: internal error (KeyError: 'a bug'), not your input: the traceback is in "
+        f"{log}; please report it"
+    )
     assert "Traceback" in log.read_text() and "a bug" in log.read_text()
+
+
+def test_a_remedys_own_value_error_is_an_internal_error_not_bad_input(
+    tmp_path, monkeypatch, capsys
+):
+    """A ValueError that is no user's mistake (a zip(strict=True) of unequal lists, say)
+    is reported as ours: exit 1, never the one line of bad input."""
+    import dataclasses
+
+    import revcurse.cli
+    from revcurse.remedies import REMEDIES
+
+    def broken(setting):
+        zip([1], [], strict=True).__next__()
+
+    monkeypatch.setitem(
+        REMEDIES, "in_context", dataclasses.replace(REMEDIES["in_context"], apply=broken)
+    )
+    monkeypatch.setattr(revcurse.cli, "LOGS", tmp_path / "logs")
+    tiny = ["--seeds", "1", "--world.facts-per-group", "2", "--train.steps", "2", "--no-progress"]
+    tiny += ["--remedies.reading-documents", "10", "--reader.documents", "10"]
+    tiny += ["--reader.train.steps", "1", "--reader.cache-dir", str(tmp_path / "reader")]
+    command = [
+        "revcurse",
+        "compare",
+        "--methods",
+        "in_context",
+        "--output-dir",
+        str(tmp_path / "r"),
+    ]
+    monkeypatch.setattr(sys, "argv", [*command, *tiny])
+    with pytest.raises(SystemExit) as done:
+        revcurse.cli.main()
+    assert done.value.code == 1
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("revcurse: internal error (ValueError: zip() argument 2 is shorter")
+    assert "the traceback is in" in last and not (tmp_path / "r").exists()
 
 
 def test_usage_errors_are_clicks_own_lines_not_internal_errors():

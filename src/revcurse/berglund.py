@@ -43,6 +43,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from revcurse.errors import UserError
 from revcurse.facts import DIRECTIONS, GROUPS, Example, Fact, Template
 from revcurse.records import DataError, Problem, read_records, text_lines
 
@@ -193,7 +194,7 @@ def select(
         ("test_phrasings", test_phrasings),
     ]:
         if value < 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be 0 (all) or more, got {value}")
+            raise UserError(f"--{name.replace('_', '-')} must be 0 (all) or more, got {value}")
     rng = random.Random(seed)
     kept: list[int] = []
     for group in GROUPS:

@@ -51,6 +51,7 @@ COMMANDS = {
     "kb": ("revcurse.recipes.kb", "A persistent knowledge base of facts (SQLite)."),
 }
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_INTERNAL = 1  # a bug of ours (revcurse.errors: what a user's input causes exits 2)
 LOGS = CACHE / "logs"
 
 
@@ -117,9 +118,13 @@ def main() -> None:
         sys.exit(getattr(error, "exit_code", EXIT_BAD_INPUT))
     except Exception as error:  # a bug of ours: one line here, the traceback in a file
         log = crash_log(error)
-        print(f"revcurse: internal error: {type(error).__name__}: {error}", file=sys.stderr)
-        print(f"revcurse: the traceback is in {log}; please report it", file=sys.stderr)
-        sys.exit(EXIT_BAD_INPUT)
+        what = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        print(
+            f"revcurse: internal error ({what[:200]}), not your input: the traceback is in "
+            f"{log}; please report it",
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_INTERNAL)
     sys.exit(code if isinstance(code, int) else 0)
 
 

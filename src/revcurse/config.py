@@ -24,6 +24,7 @@ from typing import Any, NoReturn, TypeVar
 import typer
 import yaml
 
+from revcurse.errors import UserError
 from revcurse.memory import memory_cap
 
 C = TypeVar("C")
@@ -38,7 +39,7 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A bad value of one field; `from_dict` puts the option's full name before it."""
 
     def __init__(self, field: str, message: str) -> None:
@@ -115,20 +116,20 @@ def _typed(value: Any, kind: Any, path: tuple[str, ...]) -> Any:
     if any(isinstance(value, t) and not (t is int and isinstance(value, bool)) for t in options):
         return value
     wanted = " or ".join(getattr(t, "__name__", str(t)) for t in options if t is not type(None))
-    raise ValueError(f"{option_name(path)}: expected {wanted}, got {value!r}")
+    raise UserError(f"{option_name(path)}: expected {wanted}, got {value!r}")
 
 
 def from_dict(cls: type[C], values: Any, source: str = "config", path: tuple[str, ...] = ()) -> C:
     """Build `cls` from nested dicts, refusing unknown keys (typos), values of the wrong
     type and values its `__post_init__` rejects, each with the option's name."""
     if not isinstance(values, dict):
-        raise ValueError(f"{source}: {option_name(path)} must be a section of keys, got {values!r}")
+        raise UserError(f"{source}: {option_name(path)} must be a section of keys, got {values!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(str(key) for key in set(values) - names)  # YAML keys may be numbers
     if unknown:
         where = ".".join(path) or "top level"
-        raise ValueError(
+        raise UserError(
             f"{source}: unknown key(s) {', '.join(unknown)} in {where} "
             f"(known: {', '.join(sorted(names))})"
         )
@@ -142,7 +143,7 @@ def from_dict(cls: type[C], values: Any, source: str = "config", path: tuple[str
     try:
         return cls(**kwargs)
     except ConfigError as error:
-        raise ValueError(f"{option_name((*path, error.field))}: {error.message}") from None
+        raise UserError(f"{option_name((*path, error.field))}: {error.message}") from None
 
 
 def changed_leaves(
@@ -181,20 +182,21 @@ def load_yaml(cls: type[C], path: Path) -> C:
     try:
         raw = path.read_bytes()
     except OSError as err:
-        raise ValueError(f"{path}: cannot read config: {err}") from err
+        raise UserError(f"{path}: cannot read config: {err}") from err
     try:
         values = yaml.safe_load(raw.decode("utf-8")) or {}
-    except (UnicodeDecodeError, RecursionError, yaml.YAMLError) as err:
+    except (UnicodeDecodeError, RecursionError, yaml.YAMLError, ValueError) as err:  # PyYAML:
+        # a scalar tagged !!float that is no number raises a ValueError
         line, reason = _yaml_problem(raw, err)
         where = f"{path}:{line}" if line else str(path)
-        raise ValueError(f"{where}: cannot read config: {reason}") from err
+        raise UserError(f"{where}: cannot read config: {reason}") from err
     if not isinstance(values, dict):
-        raise ValueError(f"{path}:1: expected a mapping of config keys")
+        raise UserError(f"{path}:1: expected a mapping of config keys")
     try:
         return from_dict(cls, values, str(path))
     except ValueError as error:
         message = str(error)
-        raise ValueError(
+        raise UserError(
             message if message.startswith(str(path)) else f"{path}: {message}"
         ) from None
 

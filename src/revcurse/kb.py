@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from revcurse.errors import UserError
 from revcurse.facts import Fact
 
 RETRIEVERS = ("bm25", "dense")
@@ -83,22 +84,22 @@ class KnowledgeBase:
     def __init__(self, path: str | Path, embedder=None, create: bool = True):
         self.path = Path(path)
         if self.path.is_dir():
-            raise ValueError(f"{self.path}: is a folder, not a knowledge base file")
+            raise UserError(f"{self.path}: is a folder, not a knowledge base file")
         if self.path.parent.exists() and not self.path.parent.is_dir():
-            raise ValueError(f"{self.path}: {self.path.parent} is a file, not a folder")
+            raise UserError(f"{self.path}: {self.path.parent} is a file, not a folder")
         if not self.path.parent.is_dir():
-            raise ValueError(f"{self.path}: its folder {self.path.parent} does not exist")
+            raise UserError(f"{self.path}: its folder {self.path.parent} does not exist")
         if not create and not self.path.is_file():
-            raise ValueError(
+            raise UserError(
                 f"{self.path}: no such knowledge base "
                 f"(create it with: revcurse kb add FILE --db {self.path})"
             )
         if not create and self.path.stat().st_size == 0:
-            raise ValueError(f"{self.path}: an empty file, not a knowledge base")
+            raise UserError(f"{self.path}: an empty file, not a knowledge base")
         if self.path.is_file() and self.path.stat().st_size:
             with open(self.path, "rb") as handle:  # SQLite would take a tiny file for empty
                 if handle.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
-                    raise ValueError(f"{self.path}: not a knowledge base (not a SQLite file)")
+                    raise UserError(f"{self.path}: not a knowledge base (not a SQLite file)")
         try:
             self.db = sqlite3.connect(self.path, timeout=BUSY_SECONDS)
             if create:
@@ -106,10 +107,10 @@ class KnowledgeBase:
             tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master")}
         # Not SQLite at all, or unreadable; a table name that is not UTF-8: damaged
         except (sqlite3.DatabaseError, UnicodeDecodeError) as error:
-            raise ValueError(f"{self.path}: not a knowledge base ({error})") from None
+            raise UserError(f"{self.path}: not a knowledge base ({error})") from None
         if not {"facts", "facts_fts"} <= tables:
             self.db.close()
-            raise ValueError(f"{self.path}: a SQLite file, but not a revcurse knowledge base")
+            raise UserError(f"{self.path}: a SQLite file, but not a revcurse knowledge base")
         self._embedder = embedder
 
     def close(self) -> None:
@@ -122,7 +123,7 @@ class KnowledgeBase:
         try:
             yield
         except (sqlite3.DatabaseError, UnicodeDecodeError) as error:
-            raise ValueError(f"{self.path}: cannot use the knowledge base ({error})") from None
+            raise UserError(f"{self.path}: cannot use the knowledge base ({error})") from None
 
     def __enter__(self) -> KnowledgeBase:
         return self
@@ -160,7 +161,7 @@ class KnowledgeBase:
 
     def query(self, text: str, k: int = 3, retriever: str = "bm25") -> list[Hit]:
         if k < 1:
-            raise ValueError(f"--k: must be at least 1, got {k}")
+            raise UserError(f"--k: must be at least 1, got {k}")
         with self._using():
             return self._query(text, k, retriever)
 
@@ -181,7 +182,7 @@ class KnowledgeBase:
                 "SELECT grp, a, b, embedding FROM facts WHERE embedding IS NOT NULL ORDER BY id"
             ).fetchall()
             if not rows and len(self):
-                raise ValueError(
+                raise UserError(
                     f"{self.path}: no embeddings stored for dense retrieval "
                     f"(add the facts with: revcurse kb add FILE --dense --db {self.path})"
                 )
@@ -190,7 +191,7 @@ class KnowledgeBase:
             question = self._embed([text])[0]
             for _, a, _, blob in rows:  # a damaged file, or one embedded by another model
                 if not isinstance(blob, bytes) or len(blob) != question.nbytes:
-                    raise ValueError(
+                    raise UserError(
                         f"{self.path}: cannot use the knowledge base (the embedding stored "
                         f"for {a!r} is not {question.size} float32 numbers)"
                     )
@@ -198,6 +199,6 @@ class KnowledgeBase:
             scores = matrix @ question
             best = np.argsort(-scores, kind="stable")[:k]
             return [Hit(Fact(*rows[i][:3]), float(scores[i])) for i in best]
-        raise ValueError(
+        raise UserError(
             f"--retriever: unknown retriever '{retriever}' (known: {', '.join(RETRIEVERS)})"
         )

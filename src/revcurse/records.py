@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from revcurse.errors import UserError
+
 Records = list[tuple[int, dict[str, Any]]]  # (line number, record)
 
 
@@ -39,7 +41,7 @@ class Problem:
 SHOWN_PROBLEMS = 10  # a file with hundreds of bad lines is one mistake: show the first few
 
 
-class DataError(Exception):
+class DataError(UserError):
     """Bad input: every problem found, each as FILE:LINE: message (the first few shown)."""
 
     def __init__(self, problems: list[Problem]):

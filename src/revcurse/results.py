@@ -29,6 +29,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from revcurse.errors import UserError
 from revcurse.facts import GROUP_ALIASES, GROUP_LEGEND
 from revcurse.memory import out_of_memory
 
@@ -42,8 +43,8 @@ def default_run_dir(command: str, root: Path = Path("runs")) -> Path:
     return root / f"{command}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
-class RunDirExists(Exception):
-    pass
+class RunDirExists(UserError):
+    """The run folder is taken: runs are never overwritten."""
 
 
 def check_run_dir(path: Path) -> None:
@@ -60,9 +61,9 @@ def check_writable(folder: Path) -> None:
     for where in (folder, *folder.parents):
         if where.exists():
             if not where.is_dir():
-                raise ValueError(f"{folder}: cannot create it: {where} is a file, not a folder")
+                raise UserError(f"{folder}: cannot create it: {where} is a file, not a folder")
             if not os.access(where, os.W_OK | os.X_OK):
-                raise ValueError(f"{folder}: cannot write there: {where} is not writable")
+                raise UserError(f"{folder}: cannot write there: {where} is not writable")
             return
 
 

@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from revcurse.errors import UserError
 from revcurse.facts import Example
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ def chat_formatted(
     answer: the completion, unchanged. A BOS the template writes is left to the tokenizer,
     which adds its own when it encodes the prompt."""
     if not tokenizer.chat_template:
-        raise ValueError("--chat-template: this model's tokenizer has no chat template")
+        raise UserError("--chat-template: this model's tokenizer has no chat template")
     bos = tokenizer.bos_token if tokenizer("").input_ids[:1] == [tokenizer.bos_token_id] else None
 
     def chat(prompt: str) -> str:

@@ -34,6 +34,7 @@ from urllib.parse import urlparse
 import torch
 
 from revcurse.config import CACHE, ConfigError
+from revcurse.errors import UserError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -63,7 +64,7 @@ PRESETS = {
 }
 
 
-class ModelNotFound(Exception):
+class ModelNotFound(UserError):
     """A one-line reason and what to install or check."""
 
 

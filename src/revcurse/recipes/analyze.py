@@ -32,6 +32,7 @@ from revcurse.analysis.queries import build_queries, cells, sample_queries
 from revcurse.analysis.rows import summary_table
 from revcurse.analysis.tracing import POSITIONS, TraceConfig, trace_rows
 from revcurse.config import check, to_dict
+from revcurse.errors import UserError
 from revcurse.facts import Fact, Template, load_facts, load_templates
 from revcurse.lm.hooks import decoder_layers
 from revcurse.lm.models import load_checkpoint
@@ -61,15 +62,15 @@ class AnalyzeConfig:
 def check_run_dir(run_dir: Path | None) -> Path:
     """`run_dir` if it holds what a demo run writes; else a one-line ValueError."""
     if run_dir is None:
-        raise ValueError("RUN_DIR: missing; give a run directory of `revcurse demo`")
+        raise UserError("RUN_DIR: missing; give a run directory of `revcurse demo`")
     needed = ("model/config.json", "world/facts.jsonl", "world/templates.jsonl")
     if not run_dir.exists():
-        raise ValueError(f"{run_dir}: no such run directory")
+        raise UserError(f"{run_dir}: no such run directory")
     if not run_dir.is_dir():
-        raise ValueError(f"{run_dir}: not a directory; give a run directory of `revcurse demo`")
+        raise UserError(f"{run_dir}: not a directory; give a run directory of `revcurse demo`")
     missing = [name for name in needed if not (run_dir / name).is_file()]
     if missing:
-        raise ValueError(f"{run_dir}: not a revcurse run directory (missing {', '.join(missing)})")
+        raise UserError(f"{run_dir}: not a revcurse run directory (missing {', '.join(missing)})")
     return run_dir
 
 

@@ -38,6 +38,7 @@ from typing import ClassVar
 from rich.console import Console
 
 from revcurse.config import ConfigError, check, to_dict
+from revcurse.errors import UserError
 from revcurse.facts import GROUPS
 from revcurse.recipes.compare_units import (
     MethodRun,
@@ -159,7 +160,7 @@ def save_run(folder: Path, run: MethodRun) -> None:
 def saved_runs(partial: Path) -> dict[tuple[int, str], MethodRun]:
     """The method runs a stopped compare finished, by (seed, method)."""
     if not (partial / "config.yaml").is_file():
-        raise ValueError(f"{partial}: not a partial compare run (no config.yaml)")
+        raise UserError(f"{partial}: not a partial compare run (no config.yaml)")
     runs = {}
     for path in sorted((partial / UNITS).glob("*.json")):
         run = MethodRun(**json.loads(path.read_text(encoding="utf-8")))

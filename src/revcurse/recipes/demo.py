@@ -28,6 +28,7 @@ from typing import ClassVar
 from rich.console import Console
 
 from revcurse.config import to_dict
+from revcurse.errors import UserError
 from revcurse.evaluate import EvalConfig, check_no_shots, evaluate
 from revcurse.facts import Example, Fact, Template, expand, load_facts, load_templates
 from revcurse.lm.causal import CausalLM
@@ -102,7 +103,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> Path:
     train_examples, test_examples = expand(facts, templates, config.world.teach_test_phrasings)
     if not train_examples or not test_examples:
         source = config.templates or "the templates"
-        raise ValueError(
+        raise UserError(
             f"{source}: need train and test templates for the groups' directions "
             f"(got {len(train_examples)} train and {len(test_examples)} test examples)"
         )

@@ -32,17 +32,16 @@ from revcurse.config import (
     to_dict,
     to_yaml,
 )
-from revcurse.lm.pretrained import ModelNotFound
+from revcurse.errors import UserError
 from revcurse.memory import EXIT_OUT_OF_MEMORY, out_of_memory
-from revcurse.records import DataError
-from revcurse.results import KEPT, RunDirExists, check_run_dir, default_run_dir, run_directory
+from revcurse.results import KEPT, check_run_dir, default_run_dir, run_directory
 
 C = TypeVar("C")
 
-# What users get wrong (bad files, existing run folders, bad options, unknown models) and
-# what their machine refuses (a full disk, a folder without permission): one line and exit
-# 2, never a traceback.
-BAD_INPUT = (DataError, RunDirExists, ValueError, ModelNotFound, OSError)
+# What users get wrong (revcurse.errors) and what their machine refuses (a full disk, a
+# folder without permission): one line and exit 2, never a traceback. Anything else is a bug
+# of ours (revcurse.cli: exit 1, the traceback in a log)
+BAD_INPUT = (UserError, OSError)
 
 
 def recipe_app(
@@ -112,7 +111,7 @@ def resumed_config(given: C, partial: Path) -> C:
     for path, value in changed_leaves(to_dict(given), to_dict(kind())):
         was = functools.reduce(operator.getitem, path, then)
         if path[0] not in ("resume", "progress") and was != value:
-            raise ValueError(
+            raise UserError(
                 f"{option_name(path)}: --resume finishes a run with its saved config "
                 f"(there {was!r}, here {value!r}); start a new run to change it"
             )

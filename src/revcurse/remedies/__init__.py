@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from revcurse.config import check
+from revcurse.errors import UserError
 from revcurse.remedies import (
     baseline,
     bidirectional,
@@ -101,11 +102,11 @@ def parse_methods(text: str, pretrained: bool = False) -> list[str]:
     names = [m.strip() for m in text.split(",")]
     unknown = [m for m in names if m not in REMEDIES]
     if unknown or not names:
-        raise ValueError(
+        raise UserError(
             f"--methods: unknown {', '.join(unknown) or 'empty list'} "
             f"(known: all, {', '.join(REMEDIES)})"
         )
     tiny = [m for m in names if pretrained and REMEDIES[m].tiny_only]
     if tiny:
-        raise ValueError(f"--methods: {', '.join(tiny)} trains from scratch: use --model tiny")
+        raise UserError(f"--methods: {', '.join(tiny)} trains from scratch: use --model tiny")
     return names

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from revcurse.config import check
+from revcurse.errors import UserError
 from revcurse.facts import Example
 from revcurse.lm.batching import IGNORE, collate, encode, spans
 from revcurse.lm.hooks import captured_inputs, captured_outputs, decoder_layers, edit_outputs
@@ -48,9 +49,9 @@ def parse_layers(text: str, n_layers: int) -> list[int]:
     try:
         layers = [int(x) for x in text.split(",")]
     except ValueError:
-        raise ValueError(f"layers: expected all, middle or integers, got {text!r}") from None
+        raise UserError(f"layers: expected all, middle or integers, got {text!r}") from None
     if not all(-n_layers <= x < n_layers for x in layers):
-        raise ValueError(f"layers: {text!r} outside the model's {n_layers} layers")
+        raise UserError(f"layers: {text!r} outside the model's {n_layers} layers")
     return sorted({x % n_layers for x in layers})
 
 

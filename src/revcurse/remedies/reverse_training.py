@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 
 from revcurse.config import check, choice
+from revcurse.errors import UserError
 from revcurse.facts import Example, Fact, words
 from revcurse.remedies.setting import Setting, Treatment
 
@@ -62,7 +63,7 @@ def reverse_text(
             segments.append(" ".join(remaining[:size]))
             remaining = remaining[size:]
         return f" {SEGMENT_MARKER} ".join(segments[::-1])
-    raise ValueError(f"unknown reversal '{mode}' (known: {', '.join(MODES)})")
+    raise UserError(f"unknown reversal '{mode}' (known: {', '.join(MODES)})")
 
 
 def reversed_copies(setting: Setting) -> list[Example]:
