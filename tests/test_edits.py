@@ -237,17 +237,15 @@ def test_student_corpus_repeats_answers_to_their_share_and_keeps_the_untouched_o
     own answers to the untouched facts' training questions join it (no test question)."""
     treated, _ = split_one_way(setting)
     answers = questions(setting, treated)[:10]
-    assert student_corpus(setting, answers) == answers  # appended once
+    assert student_corpus(setting, answers) == (answers, [])  # appended once
     config = SelfDistillConfig(share=0.5, keep=True)
     varied = dataclasses.replace(
         setting, remedies=dataclasses.replace(setting.remedies, self_distill=config)
     )
     varied.__dict__["base"] = setting.base  # the same baseline, not trained again
-    extra = student_corpus(varied, answers)
-    repeated = [e for e in extra if e in answers]
-    assert len(repeated) % len(answers) == 0
+    repeated, own = student_corpus(varied, answers)
+    assert len(repeated) % len(answers) == 0 and set(repeated) == set(answers)
     assert len(repeated) == pytest.approx(len(setting.corpus()), rel=0.1)
-    own = extra[len(repeated) :]
     assert own and all(e.fact not in treated for e in own)
     training = {(e.fact, e.prompt) for e in questions(setting, range(len(setting.facts)))}
     assert all((e.fact, e.prompt) in training for e in own)
@@ -432,8 +430,20 @@ def test_weight_remedies_report_edit_metrics_on_treated_facts(setting, method):
         assert treatment.cost.seconds > setting.base[1].seconds
 
 
-def test_a_teacher_writing_statements_too_reports_them_and_trains_a_kl_student(setting):
-    config = SelfDistillConfig(source="both", steps=5)
+def test_a_teacher_writing_statements_too_reports_them_and_trains_a_kl_student(
+    setting, monkeypatch
+):
+    """And with keep, the KL student matches the start model along its untouched answers."""
+    import revcurse.remedies.self_distill as self_distill
+
+    targets = {}
+
+    def kept_targets(tokenizer, teacher):
+        targets.update(teacher)
+        return kl_objective(tokenizer, teacher)
+
+    monkeypatch.setattr(self_distill, "kl_objective", kept_targets)
+    config = SelfDistillConfig(source="both", steps=5, keep=True)
     varied = dataclasses.replace(
         setting, remedies=dataclasses.replace(setting.remedies, self_distill=config)
     )
@@ -444,3 +454,7 @@ def test_a_teacher_writing_statements_too_reports_them_and_trains_a_kl_student(s
     assert rows["statements_named"]["n"] == len(taught.named)
     assert rows["statements_kept"]["value"] == len(taught.written)
     assert "teacher_agreed" in rows and "generalization" in rows
+    _, own = student_corpus(varied, taught.distilled)
+    said = [a for a in taught.answered if a is not None]
+    encoded = encode(setting.tokenizer, [(e.prompt, e.completion) for e in own + said], eos=True)
+    assert own and {tuple(ids) for ids, _ in encoded} <= set(targets)

@@ -17,7 +17,9 @@ the weights (Kujanpää et al. 2024 call this knowledge injection by prompt dist
    answer) plus a replay of its base corpus, for `steps` steps.
    `self_distill_kl` (prompt baking) instead matches, token by token along the same
    answers, the teacher's whole next-token distribution: KL(teacher with context ||
-   student without it); the replay keeps its cross-entropy.
+   student without it); the replay keeps its cross-entropy. With `keep`, the student also
+   matches the start model's own distribution along its answers about the untouched facts
+   (a KL locality term).
 Reported: teacher accuracy (the kept answers, judged afterwards against the truth), and
 the effect rows of revcurse.remedies.targets (treated facts vs untouched controls).
 """
@@ -312,19 +314,21 @@ def own_answers(setting: Setting, fact_ids: list[int]) -> list[Example]:
     ]
 
 
-def student_corpus(setting: Setting, distilled: list[Example]) -> list[Example]:
+def student_corpus(
+    setting: Setting, distilled: list[Example]
+) -> tuple[list[Example], list[Example]]:
     """The student's additions to the base corpus: its answers, repeated to about `share` of
-    the corpus, and with `keep` its own answers about the untouched facts."""
+    the corpus; and with `keep` its own closed-book answers about the untouched facts."""
     config = setting.remedies.self_distill
     repeats = 1
     if config.share and distilled:
         base = len(setting.corpus())
         repeats = max(1, round(config.share / (1 - config.share) * base / len(distilled)))
-    extra = distilled * repeats
+    own = []
     if config.keep:
         treated = set(split_one_way(setting)[0])
-        extra += own_answers(setting, [i for i in range(len(setting.facts)) if i not in treated])
-    return extra
+        own = own_answers(setting, [i for i in range(len(setting.facts)) if i not in treated])
+    return distilled * repeats, own
 
 
 def study(setting: Setting, taught: Lesson, method: str, kl: bool) -> Treatment:
@@ -333,15 +337,20 @@ def study(setting: Setting, taught: Lesson, method: str, kl: bool) -> Treatment:
     base_model, base_cost = setting.base
     config = setting.remedies.self_distill
     start = time.perf_counter()
+    repeated, own = student_corpus(setting, taught.distilled)
+    extra = repeated + own
     collate_fn, loss_fn = None, None
     said = [a for a in taught.answered if a is not None]
-    if kl and said:  # the teacher's distributions along its answers; its statements: CE
+    if kl and (said or own):
+        # the teacher's distributions along its answers (its statements: cross-entropy), and
+        # with keep, the start model's own along its answers about the untouched facts: a KL
+        # term that keeps the rest of the model where it was
         kept = [p for p, a in zip(taught.posed, taught.answered, strict=True) if a is not None]
-        teacher = teacher_logprobs(
-            base_model, setting.tokenizer, setting.pose(kept), setting.ask(said)
-        )
+        tokenizer = setting.tokenizer
+        teacher = teacher_logprobs(base_model, tokenizer, setting.pose(kept), setting.ask(said))
+        asked = setting.ask(own)
+        teacher |= teacher_logprobs(base_model, tokenizer, asked, asked)
         collate_fn, loss_fn = kl_objective(setting.tokenizer, teacher)
-    extra = student_corpus(setting, taught.distilled)
     preparing = time.perf_counter() - start
     budget = replace(
         setting.train,
