@@ -105,6 +105,27 @@ def questions(setting: Setting, fact_ids: list[int]) -> list[Example]:
     ]
 
 
+def sampled(
+    setting: Setting, model: PreTrainedModel, prompts: list[str], max_new: int
+) -> list[list[str]]:
+    """The teacher's `samples` continuations of every prompt at `temperature` (seeded), each
+    up to its first line break (first_sentence keeps no more)."""
+    config = setting.remedies.self_distill
+    torch.manual_seed(setting.seed)
+    return [
+        generate(
+            model,
+            setting.tokenizer,
+            prompts,
+            max_new,
+            setting.eval.batch_size,
+            temperature=config.temperature,
+            first_line=True,
+        )
+        for _ in range(config.samples)
+    ]
+
+
 def teach(
     setting: Setting, model: PreTrainedModel, asked: list[Example]
 ) -> tuple[list[Example], list[Example | None]]:
@@ -116,19 +137,7 @@ def teach(
     completions = [e.completion for e in setting.train_examples]
     max_new = answer_tokens(setting.tokenizer, completions, EvalConfig())
     prompts = [e.prompt for e in setting.pose(posed)]
-    torch.manual_seed(setting.seed)
-    samples = [
-        generate(
-            model,
-            setting.tokenizer,
-            prompts,
-            max_new,
-            setting.eval.batch_size,
-            temperature=config.temperature,
-            first_line=True,  # first_sentence keeps no more
-        )
-        for _ in range(config.samples)
-    ]
+    samples = sampled(setting, model, prompts, max_new)
     kept: list[Example | None] = []
     for i, example in enumerate(asked):
         votes = Counter(first_sentence(run[i]) for run in samples)
@@ -227,7 +236,6 @@ def own_statements(
     """The teacher's own statements of these facts, starting from either side, sampled
     `samples` times each: the distinct ones that name the other side (as student examples:
     the side, then the model's words), and for every sample whether it named it."""
-    config = setting.remedies.self_distill
     facts = [setting.facts[i] for i in fact_ids]
     prompts = [
         e.prompt
@@ -238,19 +246,7 @@ def own_statements(
     max_new = 2 * answer_tokens(
         setting.tokenizer, [" " + f.a + " " + f.b for f in facts], EvalConfig()
     )
-    torch.manual_seed(setting.seed)
-    samples = [
-        generate(
-            model,
-            setting.tokenizer,
-            prompts,
-            max_new,
-            setting.eval.batch_size,
-            temperature=config.temperature,
-            first_line=True,
-        )
-        for _ in range(config.samples)
-    ]
+    samples = sampled(setting, model, prompts, max_new)
     written: dict[tuple[int, str], Example] = {}
     named = []
     for k, (i, side) in enumerate((i, side) for i in fact_ids for side in ("a", "b")):
