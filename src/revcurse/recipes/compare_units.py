@@ -74,9 +74,15 @@ class RemedyRun:
         "remedies.generic_documents": 20,
         # scripts/sweep_distill.py (SmolLM2, 30 facts a group): its answers repeated to half
         # of the corpus and 200 steps take the treated facts' reverse from 0.33 / 0.27 to
-        # 0.97 / 1.00 on held-out phrasings, keeping their trained direction (1.00)
+        # 0.97 / 1.00 on held-out phrasings, keeping their trained direction (1.00), but
+        # change a fifth of the answers about untouched facts (locality 0.80); a LoRA
+        # student at 1e-3 that also keeps its own answers about them: reverse 1.00 / 0.87,
+        # trained direction 1.00, locality 0.90, in 478 s against 1578 s fully fine-tuned
         "remedies.self_distill.steps": 200,
         "remedies.self_distill.share": 0.5,
+        "remedies.self_distill.finetune": "lora",
+        "remedies.self_distill.lr": 1e-3,
+        "remedies.self_distill.keep": True,
         "remedies.self_distill.samples": 3,
         "remedies.self_distill.agree": 2,
         # MEMIT's recipe (subject position, a run of layers) ending where ROME's middle
