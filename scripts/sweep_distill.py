@@ -1,7 +1,7 @@
 """Self-distillation's knobs on a pretrained model: what bakes a fact's reverse into the
 weights, and what it costs the rest of the model.
 
-    .venv/bin/python scripts/sweep_distill.py                  # smollm2-135m, ~5 min a setting
+    .venv/bin/python scripts/sweep_distill.py                  # smollm2-135m, 8-25 min a setting
     .venv/bin/python scripts/sweep_distill.py --settings "steps=200 share=0.5" "kl=1 steps=200"
     .venv/bin/python scripts/sweep_distill.py --readme         # the README's sweep-distill block
 
@@ -9,7 +9,8 @@ One seed's world (30 facts a group) with `revcurse compare`'s defaults for the m
 baseline is trained once and kept (revcurse.trained); the teacher (the baseline reading
 each treated fact after worked examples) writes its answers once per teacher setting. A
 setting is `KEY=VALUE ...` over --remedies.self-distill.* (samples, agree, temperature,
-steps, lr, finetune, share, keep, source; the others as compare's defaults), and `kl=1` for
+steps, lr, finetune, share, keep, source; the others as compare's defaults, the student's
+finetune, lr and keep as compare's first recipe: FIRST_RECIPE), and `kl=1` for
 self_distill_kl. Each setting's measurements go to the results file as soon as they are
 made (default runs/sweep-distill-MODEL.jsonl); a setting already there is skipped, so a run
 that was stopped continues where it was. Prints, per setting, the treated facts' reverse on
@@ -31,17 +32,17 @@ from revcurse.recipes.compare_units import build_setting, starting_point
 from revcurse.remedies.self_distill import Lesson, lesson, study
 
 # compare's first recipe (60 steps, the answers appended once), then one knob at a time: how
-# much of the corpus the answers are and how many steps (compare's recipe now); keeping the
-# rest; the teacher's own statements instead of (or beside) the world's questions; the
-# student's adapters, KL and rate; the teacher's sampling
+# much of the corpus the answers are and how many steps; keeping the rest; a LoRA student
+# (compare's recipe now); the teacher's own statements instead of (or beside) the world's
+# questions; KL and rate; the teacher's sampling
 SETTINGS = [
     "steps=60 share=0",
     "steps=60 share=0.5",
     "steps=200 share=0.5",
     "steps=200 share=0.5 keep=1",
-    "steps=200 share=0.5 source=statements",
-    "steps=200 share=0.5 source=both keep=1",
     "steps=200 share=0.5 finetune=lora lr=1e-3 keep=1",
+    "steps=200 share=0.5 finetune=lora lr=1e-3 keep=1 source=statements",
+    "steps=200 share=0.5 finetune=lora lr=1e-3 keep=1 source=both",
     "steps=200 share=0.5 keep=1 kl=1",
     "steps=200 share=0.5 lr=1e-4 keep=1",
     "steps=400 share=0.5 lr=1e-4 keep=1",
@@ -50,6 +51,9 @@ SETTINGS = [
     "steps=200 share=0.5 keep=1 samples=5 agree=3 temperature=0.7",
     "steps=200 share=0.5 finetune=lora lr=3e-4 keep=1",
 ]
+# What a setting changes is counted from compare's first pretrained recipe (the student fully
+# fine-tuned at the baseline's rate, nothing kept), not from today's defaults
+FIRST_RECIPE = {"finetune": "same", "lr": 0.0, "keep": False}
 TEACHER = ("samples", "agree", "temperature", "source")  # what the teacher's answers depend on
 COLUMNS = [  # (metric, group, header)
     ("generalization", "p2d", "gen p2d"),
@@ -81,6 +85,7 @@ def sweep_config(model: str, setting: str) -> CompareConfig:
     values.update(model=model, seeds=1, progress=False, methods="baseline,self_distill")
     options, _ = parse(setting)
     known = values["remedies"]["self_distill"]
+    known.update(FIRST_RECIPE)
     for key, value in options.items():
         if key not in known:
             raise SystemExit(f"{setting!r}: unknown option {key} (known: kl, {', '.join(known)})")

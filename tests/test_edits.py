@@ -215,7 +215,7 @@ def test_own_statements_start_from_either_side_and_keep_those_naming_the_other(
     pieces = [x for t in setting.templates for x in re.split(r"\{\w+\}", t.prompt) if len(x) > 8]
     for prompt, (fact, side) in zip(prompts, sides, strict=True):
         assert f"Fact: {fact.a} is {fact.b}." in prompt or f"Fact: {fact.b} is {fact.a}." in prompt
-        assert prompt.endswith(f'"{side}": {side[0].upper()}{side[1:]}')
+        assert prompt.endswith(f'"{side}": {side[0].upper()}{side[1:]} is')
         assert not any(piece in prompt for piece in pieces)
     others = [f.b if side == f.a else f.a for f, side in sides]
 
@@ -227,7 +227,7 @@ def test_own_statements_start_from_either_side_and_keep_those_naming_the_other(
     samples = setting.remedies.self_distill.samples
     assert named == [k % 2 == 0 for k in range(4) for _ in range(samples)]
     assert [(e.fact, e.direction, e.prompt, e.completion) for e in written] == [
-        (i, "a2b", f.a[0].upper() + f.a[1:], f" was {f.b}.")
+        (i, "a2b", f.a[0].upper() + f.a[1:] + " is", f" was {f.b}.")
         for i, f in zip(treated, facts, strict=True)
     ]
 

@@ -204,13 +204,17 @@ def kl_objective(
 
 
 def sentence_start(side: str) -> str:
-    return side[:1].upper() + side[1:]
+    """A statement's start from this side: the side, capitalised, and the statement's verb.
+    After a bare entity the fine-tuned SmolLM2 teacher ends the sentence (".", 179 of 180
+    samples), as every answer it trained on ends after an entity; after the verb it names
+    the other side (11 of 12 greedy)."""
+    return side[:1].upper() + side[1:] + " is"
 
 
 def restating(setting: Setting, facts: Sequence[Fact]) -> list[str]:
     """For each fact and each of its sides, the prompt that has the teacher, reading the fact
     after worked examples (fresh facts restated from their other side), state it again
-    starting from that side: the words after the side are the model's own."""
+    starting from that side: the words after the start are the model's own."""
     rng = random.Random(setting.seed)
     pools = fresh_entities(setting.facts, setting.recombine)
     blocks = []
@@ -220,7 +224,8 @@ def restating(setting: Setting, facts: Sequence[Fact]) -> list[str]:
         given = DIRECTIONS[k % 2]
         other = DIRECTIONS[1 - k % 2]
         side = fresh.b if other == "b2a" else fresh.a
-        again = sentence_start(statement(fresh, other))
+        again = statement(fresh, other)
+        again = again[:1].upper() + again[1:]
         blocks.append(f'Fact: {statement(fresh, given)}\nStarting from "{side}": {again}\n\n')
     prefix = "".join(blocks)
     return [
