@@ -89,7 +89,7 @@ readme-smollm2: $(BIN)/revcurse
 # These comparisons resume: run a stopped target again and it finishes its stopped run
 # (scripts/compare_or_resume.py) instead of starting over.
 SMOLLM2_EDITS = --model smollm2-135m --seeds 1 --world.facts-per-group 10 \
-	--methods baseline,hebbian,hebbian_delta,rome,memit,hebbian_memit
+	--methods baseline,hebbian_memit,memit,rome,hebbian,hebbian_delta
 readme-smollm2-edits: $(BIN)/revcurse
 	dir=$$($(BIN)/python scripts/compare_or_resume.py runs/readme-smollm2-edits $(SMOLLM2_EDITS)) \
 	&& $(BIN)/python scripts/update_readme.py --compare $$dir compare-smollm2-edits

@@ -98,12 +98,12 @@ def line(name: str, rows: list[dict], seconds: float) -> str:
     values = {(r["metric"], r["group"]): r["value"] for r in rows}
     cells = [values.get((metric, group)) for metric, group, _ in COLUMNS]
     text = "  ".join("-".rjust(8) if v is None else f"{v:>8.2f}" for v in cells)
-    return f"{name:<58} {text}  {seconds:>6.0f}"
+    return f"{name:<68} {text}  {seconds:>6.0f}"
 
 
 def header() -> str:
     names = "  ".join(h.rjust(8) for _, _, h in COLUMNS)
-    return f"{'setting (--remedies.self-distill.*)':<58} {names}  {'seconds':>6}"
+    return f"{'setting (--remedies.self-distill.*)':<68} {names}  {'seconds':>6}"
 
 
 def main() -> None:
