@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from revcurse.config import check, choice
+from revcurse.errors import UserError
 from revcurse.facts import Example
 from revcurse.lm.batching import IGNORE, Collate, collate, encode
 from revcurse.progress import bar as progress_bar
@@ -280,9 +281,9 @@ def _load_checkpoint(
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated, corrupt or not ours: one line, the run kept
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{path}: cannot read the training checkpoint ({first[:200]})") from None
+        raise UserError(f"{path}: cannot read the training checkpoint ({first[:200]})") from None
     if state["model"].keys() != _trainable(model).keys():
-        raise ValueError(f"{path}: a checkpoint of another model or fine-tuning mode")
+        raise UserError(f"{path}: a checkpoint of another model or fine-tuning mode")
     model.load_state_dict(state["model"], strict=False)
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
