@@ -204,8 +204,15 @@ def _cell(row: dict | None) -> str:
     return text
 
 
-def _keys(rows: Sequence[dict]) -> list[tuple[str, str, str]]:
-    return list(dict.fromkeys((r["method"], r["group"], r["direction"]) for r in rows))
+def _lines(rows: Sequence[dict], metrics: Sequence[str]) -> Iterator[list[str]]:
+    """A table's cells: per method, group and direction, those three, n and each metric."""
+    keys = dict.fromkeys((r["method"], r["group"], r["direction"]) for r in rows)
+    for key in keys:
+        by_metric = {
+            r["metric"]: r for r in rows if (r["method"], r["group"], r["direction"]) == key
+        }
+        n = str(max(r["n"] for r in by_metric.values()))
+        yield [*key, n, *(_cell(by_metric.get(m)) for m in metrics)]
 
 
 def _legend(rows: Sequence[dict]) -> str | None:
@@ -236,12 +243,8 @@ def results_table(rows: Sequence[dict], title: str, metrics: Sequence[str] = SHO
     table = _table(
         title, ["method", "group", "direction", "n", *headers], len(metrics) + 1, _legend(rows)
     )
-    for key in _keys(rows):
-        by_metric = {
-            r["metric"]: r for r in rows if (r["method"], r["group"], r["direction"]) == key
-        }
-        n = str(max(r["n"] for r in by_metric.values()))
-        table.add_row(*key, n, *(_cell(by_metric.get(m)) for m in metrics))
+    for cells in _lines(rows, metrics):
+        table.add_row(*cells)
     return table
 
 
@@ -261,14 +264,7 @@ def markdown_table(rows: Sequence[dict]) -> str:
         "| " + " | ".join(["method", "group", "direction", "n", *metrics]) + " |",
         "|" + "---|" * 4 + "---:|" * len(metrics),
     ]
-    for key in _keys(rows):
-        by_metric = {
-            r["metric"]: r for r in rows if (r["method"], r["group"], r["direction"]) == key
-        }
-        n = str(max(r["n"] for r in by_metric.values()))
-        lines.append(
-            "| " + " | ".join([*key, n, *(_cell(by_metric.get(m)) for m in metrics)]) + " |"
-        )
+    lines += ["| " + " | ".join(cells) + " |" for cells in _lines(rows, metrics)]
     legend = _legend(rows)
     return "\n".join(lines) + ("\n\n" + legend if legend else "") + "\n"
 
