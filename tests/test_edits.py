@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from revcurse.config import ConfigError, from_dict
+from revcurse.context import posed_in_context
 from revcurse.lm.batching import encode
 from revcurse.lm.hooks import decoder_layers
 from revcurse.reader import ReaderConfig
@@ -18,6 +19,7 @@ from revcurse.recipes.compare_units import build_setting, starting_point
 from revcurse.remedies import REMEDIES
 from revcurse.remedies.ffn import TeacherForced, activity, delta_rule, down_proj, keys, parse_layers
 from revcurse.remedies.hebbian import contrasted, hebbian_edit, whitened
+from revcurse.remedies import memit
 from revcurse.remedies.memit import edit_sites, in_context_stream, memit_edit
 from revcurse.remedies.rome import (
     RomeConfig,
@@ -338,10 +340,11 @@ def test_hebbian_memit_makes_the_closed_book_stream_the_one_read_in_context(sett
     base, _ = setting.base
     fact = split_one_way(setting)[0][:1]
     monkeypatch.setattr(setting.remedies.memit, "ridge", 1e-6)
+    monkeypatch.setattr(setting.remedies.memit, "gate", False)
     raw = reverse_phrasings(setting, fact, "train")
     forced = TeacherForced.of(setting.tokenizer, setting.ask(raw))
     top = len(decoder_layers(base)) - 1
-    wanted = in_context_stream(setting, base, raw, forced, top)[forced.answer]
+    wanted = in_context_stream(setting, base, raw, forced, top)[0][forced.answer]
     edited = copy.deepcopy(base)
     memit_edit(setting, edited, fact, "context")
     (_, before), (_, after) = (activity(m, forced, [top]) for m in (base, edited))
@@ -351,6 +354,44 @@ def test_hebbian_memit_makes_the_closed_book_stream_the_one_read_in_context(sett
 
     assert gap(before) > 0.1  # reading the fact changes what the units do
     assert gap(after) < 0.01
+
+
+def test_in_context_stream_says_which_answers_reading_the_fact_gets_right(setting):
+    """Its flags are the in-context greedy answers' hits (the model reading each fact after
+    the worked examples, as in_context and the self-distillation teacher pose it)."""
+    base, _ = setting.base
+    raw = reverse_phrasings(setting, split_one_way(setting)[0], "train")
+    forced = TeacherForced.of(setting.tokenizer, setting.ask(raw))
+    _, right = in_context_stream(setting, base, raw, forced, 0)
+    posed = posed_in_context(
+        raw, setting.facts, setting.remedies.distractors, setting.seed, setting.fact_lines
+    )
+    assert right.tolist() == hits(setting.causal_lm(base), setting.pose(posed))
+
+
+@pytest.mark.parametrize("read_right", [False, True])
+def test_hebbian_memit_gate_writes_only_what_reading_the_fact_got_right(
+    setting, monkeypatch, read_right
+):
+    """Reading got none right: nothing is written; all right: the gate removes nothing."""
+    base, _ = setting.base
+    fact = split_one_way(setting)[0][:1]
+
+    def read(*args: object) -> tuple[torch.Tensor, torch.Tensor]:
+        stream, right = in_context_stream(*args)
+        return stream, torch.full_like(right, read_right)
+
+    monkeypatch.setattr(memit, "in_context_stream", read)
+    weights = []
+    for gate in (True, False):
+        monkeypatch.setattr(setting.remedies.memit, "gate", gate)
+        edited = copy.deepcopy(base)
+        memit_edit(setting, edited, fact, "context")
+        weights.append(torch.cat([p.flatten() for p in edited.parameters()]))
+    gated, ungated = weights
+    before = torch.cat([p.flatten() for p in base.parameters()])
+    assert torch.equal(gated, ungated if read_right else before)
+    assert not torch.equal(ungated, before)
 
 
 def test_activity_reads_the_stream_after_a_layer_at_each_position(setting):

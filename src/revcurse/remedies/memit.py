@@ -35,7 +35,7 @@ import torch
 from revcurse.config import check, choice
 from revcurse.context import posed_in_context
 from revcurse.facts import Example
-from revcurse.lm.hooks import decoder_layers
+from revcurse.lm.hooks import captured_outputs, decoder_layers
 from revcurse.remedies.ffn import (
     TeacherForced,
     activity,
@@ -70,6 +70,11 @@ class MemitConfig:
     # scripts/sweep_edits.py: on 128 hidden units reverse and locality trade against each
     # other (3 is between); on 1024 (--tiny.d-ff 1024) 20 keeps both
     ridge: float = 3.0  # weight of keeping the outputs of the keys that must stay
+    # hebbian_memit: write only the questions the model answers right when it reads the fact
+    # (a third factor, success, gating the Hebbian rule): SmolLM2 reading a fact after worked
+    # examples answers a reverse question wrong in some phrasings (another name in the
+    # context), and the ungated edit installs those wrong answers just as faithfully
+    gate: bool = True
 
     def __post_init__(self) -> None:
         check_layers(self.layers, "layers")
@@ -93,28 +98,39 @@ def edit_sites(
     return torch.stack([torch.arange(len(at)), at], dim=1), torch.zeros(len(at), dtype=torch.long)
 
 
+@torch.no_grad()
 def in_context_stream(
     setting: Setting, model: PreTrainedModel, raw: list[Example], forced: TeacherForced, top: int
-) -> torch.Tensor:
-    """(n, width, d): the residual stream after layer `top` at each position of the
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """((n, width, d), (n,)): the residual stream after layer `top` at each position of the
     closed-book questions `forced` (of `raw`), when the model reads each one's fact first,
-    after the worked examples: the question is the end of that longer prompt."""
+    after the worked examples: the question is the end of that longer prompt; and whether
+    that reading gives each answer (every token the argmax, teacher-forced)."""
     posed = posed_in_context(
         raw, setting.facts, setting.remedies.distractors, setting.seed, setting.fact_lines
     )
     opened = TeacherForced.of(setting.tokenizer, setting.pose(posed))
-    _, stream = activity(model, opened, [top])
+    with captured_outputs({top: decoder_layers(model)[top]}) as stream:
+        predicted = model(
+            input_ids=opened.batch["input_ids"],
+            attention_mask=opened.batch["attention_mask"],
+            use_cache=False,
+        ).logits.argmax(dim=-1)
     closed_lengths = forced.batch["attention_mask"].sum(1).tolist()
     opened_lengths = opened.batch["attention_mask"].sum(1).tolist()
     out = torch.zeros(*forced.batch["input_ids"].shape, stream[top].shape[-1])
+    right = torch.zeros(len(raw), dtype=torch.bool)
     for row, (n, m) in enumerate(zip(closed_lengths, opened_lengths, strict=True)):
         # a leading start-of-text token is the closed book's own; the rest must coincide
         first = int(forced.batch["input_ids"][row, 0] == setting.tokenizer.bos_token_id)
         ids, context_ids = forced.batch["input_ids"][row, first:n], opened.batch["input_ids"][row]
         if not torch.equal(ids, context_ids[m - (n - first) : m]):
             raise ValueError(f"{raw[row].prompt!r}: tokenised otherwise after its context")
-        out[row, first:n] = stream[top][row, m - (n - first) : m]
-    return out
+        out[row, first:n] = stream[top][row, m - (n - first) : m].float()
+        answer = forced.answer[row, :n].nonzero().squeeze(1)
+        said = predicted[row, answer + m - n]
+        right[row] = bool((said == forced.next_token[row, answer]).all())
+    return out, right
 
 
 def memit_edit(
@@ -134,7 +150,11 @@ def memit_edit(
         where, slot = edit_sites(setting, fact_id, questions, forced, config.position)
         rows, cols = where.unbind(dim=1)
         if target_from == "context":
-            changes.append(in_context_stream(setting, model, raw, forced, top)[rows, cols])
+            stream, right = in_context_stream(setting, model, raw, forced, top)
+            if config.gate:  # only what reading the fact gets right is written
+                keep = right[rows]
+                where, rows, cols = where[keep], rows[keep], cols[keep]
+            changes.append(stream[rows, cols])
         else:
             pre, _ = activity(model, forced, [top])  # the change's scale: the value it changes
             value = pre[top][rows, cols] @ down_proj(model, top).weight.float().T
@@ -145,6 +165,8 @@ def memit_edit(
         asked += questions
     forced = TeacherForced.of(setting.tokenizer, asked)  # right-padded: positions still hold
     where = torch.cat(sites)
+    if not len(where):  # the model read none of the facts right: nothing to write
+        return
     rows, cols = where.unbind(dim=1)
     if target_from == "context":
         target = torch.cat(changes)

@@ -1,0 +1,193 @@
+"""The Hebbian edit on a pretrained model: where its in-context answer lives, and what
+writing that activity into the FFN memories installs.
+
+    .venv/bin/python scripts/sweep_hebbian.py                # smollm2-135m, 10 facts a group
+    .venv/bin/python scripts/sweep_hebbian.py --readme       # the README's sweep-hebbian block
+
+One seed's world (10 facts a group, as `make readme-smollm2-edits`) and its baseline (kept in
+the cache by revcurse.trained). Two parts, each line written to the results file as soon as
+it is measured (default runs/sweep-hebbian-MODEL.jsonl) and skipped when run again:
+
+1. patching: for the treated facts' reverse questions (training phrasings, closed book),
+   the residual stream after one layer at one kind of site (the subject's last token, the
+   prompt's last token, every token that predicts an answer token, every token of the
+   question) is replaced by the model's own stream there when it reads the fact first, as
+   in_context poses it. The share of questions whose answer tokens all come out right
+   (teacher-forced) says where the in-context answer is: what a Hebbian edit at that site
+   and layer could at best copy into the weights.
+2. edits: `hebbian_memit` (revcurse.remedies.memit: that in-context stream as the target,
+   written by the delta rule into the FFN output matrices, no gradient) over sites, layers
+   and ridge, with the edit metrics of revcurse.remedies.targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from dataclasses import asdict
+import time
+from pathlib import Path
+
+import torch
+
+from revcurse.config import default_values, from_dict
+from revcurse.lm.hooks import decoder_layers, edit_outputs
+from revcurse.recipes.compare import CompareConfig
+from revcurse.recipes.compare_units import build_setting, starting_point
+from revcurse.remedies.ffn import TeacherForced
+from revcurse.remedies.memit import MemitConfig, edit_sites, in_context_stream, memit_edit
+from revcurse.remedies.setting import Setting
+from revcurse.remedies.targets import effect_rows, reverse_phrasings, split_one_way
+
+SITES = ("subject", "last", "answer", "question")
+PATCH_POINTS = 9  # layers patched, evenly from the first to the last
+# --remedies.memit.* for hebbian_memit: MEMIT's own site (the subject's last token over the
+# middle layers), then where the patching finds the in-context answer (the tokens that
+# predict the answer, the last layers), ungated and gated, over layers and ridge
+LATE = "layers=25,26,27,28,29"
+EDITS = [
+    "position=subject layers=10,11,12,13,14 ridge=3 gate=0",
+    "position=last layers=20,21,22,23,24 ridge=3 gate=0",
+    "position=last layers=25,26,27,28,29 ridge=3 gate=0",
+    "position=answer layers=20,21,22,23,24 ridge=3 gate=0",
+    f"position=answer {LATE} ridge=3 gate=0",
+    f"position=answer {LATE} ridge=3 gate=1",
+    "position=answer layers=20,21,22,23,24 ridge=3 gate=1",
+    "position=answer layers=22,23,24,25,26,27,28,29 ridge=3 gate=1",
+    f"position=answer {LATE} ridge=1 gate=1",
+    f"position=answer {LATE} ridge=10 gate=1",
+    f"position=answer {LATE} ridge=30 gate=1",
+]
+COLUMNS = [  # (metric, group, header)
+    ("reliability", "p2d", "rel p2d"),
+    ("reliability", "d2p", "rel d2p"),
+    ("generalization", "p2d", "gen p2d"),
+    ("generalization", "d2p", "gen d2p"),
+    ("kept", "p2d", "kept p2d"),
+    ("kept", "d2p", "kept d2p"),
+    ("control_exact_match", "p2d", "ctrl p2d"),
+    ("control_exact_match", "d2p", "ctrl d2p"),
+    ("locality", "untouched", "locality"),
+    ("locality_known", "untouched", "loc known"),
+]
+
+
+def config_for(model: str) -> CompareConfig:
+    values = default_values(CompareConfig, model)
+    values.update(model=model, seeds=1, progress=False, methods="baseline,hebbian_memit")
+    values["world"]["facts_per_group"] = 10
+    return from_dict(CompareConfig, values)
+
+
+def memit_config(start: MemitConfig, setting: str) -> MemitConfig:
+    """`start` with the setting's 'KEY=VALUE ...' options, each of its field's type."""
+    values = asdict(start)
+    for word in setting.split():
+        key, value = word.split("=", 1)
+        kind = type(values[key])
+        values[key] = value == "1" if kind is bool else kind(value)
+    return from_dict(MemitConfig, values)
+
+
+def sites_of(setting: Setting, fact_id: int, forced: TeacherForced, site: str) -> torch.Tensor:
+    """(m, 2) row and position of each patched token of `forced`, one fact's questions."""
+    if site == "question":  # every real token
+        return forced.batch["attention_mask"].nonzero()
+    questions = setting.ask(reverse_phrasings(setting, [fact_id], "train"))
+    return edit_sites(setting, fact_id, questions, forced, site)[0]
+
+
+@torch.no_grad()
+def patched_right(
+    setting: Setting, model: torch.nn.Module, layer: int, site: str, treated: list[int]
+) -> dict[str, int]:
+    """How many of the treated facts' reverse questions get their answer's first token and
+    all of its tokens as the teacher-forced argmax, closed book and with `layer`'s stream at
+    `site` taken from the run that reads the fact."""
+    counts = dict.fromkeys(("closed first", "closed all", "first", "all", "read", "total"), 0)
+    for fact_id in treated:
+        raw = reverse_phrasings(setting, [fact_id], "train")
+        forced = TeacherForced.of(setting.tokenizer, setting.ask(raw))
+        stream, right = in_context_stream(setting, model, raw, forced, layer)
+        counts["read"] += int(right.sum())
+        rows, cols = sites_of(setting, fact_id, forced, site).unbind(dim=1)
+
+        def patch(x: torch.Tensor) -> torch.Tensor:
+            x = x.clone()
+            x[rows, cols] = stream[rows, cols].to(x.dtype)
+            return x
+
+        inputs = {k: forced.batch[k] for k in ("input_ids", "attention_mask")}
+        first = torch.arange(len(raw)), forced.last_prompt_position()
+        plain = model(**inputs).logits.argmax(-1)
+        with edit_outputs({decoder_layers(model)[layer]: patch}):
+            edited = model(**inputs).logits.argmax(-1)
+        for predicted, prefix in ((plain, "closed "), (edited, "")):
+            right = (predicted == forced.next_token) | ~forced.answer
+            counts[prefix + "first"] += int(right[first].sum())
+            counts[prefix + "all"] += int(right.all(dim=1).sum())
+        counts["total"] += len(raw)
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="smollm2-135m", help="a pretrained --model")
+    parser.add_argument("--results", type=Path, help="default runs/sweep-hebbian-MODEL.jsonl")
+    parser.add_argument("--part", choices=("patching", "edits", "both"), default="both")
+    parser.add_argument("--readme", action="store_true", help="write the README block only")
+    args = parser.parse_args()
+    results = args.results or Path("runs") / f"sweep-hebbian-{args.model}.jsonl"
+    done = {}
+    if results.exists():
+        for text in results.read_text(encoding="utf-8").splitlines():
+            record = json.loads(text)
+            done[record["key"]] = record
+    if args.readme:
+        raise SystemExit("--readme: not yet")
+    config = config_for(args.model)
+    workdir = results.parent / f"sweep-hebbian-{args.model}-work"
+    setting = build_setting(config, config.seed, workdir, starting_point(config))
+    base, _ = setting.base
+    treated, control = split_one_way(setting)
+
+    def save(record: dict) -> None:
+        results.parent.mkdir(parents=True, exist_ok=True)
+        with results.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(record) + "\n")
+        done[record["key"]] = record
+
+    if args.part in ("patching", "both"):
+        n = len(decoder_layers(base))
+        layers = sorted({round(i * (n - 1) / (PATCH_POINTS - 1)) for i in range(PATCH_POINTS)})
+        for site in SITES:
+            for layer in layers:
+                key = f"patch {site} {layer}"
+                if key not in done:
+                    save({"key": key, **patched_right(setting, base, layer, site, treated)})
+                r = done[key]
+                print(
+                    f"{key:<24} of {r['total']}: first token {r['first']} (closed book"
+                    f" {r['closed first']}), whole answer {r['all']} ({r['closed all']};"
+                    f" reading the fact {r['read']})",
+                    flush=True,
+                )
+    if args.part in ("edits", "both"):
+        for key in EDITS:
+            if key not in done:
+                setting.remedies.memit = memit_config(setting.remedies.memit, key)
+                began = time.perf_counter()
+                edited = copy.deepcopy(base)
+                memit_edit(setting, edited, treated, "context")
+                before, after = setting.causal_lm(base), setting.causal_lm(edited)
+                rows = effect_rows("hebbian_memit", setting, before, after, treated, control)
+                save({"key": key, "rows": rows, "seconds": time.perf_counter() - began})
+            values = {(r["metric"], r["group"]): r["value"] for r in done[key]["rows"]}
+            cells = [values.get((m, g)) for m, g, _ in COLUMNS]
+            text = "  ".join("-".rjust(8) if v is None else f"{v:>8.2f}" for v in cells)
+            print(f"{key:<64} {text}  {done[key]['seconds']:>5.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
