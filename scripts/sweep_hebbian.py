@@ -25,8 +25,9 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-from dataclasses import asdict
+import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -58,6 +59,12 @@ EDITS = [
     f"position=answer {LATE} ridge=1 gate=1",
     f"position=answer {LATE} ridge=10 gate=1",
     f"position=answer {LATE} ridge=30 gate=1",
+    f"position=answer {LATE} ridge=3 gate=1 keep=1",
+    f"position=answer {LATE} ridge=1 gate=1 keep=1",
+    f"position=answer {LATE} ridge=10 gate=1 keep=1",
+    f"position=answer {LATE} ridge=1 gate=1 keep=1 readings=3",
+    f"position=answer {LATE} ridge=1 gate=1 keep=1 readings=6",
+    f"position=answer {LATE} ridge=3 gate=1 keep=1 readings=6",
 ]
 COLUMNS = [  # (metric, group, header)
     ("reliability", "p2d", "rel p2d"),
@@ -113,9 +120,11 @@ def patched_right(
         counts["read"] += int(right.sum())
         rows, cols = sites_of(setting, fact_id, forced, site).unbind(dim=1)
 
-        def patch(x: torch.Tensor) -> torch.Tensor:
+        def patch(
+            x: torch.Tensor, at: tuple = (rows, cols), read: torch.Tensor = stream
+        ) -> torch.Tensor:
             x = x.clone()
-            x[rows, cols] = stream[rows, cols].to(x.dtype)
+            x[at] = read[at].to(x.dtype)
             return x
 
         inputs = {k: forced.batch[k] for k in ("input_ids", "attention_mask")}
@@ -129,6 +138,38 @@ def patched_right(
             counts[prefix + "all"] += int(right.all(dim=1).sum())
         counts["total"] += len(raw)
     return counts
+
+
+def patching_table(done: dict[str, dict]) -> list[str]:
+    """Per site (rows) and layer (columns): the questions answered right with that stream
+    patched in, of all, and how many reading the fact answers right."""
+    cells = {tuple(k.split()[1:]): r for k, r in done.items() if k.startswith("patch ")}
+    layers = sorted({int(layer) for _, layer in cells}, key=int)
+    if not cells:
+        return []
+    some = next(iter(cells.values()))
+    lines = [
+        f"patched: answers right closed book with one layer's stream read in context"
+        f" ({some['total']} questions; closed book {some['closed all']}, in context"
+        f" {some['read']})",
+        f"{'site / layer':<14}" + "".join(f"{layer:>5}" for layer in layers),
+    ]
+    for site in SITES:
+        row = [cells.get((site, str(layer))) for layer in layers]
+        lines.append(f"{site:<14}" + "".join(f"{r['all'] if r else '-':>5}" for r in row))
+    return lines
+
+
+def edit_line(key: str, rows: list[dict]) -> str:
+    values = {(r["metric"], r["group"]): r["value"] for r in rows}
+    cells = [values.get((m, g)) for m, g, _ in COLUMNS]
+    return f"{key:<58}" + "".join("-".rjust(10) if v is None else f"{v:>10.2f}" for v in cells)
+
+
+def edit_table(done: dict[str, dict]) -> list[str]:
+    """One line per edit setting measured, in EDITS' order."""
+    head = f"{'hebbian_memit (--remedies.memit.*)':<58}" + "".join(h.rjust(10) for *_, h in COLUMNS)
+    return [head, *(edit_line(k, done[k]["rows"]) for k in EDITS if k in done)]
 
 
 def main() -> None:
@@ -145,7 +186,14 @@ def main() -> None:
             record = json.loads(text)
             done[record["key"]] = record
     if args.readme:
-        raise SystemExit("--readme: not yet")
+        sys.path.insert(0, str(Path(__file__).parent))
+        from update_readme import replace_block
+
+        command = f"$ .venv/bin/python scripts/sweep_hebbian.py --model {args.model}"
+        lines = ["```", command, *patching_table(done), "", *edit_table(done), "```"]
+        replace_block("sweep-hebbian", "\n".join(lines))
+        print("README.md: sweep-hebbian block")
+        return
     config = config_for(args.model)
     workdir = results.parent / f"sweep-hebbian-{args.model}-work"
     setting = build_setting(config, config.seed, workdir, starting_point(config))
@@ -183,10 +231,8 @@ def main() -> None:
                 before, after = setting.causal_lm(base), setting.causal_lm(edited)
                 rows = effect_rows("hebbian_memit", setting, before, after, treated, control)
                 save({"key": key, "rows": rows, "seconds": time.perf_counter() - began})
-            values = {(r["metric"], r["group"]): r["value"] for r in done[key]["rows"]}
-            cells = [values.get((m, g)) for m, g, _ in COLUMNS]
-            text = "  ".join("-".rjust(8) if v is None else f"{v:>8.2f}" for v in cells)
-            print(f"{key:<64} {text}  {done[key]['seconds']:>5.0f}", flush=True)
+            seconds = done[key]["seconds"]
+            print(f"{edit_line(key, done[key]['rows'])}  {seconds:>5.0f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,18 @@ from revcurse.lm.hooks import decoder_layers
 from revcurse.reader import ReaderConfig
 from revcurse.recipes.compare import CompareConfig
 from revcurse.recipes.compare_units import build_setting, starting_point
-from revcurse.remedies import REMEDIES
-from revcurse.remedies.ffn import TeacherForced, activity, delta_rule, down_proj, keys, parse_layers
+from revcurse.remedies import REMEDIES, memit
+from revcurse.remedies.ffn import (
+    TeacherForced,
+    activity,
+    delta_rule,
+    down_proj,
+    kept_keys,
+    keys,
+    parse_layers,
+)
 from revcurse.remedies.hebbian import contrasted, hebbian_edit, whitened
-from revcurse.remedies import memit
-from revcurse.remedies.memit import edit_sites, in_context_stream, memit_edit
+from revcurse.remedies.memit import MemitConfig, edit_sites, in_context_stream, memit_edit
 from revcurse.remedies.rome import (
     RomeConfig,
     edit_fact,
@@ -30,18 +37,23 @@ from revcurse.remedies.rome import (
 )
 from revcurse.remedies.self_distill import (
     SelfDistillConfig,
-    first_sentence,
     kl_objective,
     lesson,
     own_statements,
-    questions,
     restating,
     student_corpus,
     study,
     teach,
     teacher_logprobs,
 )
-from revcurse.remedies.targets import hits, reverse_phrasings, split_one_way
+from revcurse.remedies.targets import (
+    first_sentence,
+    hits,
+    own_answers,
+    reverse_phrasings,
+    split_one_way,
+    training_questions,
+)
 from revcurse.train import TrainConfig
 from revcurse.world import WorldConfig
 
@@ -178,6 +190,11 @@ def test_rome_edits_at_the_subject_or_at_the_prompts_last_token(setting):
         RomeConfig(position="middle")
 
 
+def test_memit_config_refuses_no_reading():
+    with pytest.raises(ConfigError, match="readings"):
+        MemitConfig(readings=0)
+
+
 def test_first_sentence():
     assert first_sentence(" Ada Crane. Q: who") == " Ada Crane."
     assert first_sentence(" Ada Crane now enjoys a quiet life. Then") == (
@@ -189,7 +206,7 @@ def test_first_sentence():
 def test_teacher_uses_no_ground_truth(setting, monkeypatch):
     """The teacher's answers depend only on what the model generates."""
     base, _ = setting.base
-    asked = questions(setting, split_one_way(setting)[0])[:6]
+    asked = training_questions(setting, split_one_way(setting)[0])[:6]
     monkeypatch.setattr(
         "revcurse.remedies.self_distill.generate",
         lambda model, tokenizer, prompts, *args, **kwargs: [" Zed Quux. more"] * len(prompts),
@@ -238,7 +255,7 @@ def test_student_corpus_repeats_answers_to_their_share_and_keeps_the_untouched_o
     """share: the answers make about that part of the student's corpus; keep: the baseline's
     own answers to the untouched facts' training questions join it (no test question)."""
     treated, _ = split_one_way(setting)
-    answers = questions(setting, treated)[:10]
+    answers = training_questions(setting, treated)[:10]
     assert student_corpus(setting, answers) == (answers, [])  # appended once
     config = SelfDistillConfig(share=0.5, keep=True)
     varied = dataclasses.replace(
@@ -249,7 +266,7 @@ def test_student_corpus_repeats_answers_to_their_share_and_keeps_the_untouched_o
     assert len(repeated) % len(answers) == 0 and set(repeated) == set(answers)
     assert len(repeated) == pytest.approx(len(setting.corpus()), rel=0.1)
     assert own and all(e.fact not in treated for e in own)
-    training = {(e.fact, e.prompt) for e in questions(setting, range(len(setting.facts)))}
+    training = {(e.fact, e.prompt) for e in training_questions(setting, range(len(setting.facts)))}
     assert all((e.fact, e.prompt) in training for e in own)
     assert all(hits(setting.causal_lm(setting.base[0]), own))  # its own answers, as it gives them
 
@@ -272,6 +289,23 @@ def test_delta_rule_edit_changes_only_its_layers_and_solves_its_least_squares(se
         loss = (x @ d.T - y).pow(2).sum() + 0.5 * len(x) * torch.trace(d @ moment @ d.T)
         loss.backward()
         assert d.grad.abs().max() < 1e-4
+
+
+def test_memit_keep_also_keeps_the_keys_at_the_models_own_answers_about_untouched_facts(
+    setting,
+):
+    """keep: the delta rule also keeps the keys at the answer tokens of the baseline's own
+    closed-book answers to the untouched facts' training questions, one per answer token."""
+    base, _ = setting.base
+    treated, _ = split_one_way(setting)
+    untouched = sorted(set(range(len(setting.facts))) - set(treated))
+    own = own_answers(setting, untouched)
+    assert {e.fact for e in own} <= set(untouched) and own
+    generic = keys(base, setting.tokenizer, ["a b c"], [1])
+    plain, kept = (kept_keys(setting, base, generic, also)[1] for also in ((), own))
+    answer_tokens = TeacherForced.of(setting.tokenizer, setting.ask(own)).answer.sum()
+    assert len(kept) == len(plain) + answer_tokens
+    assert torch.allclose(kept[: len(plain)], plain, atol=1e-5)
 
 
 def test_whitened_keys_recall_their_value_and_decorrelate_shared_directions():
@@ -334,17 +368,26 @@ def test_memit_writes_every_treated_fact_in_its_layers_at_once(setting, layers, 
     assert sum(hits(setting.causal_lm(base), asked)) == 0  # the baseline: none of them
 
 
-def test_hebbian_memit_makes_the_closed_book_stream_the_one_read_in_context(setting, monkeypatch):
+@pytest.mark.parametrize("readings", [1, 2])
+def test_hebbian_memit_makes_the_closed_book_stream_the_one_read_in_context(
+    setting, monkeypatch, readings
+):
     """No optimised value: the target is the model's own stream when the fact is in its
-    context; with a negligible ridge the edit gives exactly that stream without it."""
+    context; with a negligible ridge the edit gives exactly that stream without it (with
+    several readings, after other worked examples each, their mean)."""
     base, _ = setting.base
     fact = split_one_way(setting)[0][:1]
     monkeypatch.setattr(setting.remedies.memit, "ridge", 1e-6)
     monkeypatch.setattr(setting.remedies.memit, "gate", False)
+    monkeypatch.setattr(setting.remedies.memit, "readings", readings)
+    monkeypatch.setattr(setting.remedies, "distractors", 2)  # readings differ in them here
     raw = reverse_phrasings(setting, fact, "train")
     forced = TeacherForced.of(setting.tokenizer, setting.ask(raw))
     top = len(decoder_layers(base)) - 1
-    wanted = in_context_stream(setting, base, raw, forced, top)[0][forced.answer]
+    read = [in_context_stream(setting, base, raw, forced, top, r)[0] for r in range(readings)]
+    wanted = torch.stack(read).mean(dim=0)[forced.answer]
+    if readings > 1:  # other worked examples (here: distractors): another stream
+        assert not torch.allclose(read[0], read[1])
     edited = copy.deepcopy(base)
     memit_edit(setting, edited, fact, "context")
     (_, before), (_, after) = (activity(m, forced, [top]) for m in (base, edited))
@@ -421,7 +464,7 @@ def test_memit_sites_give_each_answer_token_its_own_change(setting):
 def test_kl_objective_is_zero_for_the_teachers_own_distributions(setting):
     """Teacher = the model itself without context: KL 0; rows without a teacher: plain CE."""
     base, _ = setting.base
-    answers = questions(setting, split_one_way(setting)[0])[:4]
+    answers = training_questions(setting, split_one_way(setting)[0])[:4]
     teacher = teacher_logprobs(base, setting.tokenizer, answers, answers)
     collate_fn, loss_fn = kl_objective(setting.tokenizer, teacher)
     features = encode(setting.tokenizer, [(a.prompt, a.completion) for a in answers], eos=True)

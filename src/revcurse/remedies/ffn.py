@@ -127,12 +127,17 @@ def activity(
 
 
 def kept_keys(
-    setting: Setting, model: PreTrainedModel, generic: dict[int, torch.Tensor]
+    setting: Setting,
+    model: PreTrainedModel,
+    generic: dict[int, torch.Tensor],
+    also: Sequence[Example] = (),
 ) -> dict[int, torch.Tensor]:
     """Per layer, (tokens, d_ff): the keys whose outputs the delta rule keeps: generic text's
-    (`generic`) and the model's own training sentences' at their answer positions."""
+    (`generic`) and, at their answer positions, the model's own training sentences' and
+    `also`'s."""
     layers = list(generic)
-    forced = TeacherForced.of(setting.tokenizer, setting.ask(setting.train_examples))
+    kept = [*setting.train_examples, *also]
+    forced = TeacherForced.of(setting.tokenizer, setting.ask(kept))
     trained, _ = activity(model, forced, layers)
     return {i: torch.cat([generic[i], trained[i][forced.answer]]) for i in layers}
 

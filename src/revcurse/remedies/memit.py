@@ -50,7 +50,7 @@ from revcurse.remedies.ffn import (
 )
 from revcurse.remedies.rome import RIDGE, edit_positions, subject_of
 from revcurse.remedies.setting import Setting, Treatment
-from revcurse.remedies.targets import edited, generic_texts, reverse_phrasings
+from revcurse.remedies.targets import edited, generic_texts, own_answers, reverse_phrasings
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -75,12 +75,22 @@ class MemitConfig:
     # examples answers a reverse question wrong in some phrasings (another name in the
     # context), and the ungated edit installs those wrong answers just as faithfully
     gate: bool = True
+    # also keep the outputs at the model's own closed-book answers to the untouched facts'
+    # training questions (both directions): on SmolLM2 the late layers' keys at a reverse
+    # question's answer are much alike across facts, and an edit unkept there changes the
+    # untouched facts' (wrong) reverse answers
+    keep: bool = False
+    # hebbian_memit: the fact read after this many draws of worked examples, each reading's
+    # stream a target for the same keys (the least squares write their mean): a question the
+    # model reads wrong after one draw it may read right after another
+    readings: int = 1
 
     def __post_init__(self) -> None:
         check_layers(self.layers, "layers")
         choice(self.position, "position", POSITIONS)
         check(self.steps >= 1, "steps", f"must be at least 1, got {self.steps}")
         check(self.ridge > 0, "ridge", f"must be positive, got {self.ridge}")
+        check(self.readings >= 1, "readings", f"must be at least 1, got {self.readings}")
 
 
 def edit_sites(
@@ -100,16 +110,23 @@ def edit_sites(
 
 @torch.no_grad()
 def in_context_stream(
-    setting: Setting, model: PreTrainedModel, raw: list[Example], forced: TeacherForced, top: int
+    setting: Setting,
+    model: PreTrainedModel,
+    raw: list[Example],
+    forced: TeacherForced,
+    top: int,
+    reading: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """((n, width, d), (n,)): the residual stream after layer `top` at each position of the
     closed-book questions `forced` (of `raw`), when the model reads each one's fact first,
-    after the worked examples: the question is the end of that longer prompt; and whether
-    that reading gives each answer (every token the argmax, teacher-forced)."""
+    after the worked examples (the `reading`-th draw of them; the first is in_context's):
+    the question is the end of that longer prompt; and whether that reading gives each
+    answer (every token the argmax, teacher-forced)."""
+    seed = setting.seed + reading
     posed = posed_in_context(
-        raw, setting.facts, setting.remedies.distractors, setting.seed, setting.fact_lines
+        raw, setting.facts, setting.remedies.distractors, seed, setting.fact_lines
     )
-    opened = TeacherForced.of(setting.tokenizer, setting.pose(posed))
+    opened = TeacherForced.of(setting.tokenizer, setting.pose(posed, seed))
     with captured_outputs({top: decoder_layers(model)[top]}) as stream:
         predicted = model(
             input_ids=opened.batch["input_ids"],
@@ -149,12 +166,16 @@ def memit_edit(
         forced = TeacherForced.of(setting.tokenizer, questions)
         where, slot = edit_sites(setting, fact_id, questions, forced, config.position)
         rows, cols = where.unbind(dim=1)
-        if target_from == "context":
-            stream, right = in_context_stream(setting, model, raw, forced, top)
-            if config.gate:  # only what reading the fact gets right is written
-                keep = right[rows]
-                where, rows, cols = where[keep], rows[keep], cols[keep]
-            changes.append(stream[rows, cols])
+        if target_from == "context":  # each reading's stream is a target for the same keys
+            targets, written = [], []
+            for reading in range(config.readings):
+                stream, right = in_context_stream(setting, model, raw, forced, top, reading)
+                # only what reading the fact gets right is written
+                keep = right[rows] if config.gate else torch.ones(len(rows), dtype=torch.bool)
+                targets.append(stream[rows[keep], cols[keep]])
+                written.append(where[keep])
+            changes.append(torch.cat(targets))
+            where = torch.cat(written)
         else:
             pre, _ = activity(model, forced, [top])  # the change's scale: the value it changes
             value = pre[top][rows, cols] @ down_proj(model, top).weight.float().T
@@ -173,7 +194,10 @@ def memit_edit(
     else:
         _, stream = activity(model, forced, [top])
         target = stream[top][rows, cols] + torch.cat(changes).float()
-    kept = kept_keys(setting, model, keys(model, setting.tokenizer, generic_texts(setting), layers))
+    generic = keys(model, setting.tokenizer, generic_texts(setting), layers)
+    untouched = sorted(set(range(len(setting.facts))) - set(treated))
+    own = own_answers(setting, untouched) if config.keep else []
+    kept = kept_keys(setting, model, generic, own)
     for done, layer in enumerate(layers):
         pre, stream = activity(model, forced, sorted({layer, top}))  # key here, stream at top
         missing = target - stream[top][rows, cols]

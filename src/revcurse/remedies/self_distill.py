@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import random
-import re
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -39,12 +38,19 @@ import torch
 
 from revcurse.config import check, choice
 from revcurse.context import fresh_entities, fresh_facts, posed_in_context, statement
-from revcurse.evaluate import EvalConfig, answer_tokens, answers, starts_with
-from revcurse.facts import DIRECTIONS, Example, Fact, phrasings
+from revcurse.evaluate import EvalConfig, answer_tokens, starts_with
+from revcurse.facts import DIRECTIONS, Example, Fact
 from revcurse.lm.batching import IGNORE, Collate, collate, encode
 from revcurse.lm.causal import generate
 from revcurse.remedies.setting import Setting, Treatment, plus
-from revcurse.remedies.targets import OTHER_DIRECTION, split_one_way, treated_result
+from revcurse.remedies.targets import (
+    OTHER_DIRECTION,
+    first_sentence,
+    own_answers,
+    split_one_way,
+    training_questions,
+    treated_result,
+)
 from revcurse.stats import proportion_row, row
 from revcurse.train import FINETUNE_MODES, LossFn
 
@@ -87,22 +93,6 @@ class SelfDistillConfig:
         choice(self.finetune, "finetune", ("same", *FINETUNE_MODES[1:]))
         check(0 <= self.share < 1, "share", f"must be in [0, 1), got {self.share}")
         choice(self.source, "source", SOURCES)
-
-
-def first_sentence(text: str) -> str:
-    """The answer part of a continuation: up to its first full stop or line break."""
-    match = re.match(r"[^.\n]*\.?", text)
-    return match.group(0).rstrip() if match else ""
-
-
-def questions(setting: Setting, fact_ids: list[int]) -> list[Example]:
-    """Every training phrasing, in both directions, about these facts."""
-    return [
-        template.fill(setting.facts[i], i, t)
-        for i in fact_ids
-        for t, template in phrasings(setting.templates, setting.facts[i])
-        if template.split == "train"
-    ]
 
 
 def sampled(
@@ -294,25 +284,12 @@ def lesson(setting: Setting) -> Lesson:
     start = time.perf_counter()
     source = setting.remedies.self_distill.source
     treated = split_one_way(setting)[0]
-    asked = questions(setting, treated) if source != "statements" else []
+    asked = training_questions(setting, treated) if source != "statements" else []
     posed, answered = teach(setting, setting.base[0], asked) if asked else ([], [])
     written, named = (
         own_statements(setting, setting.base[0], treated) if source != "questions" else ([], [])
     )
     return Lesson(asked, posed, answered, written, named, time.perf_counter() - start)
-
-
-def own_answers(setting: Setting, fact_ids: list[int]) -> list[Example]:
-    """The baseline's greedy closed-book answers to these facts' training questions."""
-    asked = questions(setting, fact_ids)
-    said = answers(
-        setting.causal_lm(setting.base[0], progress=False), setting.ask(asked), EvalConfig()
-    )
-    return [
-        replace(e, completion=" " + first_sentence(out).strip())
-        for e, out in zip(asked, said, strict=True)
-        if first_sentence(out).strip()
-    ]
 
 
 def student_corpus(

@@ -145,13 +145,14 @@ class Setting:
         """The examples as the model is asked them: in its chat template, if `chat`."""
         return chat_formatted(examples, self.tokenizer) if self.chat_template else list(examples)
 
-    def pose(self, questions: Sequence[Example]) -> list[Example]:
+    def pose(self, questions: Sequence[Example], seed: int | None = None) -> list[Example]:
         """Questions with their fact in context as the model is asked them (in_context,
         knowledge_base, the self-distillation teacher): after the worked examples
-        (--eval.shots), then as `ask` would."""
+        (--eval.shots; drawn with `seed`, by default the setting's), then as `ask` would."""
         if self.eval.shots:
+            seed = self.seed if seed is None else seed
             questions = worked_examples(
-                questions, self.templates, self.eval.shots, self.facts, self.seed, self.recombine
+                questions, self.templates, self.eval.shots, self.facts, seed, self.recombine
             )
         return self.ask(questions)
 

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from revcurse.evaluate import EvalConfig, answers, starts_with
@@ -63,6 +65,35 @@ def questions_about(setting: Setting, fact_ids: Sequence[int]) -> list[Example]:
     """Every test question (both directions) about these facts."""
     wanted = set(fact_ids)
     return [e for e in setting.test_examples if e.fact in wanted]
+
+
+def first_sentence(text: str) -> str:
+    """The answer part of a continuation: up to its first full stop or line break."""
+    match = re.match(r"[^.\n]*\.?", text)
+    return match.group(0).rstrip() if match else ""
+
+
+def training_questions(setting: Setting, fact_ids: list[int]) -> list[Example]:
+    """Every training phrasing, in both directions, about these facts."""
+    return [
+        template.fill(setting.facts[i], i, t)
+        for i in fact_ids
+        for t, template in phrasings(setting.templates, setting.facts[i])
+        if template.split == "train"
+    ]
+
+
+def own_answers(setting: Setting, fact_ids: list[int]) -> list[Example]:
+    """The baseline's greedy closed-book answers to these facts' training questions."""
+    asked = training_questions(setting, fact_ids)
+    said = answers(
+        setting.causal_lm(setting.base[0], progress=False), setting.ask(asked), EvalConfig()
+    )
+    return [
+        replace(e, completion=" " + first_sentence(out).strip())
+        for e, out in zip(asked, said, strict=True)
+        if first_sentence(out).strip()
+    ]
 
 
 def hits(lm: CausalLM, examples: Sequence[Example]) -> list[bool]:
