@@ -16,8 +16,10 @@ it is measured (default runs/sweep-hebbian-MODEL.jsonl) and skipped when run aga
    (teacher-forced) says where the in-context answer is: what a Hebbian edit at that site
    and layer could at best copy into the weights.
 2. edits: `hebbian_memit` (revcurse.remedies.memit: that in-context stream as the target,
-   written by the delta rule into the FFN output matrices, no gradient) over sites, layers
-   and ridge, with the edit metrics of revcurse.remedies.targets.
+   written by the delta rule into the FFN output matrices, no gradient) over sites, layers,
+   ridge, the success gate, keeping the model's own answers about untouched facts, and the
+   number of readings, with the edit metrics of revcurse.remedies.targets (EDITS). compare's
+   pretrained defaults for hebbian_memit come from this sweep.
 """
 
 from __future__ import annotations
@@ -43,19 +45,21 @@ from revcurse.remedies.targets import effect_rows, reverse_phrasings, split_one_
 
 SITES = ("subject", "last", "answer", "question")
 PATCH_POINTS = 9  # layers patched, evenly from the first to the last
-# --remedies.hebbian-memit.*: MEMIT's own site (the subject's last token over the
-# middle layers), then where the patching finds the in-context answer (the tokens that
-# predict the answer, the last layers), ungated and gated, over layers and ridge
-LATE = "layers=25,26,27,28,29"
+# --remedies.hebbian-memit.* (the others as its class defaults: one reading, ungated,
+# nothing kept): MEMIT's own site (the subject's last token over the middle layers), then
+# where the patching finds the in-context answer (the tokens that predict the answer, the
+# last layers), over layers and ridge, gated by success, keeping the model's own answers
+# about the untouched facts, and from several readings
+LATE = "layers=-5,-4,-3,-2,-1"  # the last five (SmolLM2: 25-29)
 EDITS = [
     "position=subject layers=10,11,12,13,14 ridge=3 gate=0",
-    "position=last layers=20,21,22,23,24 ridge=3 gate=0",
-    "position=last layers=25,26,27,28,29 ridge=3 gate=0",
-    "position=answer layers=20,21,22,23,24 ridge=3 gate=0",
+    "position=last layers=-10,-9,-8,-7,-6 ridge=3 gate=0",
+    "position=last layers=-5,-4,-3,-2,-1 ridge=3 gate=0",
+    "position=answer layers=-10,-9,-8,-7,-6 ridge=3 gate=0",
     f"position=answer {LATE} ridge=3 gate=0",
     f"position=answer {LATE} ridge=3 gate=1",
-    "position=answer layers=20,21,22,23,24 ridge=3 gate=1",
-    "position=answer layers=22,23,24,25,26,27,28,29 ridge=3 gate=1",
+    "position=answer layers=-10,-9,-8,-7,-6 ridge=3 gate=1",
+    "position=answer layers=-8,-7,-6,-5,-4,-3,-2,-1 ridge=3 gate=1",
     f"position=answer {LATE} ridge=1 gate=1",
     f"position=answer {LATE} ridge=10 gate=1",
     f"position=answer {LATE} ridge=30 gate=1",
@@ -162,17 +166,21 @@ def patching_table(done: dict[str, dict]) -> list[str]:
     return lines
 
 
+KEY_WIDTH = max(len(key) for key in EDITS) + 1
+
+
 def edit_line(key: str, rows: list[dict]) -> str:
     values = {(r["metric"], r["group"]): r["value"] for r in rows}
     cells = [values.get((m, g)) for m, g, _ in COLUMNS]
-    return f"{key:<58}" + "".join("-".rjust(10) if v is None else f"{v:>10.2f}" for v in cells)
+    return f"{key:<{KEY_WIDTH}}" + "".join(
+        "-".rjust(10) if v is None else f"{v:>10.2f}" for v in cells
+    )
 
 
 def edit_table(done: dict[str, dict]) -> list[str]:
     """One line per edit setting measured, in EDITS' order."""
-    head = f"{'hebbian_memit (--remedies.hebbian-memit.*)':<58}" + "".join(
-        h.rjust(10) for *_, h in COLUMNS
-    )
+    title = "hebbian_memit (--remedies.hebbian-memit.*)"
+    head = f"{title:<{KEY_WIDTH}}" + "".join(h.rjust(10) for *_, h in COLUMNS)
     return [head, *(edit_line(k, done[k]["rows"]) for k in EDITS if k in done)]
 
 
@@ -228,7 +236,7 @@ def main() -> None:
     if args.part in ("edits", "both"):
         for key in EDITS:
             if key not in done:
-                setting.remedies.hebbian_memit = memit_config(setting.remedies.hebbian_memit, key)
+                setting.remedies.hebbian_memit = memit_config(HebbianMemitConfig(), key)
                 began = time.perf_counter()
                 edited = copy.deepcopy(base)
                 memit_edit(setting, edited, treated, "context")
