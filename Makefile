@@ -9,7 +9,7 @@ BIN = $(VENV)/bin
 
 .PHONY: demo test lint readme readme-compare readme-worlds readme-teach readme-smollm2 \
 	readme-smollm2-edits readme-smollm2-distill readme-sweep-distill readme-sweep-hebbian \
-	readme-gemma clean
+	readme-smollm2-hebbian-seed1 readme-gemma clean
 
 $(BIN)/revcurse: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -107,6 +107,14 @@ readme-smollm2-distill: $(BIN)/revcurse
 readme-sweep-distill: $(BIN)/revcurse
 	$(BIN)/python scripts/sweep_distill.py \
 	&& $(BIN)/python scripts/sweep_distill.py --readme
+
+# hebbian_memit's defaults (chosen by sweep_hebbian.py on seed 0's world) on a fresh world,
+# seed 1 (~15 min, a baseline to train for that world)
+readme-smollm2-hebbian-seed1: $(BIN)/revcurse
+	dir=$$($(BIN)/python scripts/compare_or_resume.py runs/readme-smollm2-hebbian-seed1 \
+		--model smollm2-135m --seeds 1 --seed 1 --world.facts-per-group 10 \
+		--methods baseline,hebbian_memit) \
+	&& $(BIN)/python scripts/update_readme.py --compare $$dir compare-smollm2-hebbian-seed1
 
 # Where SmolLM2 forms its in-context answer, and hebbian_memit over sites, layers, ridge,
 # gate, keep and readings (10 facts a group; ~40 min, ~25 with the baseline in the cache)

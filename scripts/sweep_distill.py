@@ -28,7 +28,7 @@ from pathlib import Path
 
 from revcurse.config import default_values, from_dict
 from revcurse.recipes.compare import CompareConfig
-from revcurse.recipes.compare_units import build_setting, starting_point
+from revcurse.recipes.remedy_run import build_setting, starting_point
 from revcurse.remedies.self_distill import Lesson, lesson, study
 
 # compare's first recipe (60 steps, the answers appended once), then one knob at a time: how

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from revcurse.recipes.compare import CompareConfig
-from revcurse.recipes.compare_units import build_setting, starting_point
+from revcurse.recipes.remedy_run import build_setting, starting_point
 from revcurse.remedies.hebbian import hebbian_edit
 from revcurse.remedies.memit import memit_edit
 from revcurse.remedies.targets import effect_rows, split_one_way
@@ -43,7 +43,7 @@ def sweep() -> list[str]:
     """Markdown table lines, one per setting."""
     config = CompareConfig(progress=False)
     setting = build_setting(config, 0, Path(tempfile.mkdtemp()), starting_point(config))
-    base, _ = setting.base
+    base, _ = setting.baseline()
     treated, control = split_one_way(setting)
     lines = [
         "| edit | layers | rate / ridge | " + " | ".join(METRICS) + " |",

@@ -24,7 +24,7 @@ from revcurse.config import default_values, from_dict
 from revcurse.context import posed_in_context
 from revcurse.evaluate import EvalConfig, answers, starts_with
 from revcurse.recipes.compare import CompareConfig
-from revcurse.recipes.compare_units import build_setting, starting_point
+from revcurse.recipes.remedy_run import build_setting, starting_point
 
 RECIPES = ["lora 3e-4 0", "full 1e-4 0", "full 1e-4 200", "full 3e-4 200"]
 
@@ -58,7 +58,7 @@ def main() -> None:
         with TemporaryDirectory() as workdir:
             setting = build_setting(config, 0, Path(workdir), starting_point(config))
             start = time.perf_counter()
-            model, _ = setting.base
+            model, _ = setting.baseline()
             trained = time.perf_counter() - start
         lm = setting.causal_lm(model)
         # every held-out phrasing of the one-way facts, as compare asks them

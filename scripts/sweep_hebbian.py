@@ -37,7 +37,7 @@ import torch
 from revcurse.config import default_values, from_dict
 from revcurse.lm.hooks import decoder_layers, edit_outputs
 from revcurse.recipes.compare import CompareConfig
-from revcurse.recipes.compare_units import build_setting, starting_point
+from revcurse.recipes.remedy_run import build_setting, starting_point
 from revcurse.remedies.ffn import TeacherForced
 from revcurse.remedies.memit import HebbianMemitConfig, edit_sites, in_context_stream, memit_edit
 from revcurse.remedies.setting import Setting
@@ -209,7 +209,7 @@ def main() -> None:
     config = config_for(args.model)
     workdir = results.parent / f"sweep-hebbian-{args.model}-work"
     setting = build_setting(config, config.seed, workdir, starting_point(config))
-    base, _ = setting.base
+    base, _ = setting.baseline()
     treated, control = split_one_way(setting)
 
     def save(record: dict) -> None:

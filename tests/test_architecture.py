@@ -30,18 +30,11 @@ HEAVY = ("transformers", "peft", "accelerate", "scipy", "matplotlib", "sentence_
 
 
 def imported(path: Path) -> set[str]:
-    """The revcurse modules a file imports, at any depth (type-checking imports aside)."""
+    """The revcurse modules a file imports, at any depth, those under TYPE_CHECKING too (a
+    type is a dependency as well: the layers hold for it)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    checking = [
-        node
-        for node in ast.walk(tree)
-        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING"
-    ]
-    skipped = {id(n) for block in checking for n in ast.walk(block)}
     names = set()
     for node in ast.walk(tree):
-        if id(node) in skipped:
-            continue
         if isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
         elif isinstance(node, ast.Import):
@@ -75,6 +68,17 @@ def test_imports_run_one_way():
                 for alias in node.names
             }
             assert not names & {"IGNORE", "encode", "collate", "Collate"}, (name, names)
+
+
+def test_only_the_command_line_imports_compare():
+    """compare's options and run are compare's own: the setup every recipe shares is in
+    recipes.remedy_run, and teach needs nothing of compare's."""
+    for path in MODULES:
+        name, deps = module_name(path), imported(path)
+        if name != "revcurse.cli":
+            assert "revcurse.recipes.compare" not in deps, name
+        if name == "revcurse.recipes.teach":
+            assert not any(d.startswith("revcurse.recipes.compare") for d in deps), deps
 
 
 def test_no_module_is_over_400_lines():
@@ -176,7 +180,7 @@ def test_a_remedys_own_value_error_is_an_internal_error_not_bad_input(
     import revcurse.cli
     from revcurse.remedies import REMEDIES
 
-    def broken(setting):
+    def broken(setting, method):
         zip([1], [], strict=True).__next__()
 
     monkeypatch.setitem(

@@ -15,8 +15,8 @@ from revcurse.lm.batching import encode
 from revcurse.lm.hooks import decoder_layers
 from revcurse.reader import ReaderConfig
 from revcurse.recipes.compare import CompareConfig
-from revcurse.recipes.compare_units import build_setting, starting_point
-from revcurse.remedies import REMEDIES, memit
+from revcurse.recipes.remedy_run import build_setting, starting_point
+from revcurse.remedies import apply_remedy, memit
 from revcurse.remedies.ffn import (
     TeacherForced,
     activity,
@@ -121,7 +121,7 @@ def test_teacher_forced_marks_the_positions_that_predict_the_answer(setting):
 
 @pytest.mark.parametrize("source", ["context", "pair"])
 def test_hebbian_edit_changes_only_the_chosen_ffn_outputs(setting, source, monkeypatch):
-    base, _ = setting.base
+    base, _ = setting.baseline()
     treated, _ = split_one_way(setting)
     monkeypatch.setattr(setting.remedies.hebbian, "layers", "1")
     monkeypatch.setattr(setting.remedies.hebbian, "source", source)
@@ -159,7 +159,7 @@ def test_weight_edit_options_are_checked_before_any_work():
 
 
 def test_rome_update_is_rank_one_and_writes_the_value_at_the_key(setting):
-    base, _ = setting.base
+    base, _ = setting.baseline()
     model = copy.deepcopy(base)
     fact_id = split_one_way(setting)[0][0]
     asked = reverse_phrasings(setting, [fact_id], "train")
@@ -205,7 +205,7 @@ def test_first_sentence():
 
 def test_teacher_uses_no_ground_truth(setting, monkeypatch):
     """The teacher's answers depend only on what the model generates."""
-    base, _ = setting.base
+    base, _ = setting.baseline()
     asked = training_questions(setting, split_one_way(setting)[0])[:6]
     monkeypatch.setattr(
         "revcurse.remedies.self_distill.generate",
@@ -242,7 +242,7 @@ def test_own_statements_start_from_either_side_and_keep_those_naming_the_other(
         return [f" was {others[k]}. Then" if k % 2 == 0 else " was nobody." for k in range(4)]
 
     monkeypatch.setattr("revcurse.remedies.self_distill.generate", says)
-    written, named = own_statements(setting, setting.base[0], treated)
+    written, named = own_statements(setting, setting.baseline()[0], treated)
     samples = setting.remedies.self_distill.samples
     assert named == [k % 2 == 0 for k in range(4) for _ in range(samples)]
     assert [(e.fact, e.direction, e.prompt, e.completion) for e in written] == [
@@ -261,18 +261,20 @@ def test_student_corpus_repeats_answers_to_their_share_and_keeps_the_untouched_o
     varied = dataclasses.replace(
         setting, remedies=dataclasses.replace(setting.remedies, self_distill=config)
     )
-    varied.__dict__["base"] = setting.base  # the same baseline, not trained again
+    varied.trained_baseline = setting.baseline()  # the same baseline, not trained again
     repeated, own = student_corpus(varied, answers)
     assert len(repeated) % len(answers) == 0 and set(repeated) == set(answers)
     assert len(repeated) == pytest.approx(len(setting.corpus()), rel=0.1)
     assert own and all(e.fact not in treated for e in own)
     training = {(e.fact, e.prompt) for e in training_questions(setting, range(len(setting.facts)))}
     assert all((e.fact, e.prompt) in training for e in own)
-    assert all(hits(setting.causal_lm(setting.base[0]), own))  # its own answers, as it gives them
+    assert all(
+        hits(setting.causal_lm(setting.baseline()[0]), own)
+    )  # its own answers, as it gives them
 
 
 def test_delta_rule_edit_changes_only_its_layers_and_solves_its_least_squares(setting):
-    base, _ = setting.base
+    base, _ = setting.baseline()
     treated, _ = split_one_way(setting)
     edited = copy.deepcopy(base)
     hebbian_edit(setting, edited, treated, "delta")  # default: the last layer alone
@@ -296,7 +298,7 @@ def test_memit_keep_also_keeps_the_keys_at_the_models_own_answers_about_untouche
 ):
     """keep: the delta rule also keeps the keys at the answer tokens of the baseline's own
     closed-book answers to the untouched facts' training questions, one per answer token."""
-    base, _ = setting.base
+    base, _ = setting.baseline()
     treated, _ = split_one_way(setting)
     untouched = sorted(set(range(len(setting.facts))) - set(treated))
     own = own_answers(setting, untouched)
@@ -341,7 +343,7 @@ def test_contrasted_keys_subtract_the_other_facts_mean_in_the_same_slot(setting)
 
 @pytest.mark.parametrize("rule", ["whitened", "contrastive"])
 def test_decorrelated_hebbian_rules_change_only_the_chosen_ffn_outputs(setting, rule, monkeypatch):
-    base, _ = setting.base
+    base, _ = setting.baseline()
     monkeypatch.setattr(setting.remedies.hebbian, "layers", "0")
     edited = copy.deepcopy(base)
     hebbian_edit(setting, edited, split_one_way(setting)[0], rule)
@@ -353,7 +355,7 @@ def test_decorrelated_hebbian_rules_change_only_the_chosen_ffn_outputs(setting, 
 def test_memit_writes_every_treated_fact_in_its_layers_at_once(setting, layers, monkeypatch):
     """Its layers' FFN outputs change, nothing else; with a negligible ridge the solve is
     exact, so the treated facts' edit questions get the answers the optimised values give."""
-    base, _ = setting.base
+    base, _ = setting.baseline()
     treated, _ = split_one_way(setting)
     monkeypatch.setattr(setting.remedies.memit, "layers", layers)
     monkeypatch.setattr(setting.remedies.memit, "ridge", 1e-6)
@@ -375,7 +377,7 @@ def test_hebbian_memit_makes_the_closed_book_stream_the_one_read_in_context(
     """No optimised value: the target is the model's own stream when the fact is in its
     context; with a negligible ridge the edit gives exactly that stream without it (with
     several readings, after other worked examples each, their mean)."""
-    base, _ = setting.base
+    base, _ = setting.baseline()
     fact = split_one_way(setting)[0][:1]
     monkeypatch.setattr(setting.remedies.hebbian_memit, "ridge", 1e-6)
     monkeypatch.setattr(setting.remedies.hebbian_memit, "gate", False)
@@ -402,7 +404,7 @@ def test_hebbian_memit_makes_the_closed_book_stream_the_one_read_in_context(
 def test_in_context_stream_says_which_answers_reading_the_fact_gets_right(setting):
     """Its flags are the in-context greedy answers' hits (the model reading each fact after
     the worked examples, as in_context and the self-distillation teacher pose it)."""
-    base, _ = setting.base
+    base, _ = setting.baseline()
     raw = reverse_phrasings(setting, split_one_way(setting)[0], "train")
     forced = TeacherForced.of(setting.tokenizer, setting.ask(raw))
     _, right = in_context_stream(setting, base, raw, forced, 0)
@@ -417,7 +419,7 @@ def test_hebbian_memit_gate_writes_only_what_reading_the_fact_got_right(
     setting, monkeypatch, read_right
 ):
     """Reading got none right: nothing is written; all right: the gate removes nothing."""
-    base, _ = setting.base
+    base, _ = setting.baseline()
     fact = split_one_way(setting)[0][:1]
 
     def read(*args: object) -> tuple[torch.Tensor, torch.Tensor]:
@@ -438,7 +440,7 @@ def test_hebbian_memit_gate_writes_only_what_reading_the_fact_got_right(
 
 
 def test_activity_reads_the_stream_after_a_layer_at_each_position(setting):
-    base, _ = setting.base
+    base, _ = setting.baseline()
     asked = reverse_phrasings(setting, split_one_way(setting)[0], "train")[:3]
     forced = TeacherForced.of(setting.tokenizer, asked)
     where = forced.answer.nonzero()
@@ -463,7 +465,7 @@ def test_memit_sites_give_each_answer_token_its_own_change(setting):
 
 def test_kl_objective_is_zero_for_the_teachers_own_distributions(setting):
     """Teacher = the model itself without context: KL 0; rows without a teacher: plain CE."""
-    base, _ = setting.base
+    base, _ = setting.baseline()
     answers = training_questions(setting, split_one_way(setting)[0])[:4]
     teacher = teacher_logprobs(base, setting.tokenizer, answers, answers)
     collate_fn, loss_fn = kl_objective(setting.tokenizer, teacher)
@@ -493,7 +495,7 @@ def test_kl_objective_is_zero_for_the_teachers_own_distributions(setting):
     ],
 )
 def test_weight_remedies_report_edit_metrics_on_treated_facts(setting, method):
-    treatment = REMEDIES[method].apply(setting)
+    treatment = apply_remedy(setting, method)
     treated, _ = split_one_way(setting)
     assert {e.fact for e in treatment.test} == set(treated)
     metrics = {r["metric"] for r in treatment.rows}
@@ -505,7 +507,7 @@ def test_weight_remedies_report_edit_metrics_on_treated_facts(setting, method):
     if method == "self_distill":
         agreed = next(r for r in treatment.rows if r["metric"] == "teacher_agreed")
         assert ("teacher_accuracy" in metrics) == (agreed["value"] > 0)
-        assert treatment.cost.seconds > setting.base[1].seconds
+        assert treatment.cost.seconds > setting.baseline()[1].seconds
 
 
 def test_a_teacher_writing_statements_too_reports_them_and_trains_a_kl_student(
@@ -525,7 +527,7 @@ def test_a_teacher_writing_statements_too_reports_them_and_trains_a_kl_student(
     varied = dataclasses.replace(
         setting, remedies=dataclasses.replace(setting.remedies, self_distill=config)
     )
-    varied.__dict__["base"] = setting.base  # the same baseline, not trained again
+    varied.trained_baseline = setting.baseline()  # the same baseline, not trained again
     taught = lesson(varied)
     assert taught.asked and len(taught.named) == 2 * config.samples * len(split_one_way(setting)[0])
     rows = {r["metric"]: r for r in study(varied, taught, "self_distill_kl", kl=True).rows}

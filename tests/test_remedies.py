@@ -19,8 +19,9 @@ from revcurse.kb import KnowledgeBase
 from revcurse.lm.batching import IGNORE, encode
 from revcurse.reader import ReaderConfig
 from revcurse.recipes.compare import CompareConfig, run_compare
-from revcurse.recipes.compare_units import build_setting, starting_point, work_units
-from revcurse.remedies import REMEDIES, parse_methods
+from revcurse.recipes.compare_units import work_units
+from revcurse.recipes.remedy_run import build_setting, starting_point
+from revcurse.remedies import REMEDIES, apply_remedy, parse_methods
 from revcurse.remedies.bidirectional import reversed_phrasings
 from revcurse.remedies.knowledge_base import KnowledgeBaseConfig
 from revcurse.remedies.mlm_u import MaskedLM, build_masked_model, mlm_u_collate
@@ -79,7 +80,7 @@ def test_reading_documents_never_mention_the_worlds_facts():
 
 def test_in_context_states_the_fact_and_distractors(tmp_path):
     setting = small_setting(tmp_path, distractors=2)
-    treatment = REMEDIES["in_context"].apply(setting)
+    treatment = apply_remedy(setting, "in_context")
     for original, posed in zip(setting.test_examples, treatment.test, strict=True):
         fact = setting.facts[original.fact]
         assert posed.prompt.endswith(original.prompt)
@@ -94,7 +95,7 @@ def test_worked_examples_come_before_a_fact_in_context_alone(tmp_path):
     fact a `Fact:` line, as theirs. Closed-book questions stay as the facts were trained."""
     setting = small_setting(tmp_path)
     setting.eval = EvalConfig(shots=2)
-    treatment = REMEDIES["in_context"].apply(setting)
+    treatment = apply_remedy(setting, "in_context")
     posed = setting.pose(treatment.test)
     used = {f.a for f in setting.facts} | {f.b for f in setting.facts}
     prefixes = {}
@@ -162,7 +163,7 @@ def test_kb_cli_add_query_and_bad_input(tmp_path):
 
 def test_knowledge_base_remedy_reports_recall(tmp_path):
     setting = small_setting(tmp_path, knowledge_base=KnowledgeBaseConfig(top_k=2))
-    treatment = REMEDIES["knowledge_base"].apply(setting)
+    treatment = apply_remedy(setting, "knowledge_base")
     assert (tmp_path / "kb-seed0.sqlite").exists()
     recall = [r for r in treatment.rows if r["metric"] == "retrieval_recall@2"]
     assert len(recall) == 6 and all(r["value"] == 1.0 for r in recall)  # distinct entities
@@ -340,7 +341,7 @@ def test_chat_template_poses_every_prompt_as_a_user_turn(tmp_path, monkeypatch):
     for asked, raw in asked_raw:
         assert asked.prompt == f"user : {raw.prompt} bot :"  # the tokenizer adds its own <s>
         assert asked.completion == raw.completion
-    treatment = REMEDIES["in_context"].apply(setting)
+    treatment = apply_remedy(setting, "in_context")
     posed = setting.ask(treatment.test)
     assert all(p.prompt.startswith("user : ") and p.prompt.count(" is ") >= 1 for p in posed)
 

@@ -40,16 +40,8 @@ from rich.console import Console
 from revcurse.config import ConfigError, check, to_dict
 from revcurse.errors import UserError
 from revcurse.facts import GROUPS
-from revcurse.recipes.compare_units import (
-    MethodRun,
-    RemedyRun,
-    build_setting,
-    run_units,
-    starting_point,
-    work_units,
-    worker_count,
-    world_of,
-)
+from revcurse.recipes.compare_units import MethodRun, run_units, work_units, worker_count
+from revcurse.recipes.remedy_run import RemedyRun, build_setting, starting_point, world_of
 from revcurse.recipes.run import (
     finished,
     opened_run,
@@ -100,7 +92,7 @@ def run_compare(config: CompareConfig, console: Console | None = None) -> Path:
         (seed, [m for m in ms if (seed, m) not in runs]) for seed, ms in work_units(methods, seeds)
     ]
     units = [(seed, ms) for seed, ms in units if ms]
-    workers = worker_count(config, len(units))
+    workers = worker_count(config.workers, config.model, len(units))
     if not partial:
         config = replace(config, world=recorded(config.world, world_of(config, config.seed)))
         config = with_output_dir(config, "compare")  # recorded in config.yaml: --resume goes there

@@ -26,10 +26,10 @@ from rich.console import Console
 from revcurse.config import choice, to_dict
 from revcurse.evaluate import evaluate
 from revcurse.lm.models import save_checkpoint
-from revcurse.recipes.compare_units import RemedyRun, build_setting, starting_point, world_of
+from revcurse.recipes.remedy_run import RemedyRun, build_setting, starting_point, world_of
 from revcurse.recipes.run import finished, opened_run, peak_memory, recipe_app, with_output_dir
 from revcurse.records import write_records
-from revcurse.remedies import REMEDIES
+from revcurse.remedies import REMEDIES, apply_remedy
 from revcurse.remedies.targets import generic_texts, mean_nll
 from revcurse.results import measurements_table, render, results_table, write_results
 from revcurse.sources import recorded
@@ -37,7 +37,7 @@ from revcurse.stats import row
 
 # The remedies that change the weights for every fact at once (the edits treat half the
 # facts and compare them with the other half: revcurse compare measures those)
-METHODS = ("bidirectional", "reverse_training", "self_distill", "self_distill_kl")
+METHODS = tuple(name for name, remedy in REMEDIES.items() if remedy.teaches)
 
 
 @dataclass
@@ -65,7 +65,7 @@ def run_teach(config: TeachConfig, console: Console | None = None) -> Path:
             f"[bold]revcurse teach[/]: {len(setting.facts)} facts by {config.method}, "
             f"model {config.model}"
         )
-        treatment = REMEDIES[config.method].apply(setting)
+        treatment = apply_remedy(setting, config.method)
         taught = treatment.lm.model  # type: ignore[attr-defined]  # the causal remedies'
         questions = setting.ask(setting.test_examples)
         evaluation = time.perf_counter()

@@ -1,16 +1,19 @@
-"""Remedies for the reversal curse, by name: each module's `apply(Setting) -> Treatment`.
+"""Remedies for the reversal curse, by name: each module's `apply(Setting, name) ->
+Treatment`, its rows under the name the registry gives it (`apply_remedy`).
 
     revcurse compare --methods baseline,in_context,bidirectional
 
 See revcurse.remedies.setting for what a remedy receives and returns. To add a remedy:
 a module with its `apply` (and its config dataclass, if it has options), a `Remedy` record
-in REMEDIES, and its config as a field of RemedyConfig (then `--remedies.<name>.<option>`).
+in REMEDIES (variants of one `apply`: functools.partial with its options), and its config
+as a field of RemedyConfig (then `--remedies.<name>.<option>`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from revcurse.config import check
 from revcurse.errors import UserError
@@ -69,29 +72,30 @@ class RemedyConfig:
 
 @dataclass(frozen=True)
 class Remedy:
-    apply: Callable[[Setting], Treatment]
+    apply: Callable[[Setting, str], Treatment]  # (setting, the remedy's name) -> treatment
     # Trains its own model from the start weights rather than change the baseline's, so it
     # needs nothing from another method and can run beside them (revcurse compare --workers)
     own_model: bool = False
     tiny_only: bool = False  # builds a model from scratch (no pretrained weights to start)
+    teaches: bool = False  # puts every fact in the weights: `revcurse teach` can run it
 
 
 REMEDIES: dict[str, Remedy] = {
     "baseline": Remedy(baseline.apply),
     "in_context": Remedy(in_context.apply),
     "knowledge_base": Remedy(knowledge_base.apply),
-    "bidirectional": Remedy(bidirectional.apply, own_model=True),
-    "reverse_training": Remedy(reverse_training.apply, own_model=True),
+    "bidirectional": Remedy(bidirectional.apply, own_model=True, teaches=True),
+    "reverse_training": Remedy(reverse_training.apply, own_model=True, teaches=True),
     "mlm_u": Remedy(mlm_u.apply, own_model=True, tiny_only=True),
-    "self_distill": Remedy(self_distill.apply),
-    "self_distill_kl": Remedy(self_distill.apply_kl),
+    "self_distill": Remedy(self_distill.apply, teaches=True),
+    "self_distill_kl": Remedy(partial(self_distill.apply, kl=True), teaches=True),
     "hebbian": Remedy(hebbian.apply),
-    "hebbian_whitened": Remedy(hebbian.apply_whitened),
-    "hebbian_contrastive": Remedy(hebbian.apply_contrastive),
-    "hebbian_delta": Remedy(hebbian.apply_delta),
+    "hebbian_whitened": Remedy(partial(hebbian.apply, rule="whitened")),
+    "hebbian_contrastive": Remedy(partial(hebbian.apply, rule="contrastive")),
+    "hebbian_delta": Remedy(partial(hebbian.apply, rule="delta")),
     "rome": Remedy(rome.apply),
     "memit": Remedy(memit.apply),
-    "hebbian_memit": Remedy(memit.apply_hebbian),
+    "hebbian_memit": Remedy(partial(memit.apply, target_from="context")),
 }
 
 
@@ -111,3 +115,8 @@ def parse_methods(text: str, pretrained: bool = False) -> list[str]:
     if tiny:
         raise UserError(f"--methods: {', '.join(tiny)} trains from scratch: use --model tiny")
     return names
+
+
+def apply_remedy(setting: Setting, method: str) -> Treatment:
+    """The remedy `method` applied to `setting`, its rows under that name."""
+    return REMEDIES[method].apply(setting, method)

@@ -5,6 +5,6 @@ from __future__ import annotations
 from revcurse.remedies.setting import Setting, Treatment
 
 
-def apply(setting: Setting) -> Treatment:
-    model, cost = setting.base
+def apply(setting: Setting, method: str) -> Treatment:
+    model, cost = setting.baseline()
     return Treatment(setting.causal_lm(model), cost)

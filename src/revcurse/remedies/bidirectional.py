@@ -17,6 +17,6 @@ def reversed_phrasings(setting: Setting) -> list[Example]:
     return reverse_phrasings(setting, one_way, "train")
 
 
-def apply(setting: Setting) -> Treatment:
+def apply(setting: Setting, method: str) -> Treatment:
     model, cost = setting.train_model(extra=reversed_phrasings(setting))
     return Treatment(setting.causal_lm(model), cost)

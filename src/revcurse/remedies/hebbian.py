@@ -62,7 +62,6 @@ from revcurse.remedies.targets import edited, generic_texts, reverse_phrasings
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-METHOD = "hebbian"
 SOURCES = ("context", "pair")
 POSITIONS = ("answer", "last")
 RULES = ("plain", "whitened", "contrastive", "delta")
@@ -185,20 +184,7 @@ def hebbian_edit(
         add_to_weight(model, layer, config.rate / len(layers) * delta)
 
 
-def apply(setting: Setting, rule: str = "plain") -> Treatment:
-    method = METHOD if rule == "plain" else f"{METHOD}_{rule}"
+def apply(setting: Setting, method: str, rule: str = "plain") -> Treatment:
     return edited(
         method, setting, lambda model, treated: hebbian_edit(setting, model, treated, rule)
     )
-
-
-def apply_whitened(setting: Setting) -> Treatment:
-    return apply(setting, "whitened")
-
-
-def apply_contrastive(setting: Setting) -> Treatment:
-    return apply(setting, "contrastive")
-
-
-def apply_delta(setting: Setting) -> Treatment:
-    return apply(setting, "delta")

@@ -12,8 +12,8 @@ from revcurse.context import posed_in_context
 from revcurse.remedies.setting import Setting, Treatment
 
 
-def apply(setting: Setting) -> Treatment:
-    model, cost = setting.base
+def apply(setting: Setting, method: str) -> Treatment:
+    model, cost = setting.baseline()
     k = setting.remedies.distractors
     posed = posed_in_context(
         setting.test_examples, setting.facts, k, setting.seed, setting.fact_lines

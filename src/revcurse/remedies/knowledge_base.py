@@ -28,8 +28,8 @@ class KnowledgeBaseConfig:
         choice(self.retriever, "retriever", RETRIEVERS)
 
 
-def apply(setting: Setting) -> Treatment:
-    model, cost = setting.base
+def apply(setting: Setting, method: str) -> Treatment:
+    model, cost = setting.baseline()
     k, retriever = setting.remedies.knowledge_base.top_k, setting.remedies.knowledge_base.retriever
     path = setting.workdir / f"kb-seed{setting.seed}.sqlite"
     path.unlink(missing_ok=True)  # this run's own file

@@ -55,7 +55,6 @@ from revcurse.remedies.targets import edited, generic_texts, own_answers, revers
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-METHOD = "memit"
 POSITIONS = ("answer", "last", "subject")
 
 
@@ -75,7 +74,7 @@ class Writing:
     # training questions (both directions): on SmolLM2 the late layers' keys at a reverse
     # question's answer are much alike across facts, and an edit unkept there changes the
     # untouched facts' (wrong) reverse answers (scripts/sweep_hebbian.py)
-    keep: bool = False
+    keep: bool = False  # also keep the model's own answers about the untouched facts
 
     def __post_init__(self) -> None:
         check_layers(self.layers, "layers")
@@ -100,10 +99,10 @@ class HebbianMemitConfig(Writing):
     # ungated reading installs that just as faithfully (scripts/sweep_hebbian.py: reverse
     # 0.50 / 0.65 ungated, 0.70 / 0.80 gated); over six readings the wrong names differ and
     # the mean is the right one: ungated 1.00 / 0.95, gated 0.95 / 0.90
-    gate: bool = False
+    gate: bool = False  # write only the questions reading the fact gets right
     # the fact read after this many draws of worked examples, each reading's stream a target
     # for the same keys (the least squares write their mean)
-    readings: int = 1
+    readings: int = 1  # readings of each fact, after other worked examples each
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -226,13 +225,7 @@ def memit_edit(
         add_to_weight(model, layer, change)
 
 
-def apply(setting: Setting) -> Treatment:
-    return edited(METHOD, setting, lambda model, treated: memit_edit(setting, model, treated))
-
-
-def apply_hebbian(setting: Setting) -> Treatment:
+def apply(setting: Setting, method: str, target_from: str = "optimised") -> Treatment:
     return edited(
-        "hebbian_memit",
-        setting,
-        lambda model, treated: memit_edit(setting, model, treated, "context"),
+        method, setting, lambda model, treated: memit_edit(setting, model, treated, target_from)
     )

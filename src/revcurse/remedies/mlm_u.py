@@ -127,7 +127,7 @@ class MaskedLM:
         return scores.tolist()
 
 
-def apply(setting: Setting) -> Treatment:
+def apply(setting: Setting, method: str) -> Treatment:
     torch.manual_seed(setting.seed)  # tiny only: revcurse.remedies offers it to no other model
     model = build_masked_model(setting.tiny, setting.tokenizer)
     slots = 2 + max(

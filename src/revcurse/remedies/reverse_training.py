@@ -25,7 +25,7 @@ from revcurse.facts import Example, Fact, words
 from revcurse.remedies.setting import Setting, Treatment
 
 MODES = ("token", "word", "entity", "segment")
-SEGMENT_MARKER = "<seg>"  # in the tiny tokenizer's vocabulary (see recipes.compare_units)
+SEGMENT_MARKER = "<seg>"  # in the tiny tokenizer's vocabulary (see recipes.remedy_run)
 
 
 @dataclass
@@ -87,6 +87,6 @@ def reversed_copies(setting: Setting) -> list[Example]:
     ]
 
 
-def apply(setting: Setting) -> Treatment:
+def apply(setting: Setting, method: str) -> Treatment:
     model, cost = setting.train_model(extra=reversed_copies(setting))
     return Treatment(setting.causal_lm(model), cost)

@@ -41,7 +41,6 @@ from revcurse.remedies.targets import edited, generic_texts, reverse_phrasings
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-METHOD = "rome"
 RIDGE = 1e-2  # C + RIDGE * mean eigenvalue * I: keeps C^-1 sane on a few thousand tokens
 
 
@@ -134,5 +133,5 @@ def rome_edit(setting: Setting, model: PreTrainedModel, treated: list[int]) -> N
         )
 
 
-def apply(setting: Setting) -> Treatment:
-    return edited(METHOD, setting, lambda model, treated: rome_edit(setting, model, treated))
+def apply(setting: Setting, method: str) -> Treatment:
+    return edited(method, setting, lambda model, treated: rome_edit(setting, model, treated))

@@ -285,9 +285,11 @@ def lesson(setting: Setting) -> Lesson:
     source = setting.remedies.self_distill.source
     treated = split_one_way(setting)[0]
     asked = training_questions(setting, treated) if source != "statements" else []
-    posed, answered = teach(setting, setting.base[0], asked) if asked else ([], [])
+    posed, answered = teach(setting, setting.baseline()[0], asked) if asked else ([], [])
     written, named = (
-        own_statements(setting, setting.base[0], treated) if source != "questions" else ([], [])
+        own_statements(setting, setting.baseline()[0], treated)
+        if source != "questions"
+        else ([], [])
     )
     return Lesson(asked, posed, answered, written, named, time.perf_counter() - start)
 
@@ -312,7 +314,7 @@ def student_corpus(
 def study(setting: Setting, taught: Lesson, method: str, kl: bool) -> Treatment:
     """The student: a copy of the baseline trained closed book on the lesson's answers (and
     the base corpus), scored as every weight remedy is (revcurse.remedies.targets)."""
-    base_model, base_cost = setting.base
+    base_model, base_cost = setting.baseline()
     config = setting.remedies.self_distill
     start = time.perf_counter()
     repeated, own = student_corpus(setting, taught.distilled)
@@ -365,13 +367,5 @@ def study(setting: Setting, taught: Lesson, method: str, kl: bool) -> Treatment:
     return treated_result(method, setting, student, spent, rows)
 
 
-def distill(setting: Setting, method: str, kl: bool) -> Treatment:
+def apply(setting: Setting, method: str, kl: bool = False) -> Treatment:
     return study(setting, lesson(setting), method, kl)
-
-
-def apply(setting: Setting) -> Treatment:
-    return distill(setting, "self_distill", kl=False)
-
-
-def apply_kl(setting: Setting) -> Treatment:
-    return distill(setting, "self_distill_kl", kl=True)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,7 +41,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class Setting:
-    """Everything a remedy may use; `base` is the shared baseline model, trained on first use."""
+    """Everything a remedy may use; `baseline()` is the shared baseline model, trained on
+    first use."""
 
     facts: list[Fact]
     templates: list[Template]
@@ -69,6 +69,10 @@ class Setting:
     # edit's locality and perplexity drift compare against them (revcurse.remedies.targets)
     base_said: dict[tuple[str, ...], list[str]] = field(default_factory=dict, repr=False)
     base_nll: list[float] = field(default_factory=list, repr=False)
+    # baseline()'s model and cost once trained; a replace()d setting trains (or loads) anew
+    trained_baseline: tuple[PreTrainedModel, TrainResult] | None = field(
+        default=None, init=False, repr=False
+    )
     cache_dir: Path | None = None  # where the baseline is kept (revcurse.trained); None: not kept
 
     def train_model(
@@ -165,10 +169,15 @@ class Setting:
         shown = self.progress if progress is None else progress
         return CausalLM(model, self.tokenizer, self.eval.batch_size, shown)
 
-    @cached_property
-    def base(self) -> tuple[PreTrainedModel, TrainResult]:
-        """The baseline: the start trained on the base corpus; with `cache_dir`, trained
-        once for this start, corpus, budget and seed, and loaded by every later run."""
+    def baseline(self) -> tuple[PreTrainedModel, TrainResult]:
+        """The baseline, trained on first call (minutes, on a pretrained model): the start
+        trained on the base corpus; with `cache_dir`, trained once for this start, corpus,
+        budget and seed, and loaded by every later run."""
+        if self.trained_baseline is None:
+            self.trained_baseline = self.train_baseline()
+        return self.trained_baseline
+
+    def train_baseline(self) -> tuple[PreTrainedModel, TrainResult]:
         folder = None
         if self.cache_dir is not None:
             determines: list[object] = [

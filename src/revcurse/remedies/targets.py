@@ -87,7 +87,7 @@ def own_answers(setting: Setting, fact_ids: list[int]) -> list[Example]:
     """The baseline's greedy closed-book answers to these facts' training questions."""
     asked = training_questions(setting, fact_ids)
     said = answers(
-        setting.causal_lm(setting.base[0], progress=False), setting.ask(asked), EvalConfig()
+        setting.causal_lm(setting.baseline()[0], progress=False), setting.ask(asked), EvalConfig()
     )
     return [
         replace(e, completion=" " + first_sentence(out).strip())
@@ -139,7 +139,7 @@ def mean_nll(lm: CausalLM, texts: Sequence[str]) -> float:
 def answers_before(setting: Setting, before: CausalLM, examples: Sequence[Example]) -> list[str]:
     """`before`'s greedy answers; the baseline model's to the same questions are asked once
     per setting (every edit compares against them)."""
-    if before.model is not setting.base[0]:
+    if before.model is not setting.baseline()[0]:
         return answers(before, examples, EvalConfig())
     asked = tuple(e.prompt for e in examples)  # the whole list: it sets the answers' length
     if asked not in setting.base_said:
@@ -149,7 +149,7 @@ def answers_before(setting: Setting, before: CausalLM, examples: Sequence[Exampl
 
 def nll_before(setting: Setting, before: CausalLM) -> float:
     """mean_nll of `before` on generic text; the baseline model's once per setting."""
-    if before.model is not setting.base[0]:
+    if before.model is not setting.baseline()[0]:
         return mean_nll(before, generic_texts(setting))
     if not setting.base_nll:
         setting.base_nll.append(mean_nll(before, generic_texts(setting)))
@@ -204,7 +204,7 @@ def treated_result(
     """The treatment of a remedy that changed a copy of the baseline model: answers the
     treated facts' questions; its rows plus the effect rows."""
     treated, control = split_one_way(setting)
-    before, after = setting.causal_lm(setting.base[0]), setting.causal_lm(changed)
+    before, after = setting.causal_lm(setting.baseline()[0]), setting.causal_lm(changed)
     effects = effect_rows(method, setting, before, after, treated, control)
     return Treatment(after, cost, questions_about(setting, treated), [*rows, *effects])
 
@@ -213,7 +213,7 @@ def edited(
     method: str, setting: Setting, edit: Callable[[PreTrainedModel, list[int]], None]
 ) -> Treatment:
     """Apply a weight edit to a copy of the baseline model for the treated facts."""
-    base_model, base_cost = setting.base
+    base_model, base_cost = setting.baseline()
     start = time.perf_counter()
     model = copy.deepcopy(base_model)
     edit(model, split_one_way(setting)[0])
