@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint readme readme-compare readme-worlds readme-teach readme-smollm2 \
+.PHONY: demo test lint docs readme readme-compare readme-worlds readme-teach readme-smollm2 \
 	readme-smollm2-edits readme-smollm2-distill readme-sweep-distill readme-sweep-hebbian \
 	readme-smollm2-hebbian-seed1 readme-gemma clean
 
@@ -104,6 +104,11 @@ readme-smollm2-distill: $(BIN)/revcurse
 
 # Regenerate the README's self-distillation sweep on SmolLM2 (~1 h on 2 cores; resumable: a
 # stopped run continues from runs/sweep-distill-smollm2-135m.jsonl)
+# The docs site (README.md's pages in docs/) into site/, warnings as errors
+docs: $(BIN)/revcurse
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 readme-sweep-distill: $(BIN)/revcurse
 	$(BIN)/python scripts/sweep_distill.py \
 	&& $(BIN)/python scripts/sweep_distill.py --readme

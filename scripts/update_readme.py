@@ -1,4 +1,4 @@
-"""Put a real run's results into README.md (numbers are regenerated, never typed).
+"""Put a real run's results into README.md and docs/ (numbers are regenerated, never typed).
 
     python scripts/update_readme.py runs/demo-20261126-093000
     python scripts/update_readme.py --analyze runs/analyze-20261126-093500
@@ -45,13 +45,19 @@ WIDTH = 92  # the README's prose is wrapped at about this width
 
 
 def replace_block(name: str, block: str) -> None:
-    """Put `block` between README's `<!-- results:NAME:start/end -->` markers."""
+    """Put `block` between the `<!-- results:NAME:start/end -->` markers of README.md and of
+    every docs page that holds them (a page in docs/ finds the figures beside it)."""
     start, end = f"<!-- results:{name}:start -->", f"<!-- results:{name}:end -->"
-    text = README.read_text()
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)
-    if not pattern.search(text):
-        sys.exit(f"{README}: no results:{name} markers")
-    README.write_text(pattern.sub(lambda _: f"{start}\n{block}\n{end}", text))
+    found = False
+    for page in [README, *sorted((ROOT / "docs").glob("*.md"))]:
+        text = page.read_text()
+        if pattern.search(text):
+            here = block.replace("](docs/", "](") if page.parent.name == "docs" else block
+            page.write_text(pattern.sub(lambda _, here=here: f"{start}\n{here}\n{end}", text))
+            found = True
+    if not found:
+        sys.exit(f"{README} and docs/: no results:{name} markers")
 
 
 def table_block(run_dir: Path, command: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -344,10 +343,3 @@ def test_readme_sentences_follow_a_moved_peak(update_readme):
     assert "the subject's own states recover up to +0.75" in text
     assert "(attention peaks at layer 0 at the last prompt position (+0.60) for p2d" in text
     assert "+1.00 [0.40, 1.60] in p2d facts (B -> A, less)" in text
-
-
-def test_readme_has_both_results_blocks():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    for name in ("demo", "analyze"):
-        assert readme.count(f"<!-- results:{name}:start -->") == 1
-        assert readme.count(f"<!-- results:{name}:end -->") == 1
