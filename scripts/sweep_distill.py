@@ -30,6 +30,7 @@ from revcurse.config import default_values, from_dict
 from revcurse.recipes.compare import CompareConfig
 from revcurse.recipes.remedy_run import build_setting, starting_point
 from revcurse.remedies.self_distill import Lesson, lesson, study
+from revcurse.results import EDIT_COLUMNS, metric_legend
 
 # compare's first recipe (60 steps, the answers appended once), then one knob at a time: how
 # much of the corpus the answers are and how many steps; keeping the rest; a LoRA student
@@ -56,16 +57,7 @@ SETTINGS = [
 FIRST_RECIPE = {"finetune": "same", "lr": 0.0, "keep": False}
 TEACHER = ("samples", "agree", "temperature", "source")  # what the teacher's answers depend on
 COLUMNS = [  # (metric, group, header)
-    ("generalization", "p2d", "gen p2d"),
-    ("generalization", "d2p", "gen d2p"),
-    ("reliability", "p2d", "rel p2d"),
-    ("reliability", "d2p", "rel d2p"),
-    ("kept", "p2d", "kept p2d"),
-    ("kept", "d2p", "kept d2p"),
-    ("control_exact_match", "p2d", "ctrl p2d"),
-    ("control_exact_match", "d2p", "ctrl d2p"),
-    ("locality", "untouched", "locality"),
-    ("locality_known", "untouched", "loc known"),
+    *EDIT_COLUMNS,
     ("ppl_drift", "generic", "ppl drift"),
     ("student_examples", "treated", "examples"),
 ]
@@ -129,7 +121,9 @@ def main() -> None:
 
         command = f"$ .venv/bin/python scripts/sweep_distill.py --model {args.model}"
         lines = [line(s, done[s]["rows"], done[s]["seconds"]) for s in args.settings if s in done]
-        replace_block(args.readme, "\n".join(["```", command, header(), *lines, "```"]))
+        legend = metric_legend([metric for metric, *_ in COLUMNS])
+        block = ["```", command, header(), *lines, "", *legend, "```"]
+        replace_block(args.readme, "\n".join(block))
         print(f"README.md: {args.readme} block, {len(lines)} settings")
         return
     configs = {s: sweep_config(args.model, s) for s in args.settings}  # bad ones fail first

@@ -42,6 +42,7 @@ from revcurse.remedies.ffn import TeacherForced
 from revcurse.remedies.memit import HebbianMemitConfig, edit_sites, in_context_stream, memit_edit
 from revcurse.remedies.setting import Setting
 from revcurse.remedies.targets import effect_rows, reverse_phrasings, split_one_way
+from revcurse.results import EDIT_COLUMNS, metric_legend
 
 SITES = ("subject", "last", "answer", "question")
 PATCH_POINTS = 9  # layers patched, evenly from the first to the last
@@ -72,18 +73,7 @@ EDITS = [
     f"position=answer {LATE} ridge=3 gate=0 keep=1 readings=6",
     f"position=answer {LATE} ridge=3 gate=1 keep=0 readings=6",
 ]
-COLUMNS = [  # (metric, group, header)
-    ("reliability", "p2d", "rel p2d"),
-    ("reliability", "d2p", "rel d2p"),
-    ("generalization", "p2d", "gen p2d"),
-    ("generalization", "d2p", "gen d2p"),
-    ("kept", "p2d", "kept p2d"),
-    ("kept", "d2p", "kept d2p"),
-    ("control_exact_match", "p2d", "ctrl p2d"),
-    ("control_exact_match", "d2p", "ctrl d2p"),
-    ("locality", "untouched", "locality"),
-    ("locality_known", "untouched", "loc known"),
-]
+COLUMNS = EDIT_COLUMNS
 
 
 def config_for(model: str) -> CompareConfig:
@@ -181,7 +171,8 @@ def edit_table(done: dict[str, dict]) -> list[str]:
     """One line per edit setting measured, in EDITS' order."""
     title = "hebbian_memit (--remedies.hebbian-memit.*)"
     head = f"{title:<{KEY_WIDTH}}" + "".join(h.rjust(10) for *_, h in COLUMNS)
-    return [head, *(edit_line(k, done[k]["rows"]) for k in EDITS if k in done)]
+    lines = [head, *(edit_line(k, done[k]["rows"]) for k in EDITS if k in done)]
+    return [*lines, "", *metric_legend([metric for metric, *_ in COLUMNS])]
 
 
 def main() -> None:

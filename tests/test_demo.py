@@ -146,3 +146,19 @@ def test_every_option_has_help():
     for cls in (DemoConfig, CompareConfig, AnalyzeConfig, TeachConfig):
         missing = ["--" + ".".join(path) for path, _, _, text in _leaves(cls()) if not text]
         assert not missing, f"{cls.__name__}: no help for {missing}"
+
+
+def test_tables_say_what_each_edit_metric_measures():
+    """A table showing locality, kept, ... has one line saying what each measures; a table
+    without them has none."""
+    from revcurse.results import METRIC_LEGEND, markdown_table, measurements_table, render
+    from revcurse.stats import row
+
+    rows = [row("rome", "p2d", "reverse", "generalization", 0.5, 10, None)]
+    rows += [row("rome", "untouched", "all", "locality", 0.9, 10, None)]
+    for text in (render(measurements_table(rows, "t")), markdown_table(rows)):
+        for metric in ("generalization", "locality"):
+            assert f"{metric}: {METRIC_LEGEND[metric]}" in text
+        assert "kept:" not in text and "p2d = trained" in text
+    plain = [dict(r, metric="exact_match") for r in rows]
+    assert not any(m in markdown_table(plain) for m in METRIC_LEGEND)

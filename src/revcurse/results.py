@@ -215,9 +215,43 @@ def _lines(rows: Sequence[dict], metrics: Sequence[str]) -> Iterator[list[str]]:
         yield [*key, n, *(_cell(by_metric.get(m)) for m in metrics)]
 
 
-def _legend(rows: Sequence[dict]) -> str | None:
+# What each weight-changing remedy's metric measures (revcurse.remedies.targets), one line
+# under every table that shows it
+METRIC_LEGEND = {
+    "reliability": "the treated facts' reverse, in the phrasings the edit or lesson used",
+    "generalization": "the treated facts' reverse, in held-out phrasings, closed book",
+    "kept": "the treated facts' trained direction still answered (held-out phrasings)",
+    "control_exact_match": "untreated one-way facts' reverse: a placebo, stays at chance",
+    "locality": "share of the untouched facts' answers the treatment left unchanged",
+    "locality_known": "of those the model had right, the share still right",
+    "ppl_drift": "perplexity of generic text after / before the treatment, minus 1",
+}
+# Their short headers in the sweeps' tables (scripts/sweep_distill.py, sweep_hebbian.py)
+EDIT_COLUMNS = [  # (metric, group, header)
+    ("generalization", "p2d", "gen p2d"),
+    ("generalization", "d2p", "gen d2p"),
+    ("reliability", "p2d", "rel p2d"),
+    ("reliability", "d2p", "rel d2p"),
+    ("kept", "p2d", "kept p2d"),
+    ("kept", "d2p", "kept d2p"),
+    ("control_exact_match", "p2d", "ctrl p2d"),
+    ("control_exact_match", "d2p", "ctrl d2p"),
+    ("locality", "untouched", "locality"),
+    ("locality_known", "untouched", "loc known"),
+]
+
+
+def metric_legend(metrics: Sequence[str]) -> list[str]:
+    """`metric: what it measures`, for those of `metrics` that need saying."""
+    return [f"{m}: {METRIC_LEGEND[m]}" for m in dict.fromkeys(metrics) if m in METRIC_LEGEND]
+
+
+def _legend(rows: Sequence[dict], metrics: Sequence[str]) -> str | None:
     named = any(r["group"].split("/")[0] in GROUP_ALIASES.values() for r in rows)
-    return GROUP_LEGEND if named else None
+    shown = {r["metric"] for r in rows}
+    lines = [GROUP_LEGEND] if named else []
+    lines += metric_legend([m for m in metrics if m in shown])
+    return "\n".join(lines) or None
 
 
 def _table(title: str, columns: Sequence[str], right: int, caption: str | None) -> Table:
@@ -241,7 +275,10 @@ def results_table(rows: Sequence[dict], title: str, metrics: Sequence[str] = SHO
     """One line per method, group and direction; one column per metric."""
     headers = [HEADERS.get(m, m) for m in metrics]
     table = _table(
-        title, ["method", "group", "direction", "n", *headers], len(metrics) + 1, _legend(rows)
+        title,
+        ["method", "group", "direction", "n", *headers],
+        len(metrics) + 1,
+        _legend(rows, metrics),
     )
     for cells in _lines(rows, metrics):
         table.add_row(*cells)
@@ -251,7 +288,9 @@ def results_table(rows: Sequence[dict], title: str, metrics: Sequence[str] = SHO
 def measurements_table(rows: Sequence[dict], title: str) -> Table:
     """One line per method, group, direction and metric: for many metrics, few of them
     measured on each line (a remedy's own measurements)."""
-    table = _table(title, ["method", "group", "direction", "metric", "n", "value"], 2, None)
+    metrics = [r["metric"] for r in rows]
+    columns = ["method", "group", "direction", "metric", "n", "value"]
+    table = _table(title, columns, 2, _legend(rows, metrics))
     for r in rows:
         table.add_row(r["method"], r["group"], r["direction"], r["metric"], str(r["n"]), _cell(r))
     return table
@@ -265,8 +304,8 @@ def markdown_table(rows: Sequence[dict]) -> str:
         "|" + "---|" * 4 + "---:|" * len(metrics),
     ]
     lines += ["| " + " | ".join(cells) + " |" for cells in _lines(rows, metrics)]
-    legend = _legend(rows)
-    return "\n".join(lines) + ("\n\n" + legend if legend else "") + "\n"
+    legend = _legend(rows, metrics)
+    return "\n".join(lines) + ("\n\n" + legend.replace("\n", "  \n") if legend else "") + "\n"
 
 
 def render(table: Table) -> str:
