@@ -9,7 +9,7 @@ BIN = $(VENV)/bin
 
 .PHONY: demo test lint docs readme readme-compare readme-worlds readme-teach readme-smollm2 \
 	readme-smollm2-edits readme-smollm2-distill readme-sweep-distill readme-sweep-hebbian \
-	readme-smollm2-hebbian-seed1 readme-gemma clean
+	readme-smollm2-hebbian-seed1 readme-headline readme-gemma clean
 
 $(BIN)/revcurse: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -112,6 +112,15 @@ docs: $(BIN)/revcurse
 readme-sweep-distill: $(BIN)/revcurse
 	$(BIN)/python scripts/sweep_distill.py \
 	&& $(BIN)/python scripts/sweep_distill.py --readme
+
+# The README's headline figure and table: a tiny compare (~5 min), SmolLM2 in context (~10 min
+# with the 30-fact baseline cached), and the newest runs of readme-smollm2-distill and
+# readme-smollm2-edits (run those first)
+readme-headline: $(BIN)/revcurse
+	$(BIN)/revcurse compare --no-progress --output-dir runs/headline-tiny-$$(date +%Y%m%d-%H%M%S) \
+	&& $(BIN)/python scripts/compare_or_resume.py runs/headline-smollm2-context \
+		--model smollm2-135m --seeds 1 --methods baseline,in_context > /dev/null \
+	&& $(BIN)/python scripts/headline.py
 
 # hebbian_memit's defaults (chosen by sweep_hebbian.py on seed 0's world) on a fresh world,
 # seed 1 (~15 min, a baseline to train for that world)

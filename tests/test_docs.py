@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from pathlib import Path
 
@@ -41,3 +43,33 @@ def test_the_demo_and_analysis_blocks_are_somewhere():
     text = "".join(page.read_text() for page in PAGES)
     for name in ("demo", "analyze"):
         assert f"<!-- results:{name}:start -->" in text
+
+
+def test_the_headline_takes_each_method_from_the_newest_finished_run(tmp_path, monkeypatch):
+    from conftest import script
+
+    from revcurse.stats import row
+
+    headline = script("headline")
+    monkeypatch.setattr(headline, "ROOT", tmp_path)
+    cells = headline.CELLS
+    for age, (name, value) in enumerate((("runs/x-1", 0.0), ("runs/x-2", 1.0), ("runs/x-3", None))):
+        run = tmp_path / name
+        run.mkdir(parents=True)
+        if value is not None:  # else not finished: no results.json
+            rows = [
+                row("baseline", g, d, "exact_match", value, 10, (value, value)) for g, d in cells
+            ]
+            (run / "results.json").write_text(json.dumps({"rows": rows}))
+        os.utime(run, (1000 + age, 1000 + age))  # x-3 newest, x-2 the newest finished
+    found = headline.collect(["tiny, 3 facts a group=runs/x-*:baseline"])
+    assert [(panel, method, run.name) for panel, method, run, _ in found] == [
+        ("tiny, 3 facts a group", "baseline", "x-2")
+    ]
+    lines = headline.table(found)
+    assert (
+        lines[2]
+        == "| tiny, 3 facts a group | baseline | " + " | ".join(["1.00 [1.00, 1.00]"] * 4) + " |"
+    )
+    with pytest.raises(SystemExit, match="no one-way exact match rows for in_context"):
+        headline.collect(["tiny, 3 facts a group=runs/x-*:in_context"])

@@ -1,0 +1,139 @@
+"""The README's headline: the thesis end to end, tiny model and SmolLM2 side by side.
+
+    .venv/bin/python scripts/headline.py      # the newest runs of each kind (make readme-headline)
+    .venv/bin/python scripts/headline.py --runs "tiny=runs/a:baseline,in_context" ...
+
+For each panel, methods from finished `revcurse compare` runs: the one-way facts' exact match
+in the direction they were trained (same) and the other (reverse), each group with its 95%
+interval, as a figure (docs/headline.png) and a table, both put into the README's
+`headline` block. A run is named by a glob (the newest folder that matches); a method is
+taken from the first run of its panel that has it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURE = "docs/headline.png"
+# (panel, run folder glob, methods): the tiny world's compare (3 seeds), SmolLM2 at 30 facts a
+# group (in context; self-distillation) and at 10 (the Hebbian edit, seed 0's world)
+RUNS = [
+    "tiny model (3 seeds), 30 facts a group=runs/headline-tiny-*:"
+    "baseline,in_context,bidirectional,self_distill,hebbian_memit",
+    "SmolLM2-135M, 30 facts a group=runs/headline-smollm2-context*:baseline,in_context",
+    "SmolLM2-135M, 30 facts a group=runs/readme-smollm2-distill-*:self_distill",
+    "SmolLM2-135M, 10 facts a group=runs/readme-smollm2-edits-*:hebbian_memit",
+]
+CELLS = [("p2d", "same"), ("p2d", "reverse"), ("d2p", "same"), ("d2p", "reverse")]
+
+
+def newest(pattern: str) -> Path:
+    found = [p for p in ROOT.glob(pattern) if (p / "results.json").exists()]
+    if not found:
+        raise SystemExit(f"{pattern}: no finished run (make readme-headline runs them)")
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def collect(specs: list[str]) -> list[tuple[str, str, Path, dict[tuple[str, str], dict]]]:
+    """(panel, method, run, {(group, direction): exact-match row}) in the specs' order."""
+    out = []
+    for spec in specs:
+        panel, rest = spec.split("=", 1)
+        pattern, methods = rest.rsplit(":", 1)
+        run = newest(pattern)
+        rows = json.loads((run / "results.json").read_text())["rows"]
+        for method in methods.split(","):
+            cells = {
+                (r["group"], r["direction"]): r
+                for r in rows
+                if r["method"] == method and r["metric"] == "exact_match"
+            }
+            if not all(cell in cells for cell in CELLS):
+                raise SystemExit(f"{run}: no one-way exact match rows for {method}")
+            out.append((panel, method, run, cells))
+    return out
+
+
+def cell(row: dict) -> str:
+    return f"{row['value']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+
+
+def table(found: list) -> list[str]:
+    head = "| model | method | " + " | ".join(f"{g} {d}" for g, d in CELLS) + " |"
+    lines = [head, "|---|---|" + "---|" * len(CELLS)]
+    for panel, method, _, cells in found:
+        lines.append(f"| {panel} | {method} | " + " | ".join(cell(cells[c]) for c in CELLS) + " |")
+    return lines
+
+
+def figure(found: list, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = list(dict.fromkeys(p.split(",")[0] for p, *_ in found))
+    fig, axes = plt.subplots(1, len(panels), figsize=(11, 3.6), sharey=True, squeeze=False)
+    colors = {"same": "#9ecae1", "reverse": "#08519c"}
+    for ax, panel in zip(axes[0], panels, strict=True):
+        mine = [(p, m, c) for p, m, _, c in found if p.split(",")[0] == panel]
+        width = 0.2
+        for k, (group, direction) in enumerate(CELLS):
+            rows = [c[(group, direction)] for *_, c in mine]
+            xs = [i + (k - 1.5) * width for i in range(len(mine))]
+            values = [r["value"] for r in rows]
+            errors = [
+                [r["value"] - r["ci_low"] for r in rows],
+                [r["ci_high"] - r["value"] for r in rows],
+            ]
+            ax.bar(
+                xs,
+                values,
+                width,
+                yerr=errors,
+                color=colors[direction],
+                hatch="//" if group == "d2p" else None,
+                edgecolor="white",
+                label=f"{group} {direction}",
+            )
+        ax.set_xticks(range(len(mine)))
+        facts = [p.split(", ")[1].replace(" facts a group", " a group") for p, *_ in mine]
+        ax.set_xticklabels(
+            [f"{m}\n{f}" for (_, m, _), f in zip(mine, facts, strict=True)], fontsize=7
+        )
+        ax.set_title(panel, fontsize=9)
+        ax.set_ylim(0, 1.05)
+    axes[0][0].set_ylabel("exact match (95% CI)")
+    axes[0][0].legend(fontsize=7, ncol=2, loc="center left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", nargs="+", default=RUNS, help="'PANEL=GLOB:METHOD,...'")
+    args = parser.parse_args()
+    found = collect(args.runs)
+    figure(found, ROOT / FIGURE)
+    sys.path.insert(0, str(Path(__file__).parent))
+    from update_readme import replace_block
+
+    runs = sorted({str(run.relative_to(ROOT)) for *_, run, _ in found})
+    block = [
+        f"![The reversal curse and its cures, tiny model and SmolLM2]({FIGURE})",
+        "",
+        *table(found),
+        "",
+        "From " + ", ".join(f"`{r}`" for r in runs) + " (`make readme-headline`).",
+    ]
+    replace_block("headline", "\n".join(block))
+    print(f"README.md: headline block and {FIGURE} from {len(runs)} runs")
+
+
+if __name__ == "__main__":
+    main()
