@@ -104,10 +104,16 @@ readme-smollm2-distill: $(BIN)/revcurse
 
 # Regenerate the README's self-distillation sweep on SmolLM2 (~1 h on 2 cores; resumable: a
 # stopped run continues from runs/sweep-distill-smollm2-135m.jsonl)
-# The docs site (README.md's pages in docs/) into site/, warnings as errors
-docs: $(BIN)/revcurse
-	$(BIN)/python -m pip install --quiet -e '.[docs]'
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+# The docs site (README.md's pages in docs/) into site/, warnings as errors; MkDocs in a
+# venv of its own (seconds to make: it needs nothing of revcurse's)
+DOCS_VENV = .venv-docs
+$(DOCS_VENV)/bin/mkdocs: pyproject.toml
+	$(PYTHON) -m venv $(DOCS_VENV)
+	$(DOCS_VENV)/bin/python -m pip install --quiet "mkdocs-material>=9,<10"
+	touch $@
+
+docs: $(DOCS_VENV)/bin/mkdocs
+	NO_MKDOCS_2_WARNING=1 $(DOCS_VENV)/bin/mkdocs build --strict --quiet
 
 readme-sweep-distill: $(BIN)/revcurse
 	$(BIN)/python scripts/sweep_distill.py \
