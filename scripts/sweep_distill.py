@@ -29,6 +29,7 @@ from pathlib import Path
 from revcurse.config import default_values, from_dict
 from revcurse.recipes.compare import CompareConfig
 from revcurse.recipes.remedy_run import build_setting, starting_point
+from revcurse.records import read_records
 from revcurse.remedies.self_distill import Lesson, lesson, study
 from revcurse.results import EDIT_COLUMNS, metric_legend
 
@@ -111,11 +112,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     results = args.results or Path("runs") / f"sweep-distill-{args.model}.jsonl"
-    done = {}
-    if results.exists():
-        for text in results.read_text(encoding="utf-8").splitlines():
-            record = json.loads(text)
-            done[record["setting"]] = record
+    # a damaged results file: its FILE:LINE, not a traceback
+    done = {r["setting"]: r for _, r in read_records(results)} if results.exists() else {}
     if args.readme:
         from update_readme import replace_block
 

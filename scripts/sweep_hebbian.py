@@ -38,6 +38,7 @@ from revcurse.config import default_values, from_dict
 from revcurse.lm.hooks import decoder_layers, edit_outputs
 from revcurse.recipes.compare import CompareConfig
 from revcurse.recipes.remedy_run import build_setting, starting_point
+from revcurse.records import read_records
 from revcurse.remedies.ffn import TeacherForced
 from revcurse.remedies.memit import HebbianMemitConfig, edit_sites, in_context_stream, memit_edit
 from revcurse.remedies.setting import Setting
@@ -183,11 +184,8 @@ def main() -> None:
     parser.add_argument("--readme", action="store_true", help="write the README block only")
     args = parser.parse_args()
     results = args.results or Path("runs") / f"sweep-hebbian-{args.model}.jsonl"
-    done = {}
-    if results.exists():
-        for text in results.read_text(encoding="utf-8").splitlines():
-            record = json.loads(text)
-            done[record["key"]] = record
+    # a damaged results file: its FILE:LINE, not a traceback
+    done = {r["key"]: r for _, r in read_records(results)} if results.exists() else {}
     if args.readme:
         sys.path.insert(0, str(Path(__file__).parent))
         from update_readme import replace_block
