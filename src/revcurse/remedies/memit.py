@@ -144,11 +144,11 @@ def in_context_stream(
     )
     opened = TeacherForced.of(setting.tokenizer, setting.pose(posed, seed))
     with captured_outputs({top: decoder_layers(model)[top]}) as stream:
-        predicted = model(
+        final = model.model(
             input_ids=opened.batch["input_ids"],
             attention_mask=opened.batch["attention_mask"],
             use_cache=False,
-        ).logits.argmax(dim=-1)
+        ).last_hidden_state
     closed_lengths = forced.batch["attention_mask"].sum(1).tolist()
     opened_lengths = opened.batch["attention_mask"].sum(1).tolist()
     out = torch.zeros(*forced.batch["input_ids"].shape, stream[top].shape[-1])
@@ -161,7 +161,8 @@ def in_context_stream(
             raise ValueError(f"{raw[row].prompt!r}: tokenised otherwise after its context")
         out[row, first:n] = stream[top][row, m - (n - first) : m].float()
         answer = forced.answer[row, :n].nonzero().squeeze(1)
-        said = predicted[row, answer + m - n]
+        # the vocabulary projection at the answer's positions only (49k words on SmolLM2)
+        said = model.lm_head(final[row, answer + m - n]).argmax(dim=-1)
         right[row] = bool((said == forced.next_token[row, answer]).all())
     return out, right
 
