@@ -50,7 +50,13 @@ from revcurse.remedies.ffn import (
 )
 from revcurse.remedies.rome import RIDGE, edit_positions, subject_of
 from revcurse.remedies.setting import Setting, Treatment
-from revcurse.remedies.targets import edited, generic_texts, own_answers, reverse_phrasings
+from revcurse.remedies.targets import (
+    edited,
+    generic_texts,
+    own_answers,
+    reverse_phrasings,
+    untouched,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -214,8 +220,7 @@ def memit_edit(
         _, stream = activity(model, forced, [top])
         target = stream[top][rows, cols] + torch.cat(changes).float()
     generic = keys(model, setting.tokenizer, generic_texts(setting), layers)
-    untouched = sorted(set(range(len(setting.facts))) - set(treated))
-    own = own_answers(setting, untouched) if config.keep else []
+    own = own_answers(setting, untouched(setting, treated)) if config.keep else []
     kept = kept_keys(setting, model, generic, own)
     for done, layer in enumerate(layers):
         pre, stream = activity(model, forced, sorted({layer, top}))  # key here, stream at top

@@ -50,6 +50,7 @@ from revcurse.remedies.targets import (
     split_one_way,
     training_questions,
     treated_result,
+    untouched,
 )
 from revcurse.stats import proportion_row, row
 from revcurse.train import FINETUNE_MODES, LossFn
@@ -304,10 +305,8 @@ def student_corpus(
     if config.share and distilled:
         base = len(setting.corpus())
         repeats = max(1, round(config.share / (1 - config.share) * base / len(distilled)))
-    own = []
-    if config.keep:
-        treated = set(split_one_way(setting)[0])
-        own = own_answers(setting, [i for i in range(len(setting.facts)) if i not in treated])
+    treated = split_one_way(setting)[0]
+    own = own_answers(setting, untouched(setting, treated)) if config.keep else []
     return distilled * repeats, own
 
 

@@ -51,6 +51,11 @@ def split_one_way(setting: Setting) -> tuple[list[int], list[int]]:
     return treated, control
 
 
+def untouched(setting: Setting, treated: Sequence[int]) -> list[int]:
+    """The fact ids a treatment of `treated` must leave as they were, in order."""
+    return sorted(set(range(len(setting.facts))) - set(treated))
+
+
 def reverse_phrasings(setting: Setting, fact_ids: Sequence[int], split: str) -> list[Example]:
     """The reverse-direction questions of these one-way facts in the given template split."""
     return [
@@ -171,14 +176,13 @@ def effect_rows(
     forward = [e for e in setting.ask(questions_about(setting, treated)) if e.sense == "same"]
     held_out = setting.ask(reverse_phrasings(setting, treated, "test"))
     controls = setting.ask(reverse_phrasings(setting, control, "test"))
-    others = sorted(set(range(len(setting.facts))) - set(treated))
-    untouched = setting.ask(questions_about(setting, others))
-    said = answers_before(setting, before, untouched)
-    says = answers(after, untouched, EvalConfig())
+    others = setting.ask(questions_about(setting, untouched(setting, treated)))
+    said = answers_before(setting, before, others)
+    says = answers(after, others, EvalConfig())
     unchanged = [a == b for a, b in zip(said, says, strict=True)]
     known = [
         starts_with(b, e.completion)
-        for a, b, e in zip(said, says, untouched, strict=True)
+        for a, b, e in zip(said, says, others, strict=True)
         if starts_with(a, e.completion)
     ]
     generic = generic_texts(setting)
