@@ -17,6 +17,9 @@ import json
 import sys
 from pathlib import Path
 
+from revcurse.report import one_way_bars, with_interval
+from revcurse.results import pyplot
+
 ROOT = Path(__file__).resolve().parents[1]
 FIGURE = "docs/headline.png"
 # (panel, run folder glob, methods): the tiny world's compare (3 seeds), SmolLM2 at 30 facts a
@@ -58,59 +61,33 @@ def collect(specs: list[str]) -> list[tuple[str, str, Path, dict[tuple[str, str]
     return out
 
 
-def cell(row: dict) -> str:
-    return f"{row['value']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
-
-
 def table(found: list) -> list[str]:
     head = "| model | method | " + " | ".join(f"{g} {d}" for g, d in CELLS) + " |"
     lines = [head, "|---|---|" + "---|" * len(CELLS)]
     for panel, method, _, cells in found:
-        lines.append(f"| {panel} | {method} | " + " | ".join(cell(cells[c]) for c in CELLS) + " |")
+        shown = " | ".join(with_interval(cells[c]) for c in CELLS)
+        lines.append(f"| {panel} | {method} | {shown} |")
     return lines
 
 
 def figure(found: list, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """One panel per model (the panel name up to its comma), compare's bars in each; a
+    method's label says how many facts a group its run had."""
+    plt = pyplot()
     panels = list(dict.fromkeys(p.split(",")[0] for p, *_ in found))
-    fig, axes = plt.subplots(1, len(panels), figsize=(11, 3.6), sharey=True, squeeze=False)
-    colors = {"same": "#9ecae1", "reverse": "#08519c"}
+    fig, axes = plt.subplots(1, len(panels), figsize=(12, 3.8), sharey=True, squeeze=False)
     for ax, panel in zip(axes[0], panels, strict=True):
-        mine = [(p, m, c) for p, m, _, c in found if p.split(",")[0] == panel]
-        width = 0.2
-        for k, (group, direction) in enumerate(CELLS):
-            rows = [c[(group, direction)] for *_, c in mine]
-            xs = [i + (k - 1.5) * width for i in range(len(mine))]
-            values = [r["value"] for r in rows]
-            errors = [
-                [r["value"] - r["ci_low"] for r in rows],
-                [r["ci_high"] - r["value"] for r in rows],
-            ]
-            ax.bar(
-                xs,
-                values,
-                width,
-                yerr=errors,
-                color=colors[direction],
-                hatch="//" if group == "d2p" else None,
-                edgecolor="white",
-                label=f"{group} {direction}",
-            )
-        ax.set_xticks(range(len(mine)))
-        facts = [p.split(", ")[1].replace(" facts a group", " a group") for p, *_ in mine]
-        ax.set_xticklabels(
-            [f"{m}\n{f}" for (_, m, _), f in zip(mine, facts, strict=True)], fontsize=7
-        )
+        rows = [
+            {**row, "method": f"{method}\n{p.split(', ')[1].replace(' facts a group', ' a group')}"}
+            for p, method, _, cells in found
+            if p.split(",")[0] == panel
+            for row in cells.values()
+        ]
+        one_way_bars(ax, rows)
         ax.set_title(panel, fontsize=9)
-        ax.set_ylim(0, 1.05)
-    axes[0][0].set_ylabel("exact match (95% CI)")
-    axes[0][0].legend(fontsize=7, ncol=2, loc="center left")
+        ax.tick_params(axis="x", labelsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from revcurse.facts import ONE_WAY
 from revcurse.results import METRICS, pyplot
@@ -19,12 +20,23 @@ from revcurse.results import METRICS, pyplot
 def chart(rows: list[dict], path: Path) -> None:
     """Exact match per method on the one-way facts, same vs reverse, with 95% CIs."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(methods) + 2), 3.6))
+    one_way_bars(ax, rows)
+    ax.set_title("One-way facts: trained direction (same) vs reverse")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def one_way_bars(ax: Any, rows: list[dict]) -> None:
+    """On `ax`, a group of bars per method (in the rows' order): the one-way facts' exact
+    match, each group and direction, with its 95% interval."""
+    methods = list(dict.fromkeys(r["method"] for r in rows))
     cells = [(g, d) for g in ONE_WAY for d in ("same", "reverse")]
     lookup = {
         (r["method"], r["group"], r["direction"]): r for r in rows if r["metric"] == "exact_match"
     }
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(methods) + 2), 3.6))
     width = 0.8 / len(cells)
     for i, (group, direction) in enumerate(cells):
         xs, ys, lo, hi = [], [], [], []
@@ -43,11 +55,13 @@ def chart(rows: list[dict], path: Path) -> None:
     ax.set_xticks(range(len(methods)), methods, rotation=20)
     ax.set_ylabel("exact match")
     ax.set_ylim(0, 1.05)
-    ax.set_title("One-way facts: trained direction (same) vs reverse")
     ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+
+
+def with_interval(row: dict) -> str:
+    """`0.97 [0.89, 0.99]`: a row's value and its 95% interval, if it has one."""
+    ci = f" [{row['ci_low']:.2f}, {row['ci_high']:.2f}]" if row["ci_low"] is not None else ""
+    return f"{row['value']:.2f}{ci}"
 
 
 def markdown_table(rows: list[dict], metrics: tuple[str, ...]) -> str:
@@ -56,8 +70,7 @@ def markdown_table(rows: list[dict], metrics: tuple[str, ...]) -> str:
             return "-"
         if row["metric"] == "p_value":
             return f"{row['value']:.2g}"
-        ci = f" [{row['ci_low']:.2f}, {row['ci_high']:.2f}]" if row["ci_low"] is not None else ""
-        return f"{row['value']:.2f}{ci}"
+        return with_interval(row)
 
     index = {(r["method"], r["group"], r["direction"], r["metric"]): r for r in rows}
     keys = list(dict.fromkeys((r["method"], r["group"], r["direction"]) for r in rows))
