@@ -26,12 +26,13 @@ import json
 import time
 from pathlib import Path
 
-from revcurse.config import default_values, from_dict
+from revcurse.config import default_values, from_dict, typed_options
+from revcurse.errors import UserError
 from revcurse.recipes.compare import CompareConfig
 from revcurse.recipes.remedy_run import build_setting, starting_point
 from revcurse.records import read_records
 from revcurse.remedies.self_distill import Lesson, lesson, study
-from revcurse.results import EDIT_COLUMNS, metric_legend
+from revcurse.results import EDIT_COLUMNS, column_values, metric_legend
 
 # compare's first recipe (60 steps, the answers appended once), then one knob at a time: how
 # much of the corpus the answers are and how many steps; keeping the rest; a LoRA student
@@ -76,20 +77,17 @@ def sweep_config(model: str, setting: str) -> CompareConfig:
     """compare's config for `model` with the setting's self_distill options (checked)."""
     values = default_values(CompareConfig, model)
     values.update(model=model, seeds=1, progress=False, methods="baseline,self_distill")
-    options, _ = parse(setting)
     known = values["remedies"]["self_distill"]
     known.update(FIRST_RECIPE)
-    for key, value in options.items():
-        if key not in known:
-            raise SystemExit(f"{setting!r}: unknown option {key} (known: kl, {', '.join(known)})")
-        kind = type(known[key])
-        known[key] = value == "1" if kind is bool else kind(value)
+    try:
+        known.update(typed_options(known, setting, handled=("kl",)))  # kl: parse()'s
+    except UserError as error:
+        raise SystemExit(f"{setting!r}: {error}") from None
     return from_dict(CompareConfig, values)
 
 
 def line(name: str, rows: list[dict], seconds: float) -> str:
-    values = {(r["metric"], r["group"]): r["value"] for r in rows}
-    cells = [values.get((metric, group)) for metric, group, _ in COLUMNS]
+    cells = column_values(rows, COLUMNS)
     text = "  ".join("-".rjust(8) if v is None else f"{v:>8.2f}" for v in cells)
     return f"{name:<68} {text}  {seconds:>6.0f}"
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from revcurse.config import default_values, from_dict
+from revcurse.config import default_values, from_dict, typed_options
 from revcurse.lm.hooks import decoder_layers, edit_outputs
 from revcurse.recipes.compare import CompareConfig
 from revcurse.recipes.remedy_run import build_setting, starting_point
@@ -43,7 +43,7 @@ from revcurse.remedies.ffn import TeacherForced
 from revcurse.remedies.memit import HebbianMemitConfig, edit_sites, in_context_stream, memit_edit
 from revcurse.remedies.setting import Setting
 from revcurse.remedies.targets import effect_rows, reverse_phrasings, split_one_way
-from revcurse.results import EDIT_COLUMNS, metric_legend
+from revcurse.results import EDIT_COLUMNS, column_values, metric_legend
 
 SITES = ("subject", "last", "answer", "question")
 PATCH_POINTS = 9  # layers patched, evenly from the first to the last
@@ -87,11 +87,7 @@ def config_for(model: str) -> CompareConfig:
 def memit_config(start: HebbianMemitConfig, setting: str) -> HebbianMemitConfig:
     """`start` with the setting's 'KEY=VALUE ...' options, each of its field's type."""
     values = asdict(start)
-    for word in setting.split():
-        key, value = word.split("=", 1)
-        kind = type(values[key])
-        values[key] = value == "1" if kind is bool else kind(value)
-    return from_dict(HebbianMemitConfig, values)
+    return from_dict(HebbianMemitConfig, {**values, **typed_options(values, setting)})
 
 
 def sites_of(setting: Setting, fact_id: int, forced: TeacherForced, site: str) -> torch.Tensor:
@@ -161,8 +157,7 @@ KEY_WIDTH = max(len(key) for key in EDITS) + 1
 
 
 def edit_line(key: str, rows: list[dict]) -> str:
-    values = {(r["metric"], r["group"]): r["value"] for r in rows}
-    cells = [values.get((m, g)) for m, g, _ in COLUMNS]
+    cells = column_values(rows, COLUMNS)
     return f"{key:<{KEY_WIDTH}}" + "".join(
         "-".rjust(10) if v is None else f"{v:>10.2f}" for v in cells
     )

@@ -300,3 +300,19 @@ def test_berglund_description_as_a_facts_file_needs_it(
     with pytest.raises(DataError) as info:
         load_berglund(tmp_path)
     assert says in str(info.value)
+
+
+def test_typed_options_types_each_value_by_its_default_and_names_unknown_keys():
+    from revcurse.config import typed_options
+    from revcurse.errors import UserError
+
+    defaults = {"steps": 60, "lr": 0.0, "keep": False, "source": "questions"}
+    words = "steps=200 lr=1e-3 keep=1 source=both kl=1"
+    assert typed_options(defaults, words, handled=("kl",)) == {
+        "steps": 200,
+        "lr": 1e-3,
+        "keep": True,
+        "source": "both",
+    }
+    with pytest.raises(UserError, match=r"unknown option kl \(known: steps, lr, keep, source\)"):
+        typed_options(defaults, words)

@@ -119,6 +119,25 @@ def _typed(value: Any, kind: Any, path: tuple[str, ...]) -> Any:
     raise UserError(f"{option_name(path)}: expected {wanted}, got {value!r}")
 
 
+def typed_options(
+    defaults: dict[str, Any], words: str, handled: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The `KEY=VALUE ...` words of a sweep's setting, each value of the type of its key's
+    default (1 or 0 for a boolean), but for the keys the caller `handled` itself; UserError
+    for a key that is neither."""
+    options = {}
+    for word in words.split():
+        key, value = word.split("=", 1)
+        if key in handled:
+            continue
+        if key not in defaults:
+            known = ", ".join([*handled, *defaults])
+            raise UserError(f"unknown option {key} (known: {known})")
+        kind = type(defaults[key])
+        options[key] = value == "1" if kind is bool else kind(value)
+    return options
+
+
 def from_dict(cls: type[C], values: Any, source: str = "config", path: tuple[str, ...] = ()) -> C:
     """Build `cls` from nested dicts, refusing unknown keys (typos), values of the wrong
     type and values its `__post_init__` rejects, each with the option's name."""

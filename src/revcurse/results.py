@@ -241,6 +241,12 @@ EDIT_COLUMNS = [  # (metric, group, header)
 ]
 
 
+def column_values(rows: Sequence[dict], columns: Sequence[tuple[str, str, str]]) -> list:
+    """Each (metric, group, header) column's value among `rows`; None where there is none."""
+    values = {(r["metric"], r["group"]): r["value"] for r in rows}
+    return [values.get((metric, group)) for metric, group, _ in columns]
+
+
 def metric_legend(metrics: Sequence[str]) -> list[str]:
     """`metric: what it measures`, for those of `metrics` that need saying."""
     return [f"{m}: {METRIC_LEGEND[m]}" for m in dict.fromkeys(metrics) if m in METRIC_LEGEND]
