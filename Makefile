@@ -1,5 +1,5 @@
 # make demo   -- set up .venv and reproduce the reversal curse on the tiny model (< 1 min)
-# make test   -- set up .venv, lint, run the test suite
+# make test   -- set up .venv, lint, type-check, run the test suite
 # TORCH is the torch requirement installed first; the default is the CPU wheel this project's
 # CI uses. Elsewhere pick the build for your accelerator, e.g. `make demo TORCH=torch`.
 VENV ?= .venv
@@ -25,6 +25,7 @@ demo: $(BIN)/revcurse
 
 lint: $(BIN)/revcurse
 	$(BIN)/ruff check .
+	$(BIN)/mypy  # src/revcurse, as pyproject's [tool.mypy] says
 
 test: lint
 	$(BIN)/pytest

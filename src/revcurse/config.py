@@ -155,7 +155,7 @@ def from_dict(cls: type[C], values: Any, source: str = "config", path: tuple[str
     kwargs = {}
     for name, value in values.items():
         kind = hints[name]
-        if dataclasses.is_dataclass(kind):
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
             kwargs[name] = from_dict(kind, {} if value is None else value, source, (*path, name))
         else:
             kwargs[name] = _typed(value, kind, (*path, name))

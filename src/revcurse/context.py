@@ -98,7 +98,8 @@ def fresh_entities(exclude: Sequence[Fact], recombine: bool = False) -> dict[str
             for own in ([f.a for f in kind], [f.b for f in kind]):
                 made = [x for x in recombined(own) if x not in used]
                 sides.append(made if len(made) >= MIN_POOL else own)
-            pools[rel] = Pool(*sides, frozenset((f.a, f.b) for f in kind))
+            a, b = sides
+            pools[rel] = Pool(a, b, frozenset((f.a, f.b) for f in kind))
     return pools
 
 

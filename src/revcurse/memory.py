@@ -82,7 +82,7 @@ def memory_cap(gib: float | None) -> Iterator[float | None]:
                 signal.pthread_kill(main, signal.SIGUSR1)
                 stop.wait(1.0)  # once a second at most: its clean-up runs undisturbed
 
-    main = threading.main_thread().ident
+    main = threading.main_thread().ident or 0  # never 0: the main thread runs
     previous_handler = signal.signal(signal.SIGUSR1, reached)  # the watch's way in
     watcher = threading.Thread(target=watch, name="memory-cap", daemon=True)
     watcher.start()

@@ -87,8 +87,8 @@ def run_directory(
     path = Path(path)
     check_run_dir(path)
     if not publishes():  # the same run on another process: its files are the first's
-        with tempfile.TemporaryDirectory(prefix="revcurse-rank-") as scratch:
-            yield Path(scratch)
+        with tempfile.TemporaryDirectory(prefix="revcurse-rank-") as elsewhere:
+            yield Path(elsewhere)
         return
     if partial is None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -234,7 +234,7 @@ class _Progress:
 def _rng_state() -> dict[str, Any]:
     """Every generator's state in types `torch.load(weights_only=True)` reads (no pickle)."""
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
-    name, keys, position, has_gauss, gauss = np.random.get_state()
+    name, keys, position, has_gauss, gauss = cast(tuple, np.random.get_state(legacy=True))
     return {
         "python": random.getstate(),
         "numpy": (name, keys.tolist(), position, has_gauss, gauss),
@@ -326,8 +326,8 @@ def train(
     features = encode(tokenizer, [(e.prompt, e.completion) for e in examples], eos=True)
     batch_size = config.batch_size or len(features)
     order = torch.Generator().manual_seed(seed)  # the shuffle: one permutation per epoch
-    loader = DataLoader(
-        features,
+    loader: DataLoader[Any] = DataLoader(
+        features,  # type: ignore[arg-type]  # a list is a map-style dataset
         batch_size=batch_size,
         shuffle=not config.group_by_length,
         sampler=_grouped(features, batch_size, order) if config.group_by_length else None,
@@ -342,7 +342,8 @@ def train(
     done = _Progress()  # an epoch resumes from its shuffle's state, minus the batches used
     if checkpoint is not None and checkpoint.exists():
         done = _load_checkpoint(checkpoint, unwrapped, optimizer, schedule)
-        order.set_state(done.epoch_order)
+        if done.epoch_order is not None:  # a checkpoint always holds it
+            order.set_state(done.epoch_order)
     start = time.perf_counter() - done.seconds
     trainee.train()
     bar = progress_bar(

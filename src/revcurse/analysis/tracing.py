@@ -104,7 +104,7 @@ def patched_probs(
                 rows.append(row)
                 positions.append(position)
 
-        edits = {model.get_input_embeddings(): corrupt}
+        edits: dict[torch.nn.Module, Edit] = {model.get_input_embeddings(): corrupt}
         for site, (rows, positions) in sites.items():
             edits[module_of(model, *site)] = restorer(clean[site], rows, positions)
         with edit_outputs(edits):
@@ -161,13 +161,14 @@ def trace(
     # restoring them is a no-op: they get the corrupted probability without a run.
     first = query.subject_start
     sites = [(k, layer, t) for k in KINDS for layer in range(n_layers) for t in range(first, width)]
-    restores = [[]] + [[site] for site in sites]  # row 0 of each draw: corrupted only
+    # row 0 of each draw: corrupted only
+    restores: list[list[tuple[str, int, int]]] = [[], *([site] for site in sites)]
     noise = draws.repeat_interleave(len(restores), dim=0)
     probs = patched_probs(model, query, noise, restores * noise_samples, states, batch_size)
-    probs = probs.view(noise_samples, len(restores)).mean(0).numpy()
-    grid = np.full((len(KINDS), n_layers, width), probs[0])
-    grid[:, :, first:] = probs[1:].reshape(len(KINDS), n_layers, width - first)
-    return Trace(p_clean, float(probs[0]), {k: grid[i] for i, k in enumerate(KINDS)})
+    mean = probs.view(noise_samples, len(restores)).mean(0).numpy()
+    grid = np.full((len(KINDS), n_layers, width), mean[0])
+    grid[:, :, first:] = mean[1:].reshape(len(KINDS), n_layers, width - first)
+    return Trace(p_clean, float(mean[0]), {k: grid[i] for i, k in enumerate(KINDS)})
 
 
 def position_bins(width: int, subject_start: int, subject_end: int) -> list[int]:
@@ -245,11 +246,11 @@ def trace_rows(
                     if len(values):
                         metric = f"trace_{kind}_layer{layer}_{name.replace(' ', '_')}"
                         rows.append(average_row(group, rel, metric, values.tolist()))
-            layer, b = np.unravel_index(np.nanargmax(grid), grid.shape)
-            peaks[(group, rel, kind)] = (int(layer), POSITIONS[b], float(grid[layer, b]))
+            peak, b = (int(i) for i in np.unravel_index(np.nanargmax(grid), grid.shape))
+            peaks[(group, rel, kind)] = (peak, POSITIONS[b], float(grid[peak, b]))
             n = len(cell)
-            rows.append(point_row(group, rel, f"trace_{kind}_peak_effect", grid[layer, b], n))
-            rows.append(point_row(group, rel, f"trace_{kind}_peak_layer", float(layer), n))
+            rows.append(point_row(group, rel, f"trace_{kind}_peak_effect", grid[peak, b], n))
+            rows.append(point_row(group, rel, f"trace_{kind}_peak_layer", float(peak), n))
             # The peak's position bin, as an index into results.json's "positions".
             rows.append(point_row(group, rel, f"trace_{kind}_peak_position", float(b), n))
     bar.close()

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 IGNORE = -100  # label value that torch's cross-entropy (and transformers' loss) skips
 
-Features = Sequence[tuple[list[int], list[int]]]
+Features = Sequence[tuple[Sequence[int], Sequence[int]]]
 Collate = Callable[[Features], dict[str, torch.Tensor]]
 
 

@@ -10,7 +10,7 @@ import copy
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -20,6 +20,17 @@ from revcurse.progress import bar as progress_bar
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+class LanguageModel(Protocol):
+    """What the evaluator needs: greedy answers and completion log-probabilities. Causal LMs
+    are wrapped by `CausalLM`; other model kinds (e.g. the masked MLM-U model) bring theirs."""
+
+    tokenizer: PreTrainedTokenizerBase
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]: ...
+
+    def logprobs(self, pairs: Sequence[tuple[str, str]]) -> list[float]: ...
 
 
 def batches(items: Sequence, size: int, desc: str, progress: bool) -> Iterator[Sequence]:
@@ -83,14 +94,20 @@ def split_prompt(ids: list[int], labels: list[int]) -> tuple[tuple[int, ...], li
 
 
 def prompt_sharing_pays(features: Sequence[tuple[list[int], list[int]]]) -> bool:
-    """Whether running each distinct prompt once reads at most a third of the tokens that
-    scoring every sequence whole reads (the tiny world's short prompts: not worth a forward
-    pass per prompt; three worked examples before each question: 10x fewer tokens)."""
+    """Whether running each distinct prompt once pays (`sharing_pays`; three worked examples
+    before each question: 10x fewer tokens)."""
     split = [split_prompt(ids, labels) for ids, labels in features]
     if not split or not all(prompt and completion for prompt, completion in split):
         return False  # an empty prompt has no cache to share, an empty completion no score
     whole = sum(len(ids) for ids, _ in features)
     shared = sum(map(len, {prompt for prompt, _ in split})) + sum(len(c) for _, c in split)
+    return sharing_pays(shared, whole)
+
+
+def sharing_pays(shared: int, whole: int) -> bool:
+    """Whether running common starts once (`shared` tokens read in all) reads at most a
+    third of the `whole` tokens of every sequence run in full: below that, the extra forward
+    passes and cache copies cost more than they save (the tiny world's short prompts)."""
     return 3 * shared <= whole
 
 
@@ -115,11 +132,11 @@ def common_starts(prompts: Sequence[tuple[int, ...]]) -> list[tuple[tuple[int, .
 MIN_SHARED = 16  # tokens: a shorter common start is not worth a forward pass of its own
 
 
-def repeated(cache: object, rows: int) -> object:
+def repeated(cache: Any, rows: int) -> Any:
     """A copy of a one-sequence key-value cache for a batch of `rows` continuations (the
     original is reused for the next batch)."""
     cache = copy.deepcopy(cache)
-    cache.batch_repeat_interleave(rows)  # type: ignore[attr-defined]
+    cache.batch_repeat_interleave(rows)
     return cache
 
 
@@ -142,7 +159,7 @@ def shared_prompt_logprobs(
     scores = [0.0] * len(features)
     device = model.device
 
-    def extend(cache: object, ids: Sequence[int]) -> object:
+    def extend(cache: Any, ids: Sequence[int]) -> Any:
         """The model's output for `ids` after what `cache` holds (a copy: it is reused);
         the last position's logits alone, the others would cost a vocabulary's worth each."""
         tokens = torch.tensor([list(ids)], device=device)
@@ -160,17 +177,19 @@ def shared_prompt_logprobs(
             for part in spans(len(by_prompt[prompt]), batch_size):
                 rows = by_prompt[prompt][part]
                 width = max(len(c) for _, c in rows)
-                ids = torch.tensor([c + [0] * (width - len(c)) for _, c in rows], device=device)
+                tokens = torch.tensor(
+                    [c + [0] * (width - len(c)) for _, c in rows], device=device
+                )
                 mask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for _, c in rows])
                 cache = repeated(out.cache, len(rows))
                 attention = torch.cat(
                     [torch.ones(len(rows), len(prompt), dtype=mask.dtype), mask], 1
                 )
                 logits = model(
-                    input_ids=ids, attention_mask=attention.to(device), cache=cache
+                    input_ids=tokens, attention_mask=attention.to(device), cache=cache
                 ).logits
                 logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-                picked = logprobs.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+                picked = logprobs.gather(-1, tokens[:, 1:].unsqueeze(-1)).squeeze(-1)
                 rest = (picked * mask[:, 1:].to(device)).sum(-1)
                 for (i, completion), tail in zip(rows, rest.tolist(), strict=True):
                     scores[i] = first[completion[0]].item() + tail
@@ -201,7 +220,7 @@ def generate(
     groups = shared_starts(encoded)
     run_once = sum(len(start) for start, _ in groups)
     rest = sum(len(ids) - len(start) for start, members in groups for ids in members)
-    if 3 * (run_once + rest) <= sum(map(len, encoded)):
+    if sharing_pays(run_once + rest, sum(map(len, encoded))):
         return shared_start_generate(
             model,
             tokenizer,
@@ -229,11 +248,13 @@ def padded_generate(
     temperature: float,
     end: AnswerEnd | None = None,
 ) -> list[str]:
-    """transformers' `generate` on left-padded batches (it derives positions from the mask)."""
-    tokenizer.padding_side = "left"
+    """transformers' `generate` on left-padded batches (it derives positions from the mask;
+    the tokenizer's own padding side, shared with training, is left as it is)."""
     outputs: list[str] = []
     for chunk in batches(list(prompts), batch_size, "generate", progress):
-        batch = tokenizer(list(chunk), return_tensors="pt", padding=True).to(model.device)
+        batch = tokenizer(
+            list(chunk), return_tensors="pt", padding=True, padding_side="left"
+        ).to(model.device)
         width = batch["input_ids"].shape[1]
         tokens = model.generate(
             **batch,
@@ -304,7 +325,7 @@ def shared_start_generate(
 
 def _continue(
     model: PreTrainedModel,
-    start_cache: object | None,
+    start_cache: Any,
     start_length: int,
     rests: Sequence[list[int]],
     max_new_tokens: int,
@@ -347,17 +368,6 @@ def _continue(
         ids, positions = token[:, None], positions[:, -1:] + 1
         mask = torch.cat([mask, torch.ones(rows, 1, dtype=mask.dtype, device=device)], 1)
     return torch.stack(steps, 1)
-
-
-class LanguageModel(Protocol):
-    """What the evaluator needs: greedy answers and completion log-probabilities. Causal LMs
-    are wrapped by `CausalLM`; other model kinds (e.g. the masked MLM-U model) bring theirs."""
-
-    tokenizer: PreTrainedTokenizerBase
-
-    def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]: ...
-
-    def logprobs(self, pairs: Sequence[tuple[str, str]]) -> list[float]: ...
 
 
 @dataclass

@@ -35,7 +35,11 @@ def decoder_layers(model: PreTrainedModel) -> list[torch.nn.Module]:
 
 def module_of(model: PreTrainedModel, kind: str, layer: int) -> torch.nn.Module:
     block = decoder_layers(model)[layer]
-    return {"hidden": block, "mlp": block.mlp, "attn": block.self_attn}[kind]
+    return {
+        "hidden": block,
+        "mlp": block.get_submodule("mlp"),
+        "attn": block.get_submodule("self_attn"),
+    }[kind]
 
 
 @contextmanager

@@ -198,7 +198,7 @@ def no_progress_bars(gguf: bool = False) -> Iterator[None]:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    quiet = nullcontext()
+    quiet: AbstractContextManager[object] = nullcontext()
     if gguf:
         from transformers import modeling_gguf_pytorch_utils as gguf_loading
 

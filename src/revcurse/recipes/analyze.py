@@ -166,8 +166,7 @@ def _analyze(
             traced=[[q.fact, q.template] for q in traced],
             seconds=seconds,
         )
-    finished(console, table, config.output_dir, f"{seconds['total']:.0f} s")
-    return config.output_dir
+    return finished(console, table, config, f"{seconds['total']:.0f} s")
 
 
 def with_run_dir_argument(command: Callable[..., None]) -> Callable[..., None]:

@@ -109,12 +109,12 @@ def randomized_test(
             continue
         key = {"method": method, "group": group, "direction": "reverse"}
         true = [s["logprob"] for s in cell]
-        fake = [s["random_logprob"] for s in cell]
-        margins = [t - f for t, f in zip(true, fake, strict=True)]
+        random = [s["random_logprob"] for s in cell]
+        margins = [t - f for t, f in zip(true, random, strict=True)]
         rows += [
             mean_row(**key, metric="random_margin", values=margins),
-            p_value_row(**key, metric="random_p_value", a=true, b=fake),
-            ks_row(**key, metric="random_ks_p_value", a=true, b=fake),
+            p_value_row(**key, metric="random_p_value", a=true, b=random),
+            ks_row(**key, metric="random_ks_p_value", a=true, b=random),
         ]
     return rows
 
@@ -187,8 +187,7 @@ def run_berglund(config: BerglundConfig, console: Console | None = None) -> Path
             eval={"seconds": eval_seconds, "examples": 2 * len(data.test)},
         )
     timing = f"train {trained.seconds:.0f} s, eval {eval_seconds:.0f} s"
-    finished(console, text, config.output_dir, timing)
-    return config.output_dir
+    return finished(console, text, config, timing)
 
 
 app = recipe_app(

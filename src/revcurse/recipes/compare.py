@@ -132,8 +132,7 @@ def run_compare(config: CompareConfig, console: Console | None = None) -> Path:
             time.perf_counter() - start,
         )
         shutil.rmtree(folder / UNITS, ignore_errors=True)  # the run is complete
-    finished(console, table, config.output_dir, f"{time.perf_counter() - start:.0f} s", "report.md")
-    return config.output_dir
+    return finished(console, table, config, f"{time.perf_counter() - start:.0f} s", "report.md")
 
 
 UNITS = "units"  # a partial run's finished method runs, one file each

@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -153,7 +153,7 @@ def run_units(
     workdir: Path,
     start: Start,
     workers: int,
-) -> Iterator[MethodRun]:
+) -> Generator[MethodRun]:
     """Every method's run: in this process, each as it is done, or spread over `workers`
     processes that each get an equal share of the threads (small models use many threads
     poorly), a unit's runs as the unit is done. Ctrl-C or an error at any moment ends the

@@ -129,7 +129,6 @@ def finish(
     console: Console,
 ) -> Path:
     """Train, evaluate and write the run (in `partial`, a killed run's folder, if given)."""
-    output_dir = config.output_dir
     with opened_run(config, resume=partial, resumable=True) as scratch:
         if not partial:
             write_records(scratch / "world" / "facts.jsonl", facts)
@@ -181,8 +180,7 @@ def finish(
         )
         shutil.rmtree(scratch / "checkpoint", ignore_errors=True)  # the run is complete
     timing = f"train {trained.seconds:.0f} s, eval {eval_seconds:.0f} s"
-    finished(console, table, output_dir, timing)
-    return output_dir
+    return finished(console, table, config, timing)
 
 
 app = recipe_app(

@@ -220,8 +220,7 @@ def run_pairs(config: PairsConfig, console: Console | None = None) -> Path:
             pairs={"asked": len(asked) // 2, "in_file": len(pairs)},
             eval={"seconds": seconds, "questions": len(asked)},
         )
-    finished(console, text, config.output_dir, f"eval {seconds:.0f} s")
-    return config.output_dir
+    return finished(console, text, config, f"eval {seconds:.0f} s")
 
 
 app = recipe_app(

@@ -5,7 +5,7 @@
     config = with_output_dir(config, "demo")
     with opened_run(config) as folder:       # folder holds config.yaml already
         ...                                  # models, results, write_results(folder, ...)
-    finished(console, table, config.output_dir, "train 24 s")
+    return finished(console, table, config, "train 24 s")   # the run's folder
 
 The folder becomes `config.output_dir` only when the block ends well (revcurse.results).
 """
@@ -18,7 +18,7 @@ import operator
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import typer
 from rich.console import Console
@@ -36,7 +36,16 @@ from revcurse.errors import UserError
 from revcurse.memory import EXIT_OUT_OF_MEMORY, out_of_memory
 from revcurse.results import KEPT, check_run_dir, default_run_dir, run_directory
 
+
+class RunConfig(Protocol):
+    """What every recipe's config has: where its run goes, and whether to draw progress."""
+
+    output_dir: Path | None
+    progress: bool
+
+
 C = TypeVar("C")
+R = TypeVar("R", bound=RunConfig)
 
 # What users get wrong (revcurse.errors) and what their machine refuses (a full disk, a
 # folder without permission): one line and exit 2, never a traceback. Anything else is a bug
@@ -102,7 +111,7 @@ def resume(command: str, partial: Path | str) -> str:
     return f"revcurse {command} --resume {partial}"
 
 
-def resumed_config(given: C, partial: Path) -> C:
+def resumed_config(given: R, partial: Path) -> R:
     """The killed run's saved config (with the progress setting given now). An option given
     now that contradicts it is refused: a resumed run ends as the run it continues."""
     kind = type(given)
@@ -118,11 +127,11 @@ def resumed_config(given: C, partial: Path) -> C:
     return dataclasses.replace(saved, progress=given.progress)  # type: ignore[type-var]
 
 
-def with_output_dir(config: C, command: str) -> C:
+def with_output_dir(config: R, command: str) -> R:
     """`config` with its output_dir set (default runs/<command>-<timestamp>), so that the
     saved config.yaml says where the run is; RunDirExists or ValueError at once if that
     folder is taken or cannot be made."""
-    output_dir = config.output_dir or default_run_dir(command)  # type: ignore[attr-defined]
+    output_dir = config.output_dir or default_run_dir(command)
     check_run_dir(output_dir)
     return dataclasses.replace(config, output_dir=output_dir)  # type: ignore[type-var]
 
@@ -147,11 +156,15 @@ def announce(console: Console, command: str, what: str, model: str, parameters: 
 
 
 def finished(
-    console: Console, table: str, output_dir: Path, timing: str, name: str = "results.json"
-) -> None:
-    """The table on stdout, then where the results are, the time taken and the peak memory."""
+    console: Console, table: str, config: RunConfig, timing: str, name: str = "results.json"
+) -> Path:
+    """The table on stdout, then where the results are, the time taken and the peak memory;
+    the run's folder."""
+    if config.output_dir is None:
+        raise RuntimeError("finished() before with_output_dir(): the run has no folder")
     print(table, end="")
-    console.print(f"results: {output_dir}/{name} ({timing}, peak memory {peak_memory()})")
+    console.print(f"results: {config.output_dir}/{name} ({timing}, peak memory {peak_memory()})")
+    return config.output_dir
 
 
 def peak_memory() -> str:

@@ -95,8 +95,7 @@ def run_teach(config: TeachConfig, console: Console | None = None) -> Path:
             peak_memory=peak_memory(),
         )
     seconds = time.perf_counter() - start_time
-    finished(console, table, config.output_dir, f"{seconds:.0f} s")
-    return config.output_dir
+    return finished(console, table, config, f"{seconds:.0f} s")
 
 
 app = recipe_app(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 
@@ -31,7 +31,7 @@ WEIGHT_DECAY = 1e-3  # optimised_value: on |delta|^2 / |v|^2, the smallest chang
 
 
 def down_proj(model: PreTrainedModel, layer: int) -> torch.nn.Linear:
-    return decoder_layers(model)[layer].mlp.down_proj
+    return cast(torch.nn.Linear, decoder_layers(model)[layer].get_submodule("mlp.down_proj"))
 
 
 def check_layers(text: str, field: str) -> None:
@@ -174,7 +174,7 @@ def optimised_value(
     rows, cols = where.unbind(dim=1)
     slot = torch.zeros(len(where), dtype=torch.long) if slot is None else slot
     inputs = {k: forced.batch[k] for k in ("input_ids", "attention_mask")}
-    mlp = decoder_layers(model)[layer].mlp
+    mlp = decoder_layers(model)[layer].get_submodule("mlp")
     weight = down_proj(model, layer).weight
     d = weight.shape[0]
     delta = torch.zeros(int(slot.max()) + 1, d, device=weight.device, requires_grad=True)

@@ -191,13 +191,13 @@ def memit_edit(
         forced = TeacherForced.of(setting.tokenizer, questions)
         where, slot = edit_sites(setting, fact_id, questions, forced, config.position)
         rows, cols = where.unbind(dim=1)
-        if target_from == "context":  # each reading's stream is a target for the same keys
+        if isinstance(config, HebbianMemitConfig):  # each reading's stream: a target, same keys
             targets, written = [], []
             for reading in range(config.readings):
-                stream, right = in_context_stream(setting, model, raw, forced, top, reading)
+                read, right = in_context_stream(setting, model, raw, forced, top, reading)
                 # only what reading the fact gets right is written
                 keep = right[rows] if config.gate else torch.ones(len(rows), dtype=torch.bool)
-                targets.append(stream[rows[keep], cols[keep]])
+                targets.append(read[rows[keep], cols[keep]])
                 written.append(where[keep])
             changes.append(torch.cat(targets))
             where = torch.cat(written)
@@ -214,7 +214,7 @@ def memit_edit(
     if not len(where):  # the model read none of the facts right: nothing to write
         return
     rows, cols = where.unbind(dim=1)
-    if target_from == "context":
+    if isinstance(config, HebbianMemitConfig):
         target = torch.cat(changes)
     else:
         _, stream = activity(model, forced, [top])

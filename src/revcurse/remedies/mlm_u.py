@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from revcurse.lm.batching import IGNORE, Collate
+from revcurse.lm.batching import IGNORE, Collate, Features
 from revcurse.lm.tiny import TinyModelConfig, sizes
 from revcurse.remedies.setting import Setting, Treatment
 
@@ -45,7 +45,7 @@ def mlm_u_collate(tokenizer: PreTrainedTokenizerBase, seed: int) -> Collate:
     generator = torch.Generator().manual_seed(seed)
     eos, mask = tokenizer.eos_token_id, tokenizer.mask_token_id
 
-    def collate(features: Sequence[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+    def collate(features: Features) -> dict[str, torch.Tensor]:
         width = max(len(ids) for ids, _ in features)
         ids = torch.full((len(features), width), eos, dtype=torch.long)
         for row, (tokens, _) in enumerate(features):

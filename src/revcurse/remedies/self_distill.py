@@ -40,7 +40,7 @@ from revcurse.config import check, choice
 from revcurse.context import fresh_entities, fresh_facts, posed_in_context, statement
 from revcurse.evaluate import EvalConfig, answer_tokens, starts_with
 from revcurse.facts import DIRECTIONS, Example, Fact
-from revcurse.lm.batching import IGNORE, Collate, collate, encode
+from revcurse.lm.batching import IGNORE, Collate, Features, collate, encode
 from revcurse.lm.causal import generate
 from revcurse.remedies.setting import Setting, Treatment, plus
 from revcurse.remedies.targets import (
@@ -168,7 +168,7 @@ def kl_objective(
     KL(teacher || student) per answer token of distilled rows, cross-entropy elsewhere."""
     vocabulary = next(iter(teacher.values())).shape[-1]
 
-    def collate_fn(features: Sequence[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+    def collate_fn(features: Features) -> dict[str, torch.Tensor]:
         batch = collate(features, tokenizer.pad_token_id)
         n, width = batch["input_ids"].shape
         target = torch.zeros(n, width - 1, vocabulary)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from revcurse.evaluate import EvalConfig, answers, starts_with
 from revcurse.facts import Example, phrasings, relation_cells
-from revcurse.lm.causal import CausalLM
+from revcurse.lm.causal import CausalLM, LanguageModel
 from revcurse.remedies.setting import Setting, Treatment, plus
 from revcurse.stats import proportion_row, row
 from revcurse.train import TrainResult
@@ -133,7 +133,7 @@ def generic_texts(setting: Setting) -> list[str]:
     return [e.prompt + e.completion for e in setting.reading[: setting.remedies.generic_documents]]
 
 
-def mean_nll(lm: CausalLM, texts: Sequence[str]) -> float:
+def mean_nll(lm: LanguageModel, texts: Sequence[str]) -> float:
     """Mean negative log-likelihood per token of whole documents."""
     pairs = [("", text) for text in texts]
     logps = lm.logprobs(pairs)
