@@ -76,7 +76,7 @@ def parse(setting: str) -> tuple[dict[str, str], bool]:
 def sweep_config(model: str, setting: str) -> CompareConfig:
     """compare's config for `model` with the setting's self_distill options (checked)."""
     values = default_values(CompareConfig, model)
-    values.update(model=model, seeds=1, progress=False, methods="baseline,self_distill")
+    values.update(model=model, seeds=1, progress=False, methods=["baseline", "self_distill"])
     known = values["remedies"]["self_distill"]
     known.update(FIRST_RECIPE)
     try:

@@ -79,7 +79,7 @@ COLUMNS = EDIT_COLUMNS
 
 def config_for(model: str) -> CompareConfig:
     values = default_values(CompareConfig, model)
-    values.update(model=model, seeds=1, progress=False, methods="baseline,hebbian_memit")
+    values.update(model=model, seeds=1, progress=False, methods=["baseline", "hebbian_memit"])
     values["world"]["facts_per_group"] = 10
     return from_dict(CompareConfig, values)
 

@@ -136,8 +136,39 @@ def test_unknown_config_key_is_reported(tmp_path):
     assert "unknown key(s) trian" in result.output
 
 
+def test_choices_are_shown_and_checked_and_lists_are_lists_in_the_yaml():
+    """A Literal field lists its values in --help and refuses others by name; a list field
+    takes comma-separated words (the command line, configs saved before it was a list) and
+    is saved as a YAML list that reads back the same."""
+    from revcurse.config import from_dict, to_yaml
+    from revcurse.recipes.compare import CompareConfig
+
+    shown = " ".join(runner.invoke(app, ["compare", "--help"]).output.split())
+    assert "[one of: none, linear, cosine; default: none" in shown
+    assert "[one of: bm25, dense; default: bm25]" in shown
+    result = runner.invoke(app, ["compare", "--train.decay", "step"])
+    assert result.exit_code == 2
+    assert "--train.decay: must be one of none, linear, cosine, got 'step'" in result.output
+    given = {
+        "methods": "baseline,in_context",
+        "train": {"lora_targets": "q_proj, v_proj"},
+        "remedies": {"memit": {"layers": "-2,-1"}, "hebbian": {"layers": "middle"}},
+    }
+    config = from_dict(CompareConfig, given)
+    assert config.methods == ["baseline", "in_context"]
+    assert config.train.lora_targets == ["q_proj", "v_proj"]
+    assert config.remedies.memit.layers == [-2, -1]
+    assert config.remedies.hebbian.layers == "middle"  # a keyword stays a keyword
+    saved = yaml.safe_load(to_yaml(config))
+    assert saved["methods"] == ["baseline", "in_context"]
+    assert saved["remedies"]["memit"]["layers"] == [-2, -1]
+    assert from_dict(CompareConfig, saved) == config
+    one = from_dict(CompareConfig, {"remedies": {"memit": {"layers": -3}}})  # YAML `layers: -3`
+    assert one.remedies.memit.layers == [-3]
+
+
 def test_every_option_has_help():
-    """An option's help is the comment beside its default; a reformatted line loses it."""
+    """An option's help is its field's attribute docstring (the string under the field)."""
     from revcurse.config import _leaves
     from revcurse.recipes.analyze import AnalyzeConfig
     from revcurse.recipes.compare import CompareConfig

@@ -144,8 +144,11 @@ def test_weight_edit_options_are_checked_before_any_work():
         "--remedies.hebbian.source: must be one of context, pair, got 'telepathy'": {
             "hebbian": {"source": "telepathy"}
         },
-        "--remedies.hebbian.layers: must be all, middle or comma-separated": {
+        "--remedies.hebbian.layers: expected all, middle or a list of ints": {
             "hebbian": {"layers": "first"}
+        },
+        "--remedies.memit.layers: expected all, middle or a list of ints": {
+            "memit": {"layers": [-1, "top"]}
         },
         "--remedies.rome.layer: ROME edits one layer, got 'all'": {"rome": {"layer": "all"}},
         "--remedies.self-distill.agree: must be 1..--remedies.self-distill.samples (5), got 6": {

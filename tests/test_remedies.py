@@ -197,7 +197,9 @@ def test_masked_lm_scores_chain_rule_and_batch_independence(small_world):
 
 def test_bidirectional_training_cures_the_reverse_of_one_way_facts(tmp_path):
     """The remedy, measured: with both directions trained, held-out reverse questions work."""
-    config = CompareConfig(world=WorldConfig(facts_per_group=8), methods="baseline,bidirectional")
+    config = CompareConfig(
+        world=WorldConfig(facts_per_group=8), methods=["baseline", "bidirectional"]
+    )
     config.remedies.reading_documents = 0
     config.train = TrainConfig(steps=250, batch_size=64)
     config.seeds, config.progress, config.output_dir = 1, False, tmp_path / "run"
@@ -301,7 +303,7 @@ def test_converged_budget_trains_each_method_until_its_own_plateau(tmp_path):
     and the cap, at a measurement, with the measured curve and its cost saved."""
     config = CompareConfig(
         world=WorldConfig(facts_per_group=3),
-        methods="baseline,reverse_training,mlm_u",
+        methods=["baseline", "reverse_training", "mlm_u"],
         budget="converged",
         seeds=1,
         progress=False,
@@ -370,7 +372,7 @@ def test_workers_change_the_speed_not_the_results(tmp_path):
     def seed_rows(workers: int) -> dict[tuple, float]:
         config = CompareConfig(
             world=WorldConfig(facts_per_group=4),
-            methods="baseline,in_context,bidirectional",
+            methods=["baseline", "in_context", "bidirectional"],
             seeds=2,
             workers=workers,
             progress=False,
@@ -381,7 +383,7 @@ def test_workers_change_the_speed_not_the_results(tmp_path):
         config.reader = ReaderConfig(documents=20, train=TrainConfig(steps=2), cache_dir=tmp_path)
         results = json.loads((run_compare(config) / "results.json").read_text())
         assert [(c["seed"], c["method"]) for c in results["costs"]] == [
-            (seed, method) for seed in (0, 1) for method in config.methods.split(",")
+            (seed, method) for seed in (0, 1) for method in config.methods
         ]
         return {
             (r["seed"], r["method"], r["group"], r["direction"], r["metric"]): r["value"]
@@ -413,7 +415,7 @@ def test_a_cached_baseline_is_trained_once_and_loaded_after(tmp_path):
     def run(name: str, steps: int) -> dict:
         config = CompareConfig(
             world=WorldConfig(facts_per_group=4),
-            methods="baseline,in_context",
+            methods=["baseline", "in_context"],
             seeds=1,
             progress=False,
             output_dir=tmp_path / name,

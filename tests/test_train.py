@@ -10,17 +10,11 @@ import torch
 from peft.tuners.lora import LoraModel
 
 from revcurse.config import from_dict
+from revcurse.converge import ConvergeConfig, Plateau
 from revcurse.lm.batching import IGNORE, collate, encode
 from revcurse.lm.models import load_checkpoint, save_checkpoint
 from revcurse.lm.tiny import TinyModelConfig, build_tiny_model
-from revcurse.train import (
-    ConvergeConfig,
-    Plateau,
-    TrainConfig,
-    completion_loss,
-    lr_factor,
-    train,
-)
+from revcurse.train import TrainConfig, completion_loss, lr_factor, train
 
 
 def test_prompt_tokens_are_masked_and_completion_plus_eos_scored(small_world):

@@ -1,9 +1,10 @@
 """Typed config dataclasses that are also the CLI and the saved YAML (as in litgpt).
 
 A recipe declares one dataclass (fields may be nested dataclasses); `command_from_config`
-turns every leaf field into a `--section.field` option whose help is the comment written
-beside its default, and `--config run/config.yaml` replays a saved run, with any option
-given on the command line overriding it.
+turns every leaf field into a `--section.field` option whose help is the field's attribute
+docstring (the string written under it); a `Literal` type lists its choices, a `list` is
+comma-separated on the command line and a list in the YAML. `--config run/config.yaml`
+replays a saved run, with any option given on the command line overriding it.
 
 Each dataclass checks its own values in `__post_init__` (with `check` and `choice`);
 `from_dict` checks their types and names the option of any bad value, so a wrong option
@@ -12,10 +13,13 @@ fails with one line and exit status 2 before a recipe has done anything.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import inspect
+import itertools
 import os
-import re
+import textwrap
+import types
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -61,18 +65,27 @@ def option_name(path: Sequence[str]) -> str:
     return "--" + ".".join(p.replace("_", "-") for p in path)
 
 
-def _field_comments(cls: type) -> dict[str, str]:
-    """The `# comment` beside each field's default: it is the option's help (a subclass's
-    own comment first, then its bases')."""
-    comments: dict[str, str] = {}
+def _field_docs(cls: type) -> dict[str, str]:
+    """Each field's attribute docstring, the string written under it (as litgpt's configs
+    and Sphinx read them): the option's help; a subclass's own first, then its bases'."""
+    docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
         try:
-            source = inspect.getsource(klass)
-        except (OSError, TypeError):
+            source = textwrap.dedent(inspect.getsource(klass))
+        except (OSError, TypeError):  # object, or a class made at run time
             continue
-        found = re.findall(r"^\s+(\w+)\s*:[^#\n]*#\s*(.+)$", source, flags=re.MULTILINE)
-        comments.update(found)
-    return comments
+        (node,) = ast.parse(source).body
+        body = node.body if isinstance(node, ast.ClassDef) else []
+        for field, doc in itertools.pairwise(body):
+            if (
+                isinstance(field, ast.AnnAssign)
+                and isinstance(field.target, ast.Name)
+                and isinstance(doc, ast.Expr)
+                and isinstance(doc.value, ast.Constant)
+                and isinstance(doc.value.value, str)
+            ):
+                docs[field.target.id] = inspect.cleandoc(doc.value.value)
+    return docs
 
 
 def _leaves(
@@ -81,13 +94,13 @@ def _leaves(
     """(path, type, default, help) of every non-dataclass field of a default config, depth first."""
     cls = type(config)
     hints = typing.get_type_hints(cls)
-    comments = _field_comments(cls)
+    docs = _field_docs(cls)
     for field in dataclasses.fields(cls):
         value = getattr(config, field.name)
         if dataclasses.is_dataclass(value):
             yield from _leaves(value, (*prefix, field.name))
         else:
-            yield (*prefix, field.name), hints[field.name], value, comments.get(field.name, "")
+            yield (*prefix, field.name), hints[field.name], value, docs.get(field.name, "")
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -103,12 +116,53 @@ def to_dict(config: Any) -> dict[str, Any]:
     return plain(dataclasses.asdict(config))
 
 
+def _options(kind: Any) -> tuple[Any, ...]:
+    """The types of a union (`X | None`, `list[int] | Literal[...]`), or `kind` alone."""
+    union = typing.get_origin(kind) in (typing.Union, types.UnionType)
+    return typing.get_args(kind) if union else (kind,)
+
+
+def choices(kind: Any) -> tuple[Any, ...]:
+    """The values of the Literal a field's type is or holds (() if none)."""
+    literals = [o for o in _options(kind) if typing.get_origin(o) is typing.Literal]
+    return tuple(value for literal in literals for value in typing.get_args(literal))
+
+
+def list_item(kind: Any) -> Any:
+    """The item type of the list a field's type is or holds (None if none)."""
+    lists = [o for o in _options(kind) if typing.get_origin(o) is list]
+    return typing.get_args(lists[0])[0] if lists else None
+
+
 def _typed(value: Any, kind: Any, path: tuple[str, ...]) -> Any:
     """`value` as a field of type `kind` wants it (a YAML int for a float, a str for a
-    Path); ValueError naming the option when it is of another type."""
-    options = typing.get_args(kind) or (kind,)
+    Path; for a list, a YAML list, one item, or the comma-separated words the command line
+    gives); UserError naming the option when it is of another type, or not one of a
+    Literal's values."""
+    options = _options(kind)
     if value is None and type(None) in options:
         return None
+    allowed = choices(kind)
+    if isinstance(value, str) and value in allowed:
+        return value
+    item = list_item(kind)
+    if item is not None:
+        words = value.split(",") if isinstance(value, str) else value
+        try:
+            return [
+                _typed(_from_word(word, item), item, path)
+                for word in (words if isinstance(words, list) else [words])
+            ]
+        except UserError:
+            what = f"{item.__name__}s"
+            raise UserError(
+                f"{option_name(path)}: expected "
+                + (f"{', '.join(allowed)} or " if allowed else "")
+                + f"a list of {what} (comma-separated), got {value!r}"
+            ) from None
+    if allowed:
+        shown = ", ".join(map(str, allowed))
+        raise UserError(f"{option_name(path)}: must be one of {shown}, got {value!r}")
     if Path in options and isinstance(value, str | Path):
         return Path(value)
     if float in options and isinstance(value, int | float) and not isinstance(value, bool):
@@ -119,13 +173,23 @@ def _typed(value: Any, kind: Any, path: tuple[str, ...]) -> Any:
     raise UserError(f"{option_name(path)}: expected {wanted}, got {value!r}")
 
 
+def _from_word(word: Any, item: type) -> Any:
+    """One comma-separated word as a list's item type wants it ('-1' for an int)."""
+    if isinstance(word, str) and item is not str:
+        try:
+            return item(word.strip())
+        except ValueError:
+            return word
+    return word.strip() if isinstance(word, str) else word
+
+
 def typed_options(
     defaults: dict[str, Any], words: str, handled: Sequence[str] = ()
 ) -> dict[str, Any]:
     """The `KEY=VALUE ...` words of a sweep's setting, each value of the type of its key's
     default (1 or 0 for a boolean), but for the keys the caller `handled` itself; UserError
     for a key that is neither."""
-    options = {}
+    options: dict[str, Any] = {}
     for word in words.split():
         key, value = word.split("=", 1)
         if key in handled:
@@ -134,7 +198,10 @@ def typed_options(
             known = ", ".join([*handled, *defaults])
             raise UserError(f"unknown option {key} (known: {known})")
         kind = type(defaults[key])
-        options[key] = value == "1" if kind is bool else kind(value)
+        if kind is list:  # from_dict reads its comma-separated words
+            options[key] = value
+        else:
+            options[key] = value == "1" if kind is bool else kind(value)
     return options
 
 
@@ -247,6 +314,11 @@ def default_values(cls: type, model: str = "tiny") -> dict[str, Any]:
     return values
 
 
+def shown(value: Any) -> str:
+    """A default as the command line writes it (a list comma-separated)."""
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def command_from_config(cls: type[C], run: Callable[[C], None], doc: str) -> Callable[..., None]:
     """A typer command whose options are `cls`'s fields; it builds the config and calls run."""
     params = [
@@ -279,19 +351,23 @@ def command_from_config(cls: type[C], run: Callable[[C], None], doc: str) -> Cal
         words = [p.replace("_", "-") for p in path]
         flag = option_name(path)
         negative = "--" + ".".join([*words[:-1], "no-" + words[-1]])
-        default_text = f"default: {default}"
+        allowed, item = choices(kind), list_item(kind)
+        facts = [f"one of: {', '.join(map(str, allowed))}"] if allowed and item is None else []
+        facts.append(f"default: {shown(default)}")
         if path in pretrained:
-            default_text += f"; pretrained models: {pretrained[path]}"
+            facts.append(f"pretrained models: {shown(pretrained[path])}")
         for model, values in getattr(cls, "PRETRAINED_BY_MODEL", {}).items():
             if ".".join(path) in values:
-                default_text += f"; {model}: {values['.'.join(path)]}"
+                facts.append(f"{model}: {shown(values['.'.join(path)])}")
         decls = [f"{flag}/{negative}"] if kind is bool else [flag]
+        # choices and lists arrive as words; from_dict checks and splits them
+        annotation = str if allowed or item is not None else kind
         params.append(
             inspect.Parameter(
                 "__".join(path),
                 inspect.Parameter.KEYWORD_ONLY,
-                default=typer.Option(None, *decls, help=f"{help_text}  [{default_text}]"),
-                annotation=kind | None,
+                default=typer.Option(None, *decls, help=f"{help_text}  [{'; '.join(facts)}]"),
+                annotation=annotation | None,
             )
         )
 

@@ -28,12 +28,16 @@ if TYPE_CHECKING:
 
 @dataclass
 class EvalConfig:
-    batch_size: int = 256  # sequences per forward pass; scores do not depend on it
-    max_candidates: int = 0  # 0 = rank against every entity of the group; N = N-1 sampled others
-    max_new_tokens: int = 0  # 0 = the longest completion plus 2 tokens
+    batch_size: int = 256
+    """sequences per forward pass; scores do not depend on it"""
+    max_candidates: int = 0
+    """0 = rank against every entity of the group; N = N-1 sampled others"""
+    max_new_tokens: int = 0
+    """0 = the longest completion plus 2 tokens"""
     # The tiny reader learned to read without them; pretrained models get 3 by default
     # (scripts/sweep_shots.py), so that they answer from their context (context.worked_examples)
-    shots: int = 0  # worked examples (other fictitious facts) before a question in context
+    shots: int = 0
+    """worked examples (other fictitious facts) before a question in context"""
 
     def __post_init__(self) -> None:
         check(self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}")

@@ -18,13 +18,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 
 from revcurse.errors import UserError
 from revcurse.facts import Fact
 
-RETRIEVERS = ("bm25", "dense")
+Retriever = Literal["bm25", "dense"]
+RETRIEVERS: tuple[Retriever, ...] = get_args(Retriever)
 DENSE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 SCHEMA = """

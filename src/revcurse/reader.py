@@ -43,16 +43,20 @@ if TYPE_CHECKING:
 
 @dataclass
 class ReaderConfig:
-    documents: int = 60000  # read about once each: too many to memorise, so it learns to read
+    documents: int = 60000
+    """read about once each: too many to memorise, so it learns to read"""
     # 0: one statement per document, read perfectly after 500 steps; with up to 2 others
     # (choosing the right statement), a 2-4 layer reader is at 0.1-0.35 after 3000 steps
-    distractors: int = 0  # up to this many other statements beside the one asked about
-    seed: int = 0  # the documents and initial weights (not the world's seed: one reader)
+    distractors: int = 0
+    """up to this many other statements beside the one asked about"""
+    seed: int = 0
+    """the documents and initial weights (not the world's seed: one reader)"""
     # 3e-3 (the facts' rate) never learns to copy from the context; 1e-3 does
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(steps=1000, lr=1e-3, batch_size=64)
     )
-    cache_dir: Path = CACHE / "readers"  # trained readers, by config hash
+    cache_dir: Path = CACHE / "readers"
+    """trained readers, by config hash"""
 
     def __post_init__(self) -> None:
         check(self.documents >= 1, "documents", f"must be at least 1, got {self.documents}")

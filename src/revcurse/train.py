@@ -22,13 +22,14 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from revcurse.config import check, choice
+from revcurse.converge import Plateau
 from revcurse.errors import UserError
 from revcurse.facts import Example
 from revcurse.lm.batching import IGNORE, Collate, collate, encode
@@ -39,28 +40,43 @@ if TYPE_CHECKING:
     from peft import PeftModel
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-FINETUNE_MODES = ("auto", "full", "lora")
-BUDGETS = ("matched", "converged")
-DECAYS = ("none", "linear", "cosine")
+Finetune = Literal["auto", "full", "lora"]
+Budget = Literal["matched", "converged"]
+Decay = Literal["none", "linear", "cosine"]
+FINETUNE_MODES: tuple[Finetune, ...] = get_args(Finetune)
+BUDGETS: tuple[Budget, ...] = get_args(Budget)
+DECAYS: tuple[Decay, ...] = get_args(Decay)
 CHECKPOINT = "train_state.pt"  # the file in the checkpoint folder
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 400  # enough for 100% recall of the trained facts at lr 3e-3
-    lr: float = 3e-3  # AdamW; tiny models from scratch tolerate (and need) a high rate
-    batch_size: int = 256  # examples per step (0 = all); 8x cheaper than all, same recall
-    weight_decay: float = 0.0  # decay erodes memorised facts; the curse needs none
-    warmup_steps: int = 20  # linear warm-up keeps the first high-lr steps stable
-    decay: str = "none"  # lr after warm-up: none (constant), linear or cosine (to 0 at the end)
-    finetune: str = "auto"  # auto (lora for pretrained models, full from scratch), full or lora
-    lora_rank: int = 16  # rank of the LoRA adapters
-    lora_alpha: int = 32  # LoRA updates are scaled by alpha / rank
-    lora_targets: str = "all-linear"  # modules given adapters: all-linear, or q_proj,v_proj,...
-    checkpoint_every: int = 100  # steps between resumable checkpoints (0 = none)
+    steps: int = 400
+    """enough for 100% recall of the trained facts at lr 3e-3"""
+    lr: float = 3e-3
+    """AdamW; tiny models from scratch tolerate (and need) a high rate"""
+    batch_size: int = 256
+    """examples per step (0 = all); 8x cheaper than all, same recall"""
+    weight_decay: float = 0.0
+    """decay erodes memorised facts; the curse needs none"""
+    warmup_steps: int = 20
+    """linear warm-up keeps the first high-lr steps stable"""
+    decay: Decay = "none"
+    """lr after warm-up: none (constant), linear or cosine (to 0 at the end)"""
+    finetune: Finetune = "auto"
+    """auto (lora for pretrained models, full from scratch), full or lora"""
+    lora_rank: int = 16
+    """rank of the LoRA adapters"""
+    lora_alpha: int = 32
+    """LoRA updates are scaled by alpha / rank"""
+    lora_targets: list[str] = field(default_factory=lambda: ["all-linear"])
+    """modules given adapters: all-linear, or their names (q_proj,v_proj,...)"""
+    checkpoint_every: int = 100
+    """steps between resumable checkpoints (0 = none)"""
     # a third of a random batch is padding; LengthGroupedSampler draws 50 batches' worth,
     # sorts them by length and cuts them (1.3x faster SmolLM2 steps on 2 cores)
-    group_by_length: bool = False  # batches of like lengths (less padding)
+    group_by_length: bool = False
+    """batches of like lengths (less padding)"""
 
     def __post_init__(self) -> None:
         check(self.steps >= 1, "steps", f"must be at least 1, got {self.steps}")
@@ -77,50 +93,6 @@ class TrainConfig:
             "checkpoint_every",
             f"must be 0 (none) or more, got {self.checkpoint_every}",
         )
-
-
-@dataclass
-class ConvergeConfig:
-    """`--budget converged`: each method trains until its trained direction stops improving."""
-
-    max_steps: int = 4000  # the cap (its lr schedule spans it): ten times compare's budget
-    every: int = 100  # steps between measurements of the trained direction's exact match
-    patience: int = 2  # measurements without a gain of `tolerance` before training stops
-    tolerance: float = 0.01  # a smaller gain is no gain
-
-    def __post_init__(self) -> None:
-        for name in ("max_steps", "every", "patience"):
-            value = getattr(self, name)
-            check(value >= 1, name, f"must be at least 1, got {value}")
-        check(0 <= self.tolerance < 1, "tolerance", f"must be in [0, 1), got {self.tolerance}")
-
-
-@dataclass
-class Plateau:
-    """Ends training once `score(model)`, measured every `config.every` steps, reaches 1 or,
-    from step `floor` on, has not risen by `config.tolerance` over `config.patience`
-    measurements; `curve` holds (step, score) of every measurement."""
-
-    score: Callable[[torch.nn.Module], float]
-    config: ConvergeConfig
-    # A score still at 0 early on has not plateaued, it has not started (MLM-U learns late)
-    floor: int = 0  # no stall ends training before this step
-    curve: list[tuple[int, float]] = field(default_factory=list)
-
-    def reached(self, step: int, model: torch.nn.Module) -> bool:
-        if step % self.config.every:
-            return False
-        model.eval()
-        self.curve.append((step, self.score(model)))
-        model.train()
-        values = [v for _, v in self.curve]
-        before, recent = values[: -self.config.patience], values[-self.config.patience :]
-        stalled = (
-            step >= self.floor
-            and bool(before)
-            and max(recent) < max(before) + self.config.tolerance
-        )
-        return values[-1] >= 1.0 or stalled
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
@@ -148,7 +120,7 @@ def with_lora(model: PreTrainedModel, config: TrainConfig) -> PeftModel:
         r=config.lora_rank,
         lora_alpha=config.lora_alpha,
         lora_dropout=0.0,
-        target_modules=targets if targets == "all-linear" else targets.split(","),
+        target_modules="all-linear" if targets == ["all-linear"] else targets,
     )
     with warnings.catch_warnings():  # peft reads an attribute transformers 5 deprecates
         warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)

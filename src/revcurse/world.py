@@ -59,9 +59,11 @@ TEMPLATES = [
 
 @dataclass
 class WorldConfig:
-    facts_per_group: int = 100  # 300 facts: enough for tight CIs, small enough for ~30 s
+    facts_per_group: int = 100
+    """300 facts: enough for tight CIs, small enough for ~30 s"""
     # Without it no reversed phrasing is ever seen and reverse 0% is guaranteed by construction.
-    teach_test_phrasings: bool = True  # train `both` facts on the test phrasings too (facts.expand)
+    teach_test_phrasings: bool = True
+    """train `both` facts on the test phrasings too (facts.expand)"""
 
     def __post_init__(self) -> None:
         most = capacity() // len(GROUPS)

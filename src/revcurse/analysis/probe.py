@@ -28,9 +28,12 @@ if TYPE_CHECKING:
 
 @dataclass
 class ProbeConfig:
-    bits: int = 8  # random balanced splits of the names' first tokens, one probe each
-    l2: float = 1e-2  # ridge penalty on standardized features: 600 examples, 64+ features
-    max_iter: int = 200  # L-BFGS iterations; the convex fit converges well before
+    bits: int = 8
+    """random balanced splits of the names' first tokens, one probe each"""
+    l2: float = 1e-2
+    """ridge penalty on standardized features: 600 examples, 64+ features"""
+    max_iter: int = 200
+    """L-BFGS iterations; the convex fit converges well before"""
 
 
 @dataclass

@@ -51,10 +51,14 @@ Site = tuple[str, int]  # (kind, layer)
 
 @dataclass
 class TraceConfig:
-    facts_per_group: int = 20  # 20 prompts per group and direction (one per fact): ~4 s
-    noise_samples: int = 10  # noise draws per prompt, as ROME; fewer make the means noisy
-    noise_scale: float = 3.0  # noise std in units of the embedding matrix's std (ROME: 3)
-    batch_size: int = 1024  # patched sequences per forward pass; results do not depend on it
+    facts_per_group: int = 20
+    """20 prompts per group and direction (one per fact): ~4 s"""
+    noise_samples: int = 10
+    """noise draws per prompt, as ROME; fewer make the means noisy"""
+    noise_scale: float = 3.0
+    """noise std in units of the embedding matrix's std (ROME: 3)"""
+    batch_size: int = 1024
+    """patched sequences per forward pass; results do not depend on it"""
 
     def __post_init__(self) -> None:
         for name in ("facts_per_group", "noise_samples", "batch_size"):

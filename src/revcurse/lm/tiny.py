@@ -18,11 +18,16 @@ if TYPE_CHECKING:
 
 @dataclass
 class TinyModelConfig:
-    d_model: int = 64  # width; 32 is too small to hold 300 facts
-    n_layers: int = 2  # 1 layer cannot chain entity -> attribute lookups reliably
-    n_heads: int = 4  # head dim 16
-    d_ff: int = 128  # 2x width: holds 300 facts and trains ~1.5x faster than 4x
-    max_len: int = 64  # longest prompt + completion of the controlled world is ~25 tokens
+    d_model: int = 64
+    """width; 32 is too small to hold 300 facts"""
+    n_layers: int = 2
+    """1 layer cannot chain entity -> attribute lookups reliably"""
+    n_heads: int = 4
+    """head dim 16"""
+    d_ff: int = 128
+    """2x width: holds 300 facts and trains ~1.5x faster than 4x"""
+    max_len: int = 64
+    """longest prompt + completion of the controlled world is ~25 tokens"""
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_layers", "n_heads", "d_ff", "max_len"):

@@ -45,13 +45,18 @@ if TYPE_CHECKING:
 
 @dataclass
 class AnalyzeConfig:
-    run_dir: Path | None = None  # the trained run to analyse (or give it as RUN_DIR)
-    output_dir: Path | None = None  # default runs/analyze-<timestamp>; never overwritten
-    seed: int = 0  # seeds the traced facts, the noise and the probe's label splits
-    progress: bool = True  # progress bars on stderr
+    run_dir: Path | None = None
+    """the trained run to analyse (or give it as RUN_DIR)"""
+    output_dir: Path | None = None
+    """default runs/analyze-<timestamp>; never overwritten"""
+    seed: int = 0
+    """seeds the traced facts, the noise and the probe's label splits"""
+    progress: bool = True
+    """progress bars on stderr"""
     # Tracing runs thousands of tiny forward passes: split over threads they gain nothing and
     # stall (30x measured) whenever another process holds a core. 0 = torch's default.
-    cpu_threads: int = 1  # torch CPU threads for this command
+    cpu_threads: int = 1
+    """torch CPU threads for this command"""
     trace: TraceConfig = field(default_factory=TraceConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
 

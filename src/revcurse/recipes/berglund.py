@@ -68,14 +68,22 @@ class BerglundConfig:
         "train.group_by_length": True,  # a third of a random batch of 8 is padding
         "eval.batch_size": 32,
     }
-    output_dir: Path | None = None  # default runs/berglund-<timestamp>; never overwritten
-    data: str = DEFAULT_DATA  # Experiment 1 folder, or a hub dataset id (needs the hub extra)
-    facts_per_group: int = 0  # facts of each group, drawn with --seed (0 = all 30)
-    train_phrasings: int = 0  # training paraphrases per fact and direction (0 = all 30)
-    test_phrasings: int = 0  # held-out paraphrases per fact and direction (0 = all 10)
-    seed: int = 0  # seeds the fact draw, the initial weights and the data order
-    progress: bool = True  # progress bars on stderr
-    model: str = "tiny"  # tiny (from scratch), smollm2-135m, gemma3-270m, a hub id, folder or .gguf
+    output_dir: Path | None = None
+    """default runs/berglund-<timestamp>; never overwritten"""
+    data: str = DEFAULT_DATA
+    """Experiment 1 folder, or a hub dataset id (needs the hub extra)"""
+    facts_per_group: int = 0
+    """facts of each group, drawn with --seed (0 = all 30)"""
+    train_phrasings: int = 0
+    """training paraphrases per fact and direction (0 = all 30)"""
+    test_phrasings: int = 0
+    """held-out paraphrases per fact and direction (0 = all 10)"""
+    seed: int = 0
+    """seeds the fact draw, the initial weights and the data order"""
+    progress: bool = True
+    """progress bars on stderr"""
+    model: str = "tiny"
+    """tiny (from scratch), smollm2-135m, gemma3-270m, a hub id, folder or .gguf"""
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

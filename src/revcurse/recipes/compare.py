@@ -13,7 +13,7 @@ The run directory gets the per-seed and aggregated rows (results.json), every an
 (samples.jsonl), the table, a bar chart (chart.png) and report.md with each method's
 training steps, time and estimated FLOPs beside the accuracy they bought, also plotted
 (efficiency.png; revcurse.report). `--budget converged` trains each method until its
-trained direction stops improving instead of for the same steps (revcurse.train.Plateau).
+trained direction stops improving instead of for the same steps (revcurse.converge.Plateau).
 
     revcurse compare --resume runs/.compare-20250101-120000.partial-x1y2z3   # after a stop
 
@@ -31,7 +31,7 @@ import os
 import shutil
 import time
 from contextlib import closing
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -62,12 +62,18 @@ from revcurse.stats import aggregate
 @dataclass
 class CompareConfig(RemedyRun):
     PRETRAINED: ClassVar[dict[str, object]] = {**RemedyRun.PRETRAINED, "workers": 1}
-    output_dir: Path | None = None  # run directory; default runs/compare-<timestamp>
-    seeds: int = 3  # independent worlds and initialisations; CIs are across seeds
-    seed: int = 0  # the first seed; the others follow it
-    methods: str = "all"  # comma-separated methods, or all (see revcurse.remedies)
-    workers: int = 0  # processes running seeds and methods side by side; 0: one per core (tiny)
-    resume: Path | None = None  # a stopped compare's partial run folder: run what is missing
+    output_dir: Path | None = None
+    """run directory; default runs/compare-<timestamp>"""
+    seeds: int = 3
+    """independent worlds and initialisations; CIs are across seeds"""
+    seed: int = 0
+    """the first seed; the others follow it"""
+    methods: list[str] = field(default_factory=lambda: ["all"])
+    """methods (comma-separated), or all (see revcurse.remedies)"""
+    workers: int = 0
+    """processes running seeds and methods side by side; 0: one per core (tiny)"""
+    resume: Path | None = None
+    """a stopped compare's partial run folder: run what is missing"""
 
     def __post_init__(self) -> None:
         super().__post_init__()

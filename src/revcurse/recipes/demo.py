@@ -67,16 +67,25 @@ class DemoConfig:
         "train.group_by_length": True,  # a third of a random batch of 8 is padding
         "eval.batch_size": 32,
     }
-    output_dir: Path | None = None  # default runs/demo-<timestamp>; never overwritten
-    seed: int = 0  # seeds the world, the initial weights and the data order
-    facts: Path | None = None  # your facts file (JSONL/CSV) instead of the generated world
-    templates: Path | None = None  # your templates file; default: the Berglund-style phrasings
-    data: str | None = None  # berglund: Experiment 1's 90 celebrities (or its folder, a hub id)
-    progress: bool = True  # progress bars on stderr
+    output_dir: Path | None = None
+    """default runs/demo-<timestamp>; never overwritten"""
+    seed: int = 0
+    """seeds the world, the initial weights and the data order"""
+    facts: Path | None = None
+    """your facts file (JSONL/CSV) instead of the generated world"""
+    templates: Path | None = None
+    """your templates file; default: the Berglund-style phrasings"""
+    data: str | None = None
+    """berglund: Experiment 1's 90 celebrities (or its folder, a hub id)"""
+    progress: bool = True
+    """progress bars on stderr"""
     world: WorldConfig = field(default_factory=WorldConfig)
-    model: str = "tiny"  # tiny (from scratch), smollm2-135m, gemma3-270m, a hub id, folder or .gguf
-    chat_template: bool = False  # instruct models: pose prompts in the tokenizer's chat template
-    resume: Path | None = None  # a killed demo's partial run folder: finish it, with its config
+    model: str = "tiny"
+    """tiny (from scratch), smollm2-135m, gemma3-270m, a hub id, folder or .gguf"""
+    chat_template: bool = False
+    """instruct models: pose prompts in the tokenizer's chat template"""
+    resume: Path | None = None
+    """a killed demo's partial run folder: finish it, with its config"""
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

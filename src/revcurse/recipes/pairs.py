@@ -69,13 +69,20 @@ HEADLINE = "Berglund et al. 2023, GPT-4 (sampled answers): child->parent 79%, pa
 
 @dataclass
 class PairsConfig:
-    output_dir: Path | None = None  # default runs/pairs-<timestamp>; never overwritten
-    data: Path = DEFAULT_DATA  # the pairs CSV (columns child, parent, parent_type; others ignored)
-    limit: int = 0  # ask only the first N pairs of the file (0 = all)
-    few_shot: bool = True  # open each question with worked Q/A examples (for base models)
-    seed: int = 0  # seeds the drawn candidate names and the tiny model's weights
-    progress: bool = True  # progress bars on stderr
-    model: str = "tiny"  # tiny (untrained: a smoke test), smollm2-135m, a hub id, folder or .gguf
+    output_dir: Path | None = None
+    """default runs/pairs-<timestamp>; never overwritten"""
+    data: Path = DEFAULT_DATA
+    """the pairs CSV (columns child, parent, parent_type; others ignored)"""
+    limit: int = 0
+    """ask only the first N pairs of the file (0 = all)"""
+    few_shot: bool = True
+    """open each question with worked Q/A examples (for base models)"""
+    seed: int = 0
+    """seeds the drawn candidate names and the tiny model's weights"""
+    progress: bool = True
+    """progress bars on stderr"""
+    model: str = "tiny"
+    """tiny (untrained: a smoke test), smollm2-135m, a hub id, folder or .gguf"""
     tiny: TinyModelConfig = field(default_factory=lambda: TinyModelConfig(max_len=256))
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(batch_size=32, max_candidates=10))
 

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from revcurse.config import CACHE, choice
 from revcurse.context import reading_documents
+from revcurse.converge import ConvergeConfig
 from revcurse.evaluate import EvalConfig
 from revcurse.facts import expand
 from revcurse.lm.pretrained import check_model_option, load_pretrained
@@ -28,7 +29,7 @@ from revcurse.remedies import RemedyConfig
 from revcurse.remedies.reverse_training import SEGMENT_MARKER
 from revcurse.remedies.setting import Setting
 from revcurse.sources import World, check_source, load_world
-from revcurse.train import BUDGETS, ConvergeConfig, TrainConfig
+from revcurse.train import BUDGETS, TrainConfig
 from revcurse.world import WorldConfig, vocabulary
 
 if TYPE_CHECKING:
@@ -76,14 +77,14 @@ class RemedyRun:
         "remedies.self_distill.agree": 2,
         # MEMIT's recipe (subject position, a run of layers) ending where ROME's middle
         # layer installs SmolLM2's reverse
-        "remedies.memit.layers": "10,11,12,13,14",
+        "remedies.memit.layers": [10, 11, 12, 13, 14],
         "remedies.memit.position": "subject",
         # scripts/sweep_hebbian.py (SmolLM2, 10 facts a group): reading the fact, the model
         # forms the answer at the answer's tokens in its last layers, nowhere at the subject;
         # written there from six readings, keeping its own answers about the untouched
         # facts: reverse 1.00 / 0.95 on the edit phrasings, 1.00 / 0.90 held out, kept 1.00,
         # locality 0.93 (at the subject: 0.00; one reading 0.50 / 0.65; unkept locality 0.82)
-        "remedies.hebbian_memit.layers": "-5,-4,-3,-2,-1",
+        "remedies.hebbian_memit.layers": [-5, -4, -3, -2, -1],
         "remedies.hebbian_memit.position": "answer",
         "remedies.hebbian_memit.keep": True,
         "remedies.hebbian_memit.readings": 6,
@@ -96,13 +97,19 @@ class RemedyRun:
     PRETRAINED_BY_MODEL: ClassVar[dict[str, dict[str, object]]] = {
         "gemma3-270m": {"train.lr": 5e-5},
     }
-    facts: Path | None = None  # your facts file (JSONL, JSON array or CSV) for every seed
-    templates: Path | None = None  # your templates file; default: the Berglund-style phrasings
-    data: str | None = None  # berglund: Experiment 1's 90 celebrities (or its folder, a hub id)
-    progress: bool = True  # progress bars on stderr
+    facts: Path | None = None
+    """your facts file (JSONL, JSON array or CSV) for every seed"""
+    templates: Path | None = None
+    """your templates file; default: the Berglund-style phrasings"""
+    data: str | None = None
+    """berglund: Experiment 1's 90 celebrities (or its folder, a hub id)"""
+    progress: bool = True
+    """progress bars on stderr"""
     world: WorldConfig = field(default_factory=lambda: WorldConfig(facts_per_group=30))
-    model: str = "tiny"  # tiny (from the reader), smollm2-135m, gemma3-270m, a hub id or folder
-    chat_template: bool = False  # instruct models: pose prompts in the tokenizer's chat template
+    model: str = "tiny"
+    """tiny (from the reader), smollm2-135m, gemma3-270m, a hub id or folder"""
+    chat_template: bool = False
+    """instruct models: pose prompts in the tokenizer's chat template"""
     tiny: TinyModelConfig = field(default_factory=lambda: TinyModelConfig(max_len=128))
     # From the reader: ~16 passes over the fact sentences. The cosine decay lets 400 steps of
     # 32 learn what 1000 of 64 at a constant rate did (bidirectional 1.00 either way)
@@ -112,15 +119,20 @@ class RemedyRun:
     # converged: each trained method until its trained direction's exact match (on training
     # questions, every converge.every steps) plateaus: at least train.steps unless it is
     # perfect sooner, at most converge.max_steps
-    budget: str = "matched"  # matched: every trained method gets train.steps; or converged
+    budget: str = "matched"
+    """matched: every trained method gets train.steps; or converged"""
     converge: ConvergeConfig = field(default_factory=ConvergeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     remedies: RemedyConfig = field(default_factory=RemedyConfig)
-    reader: ReaderConfig = field(default_factory=ReaderConfig)  # tiny: learns to read first
-    seed: int = 0  # the (first) seed: data order, and the generated world if no facts are given
+    reader: ReaderConfig = field(default_factory=ReaderConfig)
+    """tiny: learns to read first"""
+    seed: int = 0
+    """the (first) seed: data order, and the generated world if no facts are given"""
     # under a hash of its start weights, corpus, training options and seed (revcurse.trained)
-    cache: bool = False  # keep the baseline in cache-dir: a later run on the same loads it
-    cache_dir: Path = CACHE / "baselines"  # kept baselines (SmolLM2: 0.5 GiB each)
+    cache: bool = False
+    """keep the baseline in cache-dir: a later run on the same loads it"""
+    cache_dir: Path = CACHE / "baselines"
+    """kept baselines (SmolLM2: 0.5 GiB each)"""
 
     def __post_init__(self) -> None:
         check_model_option(self.model)

@@ -42,8 +42,10 @@ METHODS = tuple(name for name, remedy in REMEDIES.items() if remedy.teaches)
 
 @dataclass
 class TeachConfig(RemedyRun):
-    output_dir: Path | None = None  # the taught model's folder; default runs/teach-<timestamp>
-    method: str = "bidirectional"  # bidirectional, reverse_training, self_distill(_kl)
+    output_dir: Path | None = None
+    """the taught model's folder; default runs/teach-<timestamp>"""
+    method: str = "bidirectional"
+    """bidirectional, reverse_training, self_distill(_kl)"""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -11,7 +11,7 @@ as a field of RemedyConfig (then `--remedies.<name>.<option>`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -41,11 +41,15 @@ from revcurse.remedies.setting import Setting, Treatment
 @dataclass
 class RemedyConfig:
     # The tiny reader reads one statement; beside others it cannot yet pick the right one
-    distractors: int = 0  # in_context, self_distill, reading: other facts beside the true one
+    distractors: int = 0
+    """in_context, self_distill, reading: other facts beside the true one"""
     # A run of 400 steps of 32 at share 0.25 reads ~3,200 documents: none twice, so it reads
-    reading_documents: int = 5000  # documents drawn afresh for each seed's world
-    reading_share: float = 0.25  # share of reading documents in every training corpus
-    generic_documents: int = 200  # hebbian/rome statistics and perplexity drift: documents
+    reading_documents: int = 5000
+    """documents drawn afresh for each seed's world"""
+    reading_share: float = 0.25
+    """share of reading documents in every training corpus"""
+    generic_documents: int = 200
+    """hebbian/rome statistics and perplexity drift: documents"""
     knowledge_base: KnowledgeBaseConfig = field(default_factory=KnowledgeBaseConfig)
     reverse_training: ReverseTrainingConfig = field(default_factory=ReverseTrainingConfig)
     self_distill: SelfDistillConfig = field(default_factory=SelfDistillConfig)
@@ -99,12 +103,13 @@ REMEDIES: dict[str, Remedy] = {
 }
 
 
-def parse_methods(text: str, pretrained: bool = False) -> list[str]:
-    """'all' (for a pretrained model: all that apply to one) or a comma-separated list of
-    known names; ValueError for an unknown name or one that does not apply."""
-    if text.strip() == "all":
+def parse_methods(methods: Sequence[str] | str, pretrained: bool = False) -> list[str]:
+    """['all'] (for a pretrained model: all that apply to one) or known names (a list, or
+    comma-separated); ValueError for an unknown name or one that does not apply."""
+    words = methods.split(",") if isinstance(methods, str) else methods
+    names = [m.strip() for m in words]
+    if names == ["all"]:
         return [name for name, r in REMEDIES.items() if not (pretrained and r.tiny_only)]
-    names = [m.strip() for m in text.split(",")]
     unknown = [m for m in names if m not in REMEDIES]
     if unknown or not names:
         raise UserError(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 import torch
 
@@ -34,25 +34,30 @@ def down_proj(model: PreTrainedModel, layer: int) -> torch.nn.Linear:
     return cast(torch.nn.Linear, decoder_layers(model)[layer].get_submodule("mlp.down_proj"))
 
 
-def check_layers(text: str, field: str) -> None:
-    """For a config: `text` names layers the way parse_layers reads them."""
-    ok = text in ("all", "middle") or all(x.strip().lstrip("-").isdigit() for x in text.split(","))
-    check(ok, field, f"must be all, middle or comma-separated layer indices, got {text!r}")
+Layers = list[int] | Literal["all", "middle"]  # a config's edited layers (parse_layers)
 
 
-def parse_layers(text: str, n_layers: int) -> list[int]:
-    """'middle', 'all' or comma-separated indices (negative ones count from the end)."""
-    if text == "all":
+def check_layers(layers: Layers | str, field: str) -> None:
+    """For a config: `layers` names layers the way parse_layers reads them."""
+    indices = layers.split(",") if isinstance(layers, str) else layers  # rome's layer: a str
+    ok = layers in ("all", "middle") or all(str(x).strip().lstrip("-").isdigit() for x in indices)
+    check(ok, field, f"must be all, middle or layer indices, got {layers!r}")
+
+
+def parse_layers(layers: Layers | str, n_layers: int) -> list[int]:
+    """'middle', 'all', indices (negative ones count from the end), or those as a
+    comma-separated str (rome's one layer)."""
+    if layers == "all":
         return list(range(n_layers))
-    if text == "middle":  # of 2 layers the first: an edit must have attention after it
+    if layers == "middle":  # of 2 layers the first: an edit must have attention after it
         return [(n_layers - 1) // 2]
     try:
-        layers = [int(x) for x in text.split(",")]
+        indices = [int(x) for x in (layers.split(",") if isinstance(layers, str) else layers)]
     except ValueError:
-        raise UserError(f"layers: expected all, middle or integers, got {text!r}") from None
-    if not all(-n_layers <= x < n_layers for x in layers):
-        raise UserError(f"layers: {text!r} outside the model's {n_layers} layers")
-    return sorted({x % n_layers for x in layers})
+        raise UserError(f"layers: expected all, middle or integers, got {layers!r}") from None
+    if not all(-n_layers <= x < n_layers for x in indices):
+        raise UserError(f"layers: {layers!r} outside the model's {n_layers} layers")
+    return sorted({x % n_layers for x in indices})
 
 
 @dataclass

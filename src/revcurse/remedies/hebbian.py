@@ -36,8 +36,8 @@ Then, by `rule`:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, get_args
 
 import torch
 
@@ -46,6 +46,7 @@ from revcurse.context import posed_in_context
 from revcurse.facts import Example
 from revcurse.lm.hooks import decoder_layers
 from revcurse.remedies.ffn import (
+    Layers,
     TeacherForced,
     activity,
     add_to_weight,
@@ -62,22 +63,30 @@ from revcurse.remedies.targets import edited, generic_texts, reverse_phrasings
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-SOURCES = ("context", "pair")
-POSITIONS = ("answer", "last")
+Source = Literal["context", "pair"]
+Positions = Literal["answer", "last"]
+SOURCES: tuple[Source, ...] = get_args(Source)
+POSITIONS: tuple[Positions, ...] = get_args(Positions)
 RULES = ("plain", "whitened", "contrastive", "delta")
 
 
 @dataclass
 class HebbianConfig:
-    source: str = "context"  # post-synaptic activity: context (fact read) or pair
-    positions: str = "answer"  # answer (every answer token) or last
-    layers: str = "all"  # all, middle or indices, e.g. 0,1
+    source: Source = "context"
+    """post-synaptic activity: context (fact read) or pair"""
+    positions: Positions = "answer"
+    """answer (every answer token) or last"""
+    layers: Layers = "all"
+    """all, middle or indices, e.g. 0,1"""
     # scripts/sweep_edits.py: no rate installs the reverse; above 0.03 locality collapses
-    rate: float = 0.03  # plain, whitened, contrastive: a stored key recalls rate x its value
+    rate: float = 0.03
+    """plain, whitened, contrastive: a stored key recalls rate x its value"""
     # scripts/sweep_edits.py: reverse and locality trade against each other; 0.3 is between
-    ridge: float = 0.3  # delta rule: weight of keeping the outputs of the keys that must stay
+    ridge: float = 0.3
+    """delta rule: weight of keeping the outputs of the keys that must stay"""
     # The sweep: on every layer the delta rule installs far less than on the last alone
-    delta_layers: str = "-1"  # delta rule: its layers (the last: where tracing finds the lookup)
+    delta_layers: Layers = field(default_factory=lambda: [-1])
+    """delta rule: its layers (the last: where tracing finds the lookup)"""
 
     def __post_init__(self) -> None:
         check(self.ridge > 0, "ridge", f"must be positive, got {self.ridge}")

@@ -13,15 +13,17 @@ from dataclasses import dataclass, replace
 
 from revcurse.config import check, choice
 from revcurse.context import statement, with_context
-from revcurse.kb import RETRIEVERS, KnowledgeBase
+from revcurse.kb import RETRIEVERS, KnowledgeBase, Retriever
 from revcurse.remedies.setting import Setting, Treatment
 from revcurse.stats import proportion_row
 
 
 @dataclass
 class KnowledgeBaseConfig:
-    top_k: int = 1  # retrieved facts placed in the prompt
-    retriever: str = "bm25"  # bm25 (SQLite FTS5) or dense (all-MiniLM-L6-v2)
+    top_k: int = 1
+    """retrieved facts placed in the prompt"""
+    retriever: Retriever = "bm25"
+    """bm25 (SQLite FTS5) or dense (all-MiniLM-L6-v2)"""
 
     def __post_init__(self) -> None:
         check(self.top_k >= 1, "top_k", f"must be at least 1, got {self.top_k}")

@@ -27,8 +27,8 @@ writes them all in one solve:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, get_args
 
 import torch
 
@@ -37,6 +37,7 @@ from revcurse.context import posed_in_context
 from revcurse.facts import Example
 from revcurse.lm.hooks import captured_outputs, decoder_layers
 from revcurse.remedies.ffn import (
+    Layers,
     TeacherForced,
     activity,
     add_to_weight,
@@ -61,26 +62,31 @@ from revcurse.remedies.targets import (
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-POSITIONS = ("answer", "last", "subject")
+Position = Literal["answer", "last", "subject"]
+POSITIONS: tuple[Position, ...] = get_args(Position)
 
 
 @dataclass
 class Writing:
     """Where and how MEMIT's least squares write (memit and hebbian_memit alike)."""
 
-    layers: str = "-1"  # edited layers, the change spread over them: -1, the traced lookup
+    layers: Layers = field(default_factory=lambda: [-1])
+    """edited layers, the change spread over them: -1, the traced lookup"""
     # answer: every position that predicts an answer token (the last layer's MLP output at
     # the prompt's last token reaches only the first); last: the prompt's last token;
     # subject: the subject's last token (ROME's site)
-    position: str = "answer"  # the tokens whose MLP output is edited: answer, last or subject
+    position: Position = "answer"
+    """the tokens whose MLP output is edited: answer, last or subject"""
     # scripts/sweep_edits.py: on 128 hidden units reverse and locality trade against each
     # other (3 is between); on 1024 (--tiny.d-ff 1024) 20 keeps both
-    ridge: float = 3.0  # weight of keeping the outputs of the keys that must stay
+    ridge: float = 3.0
+    """weight of keeping the outputs of the keys that must stay"""
     # also keep the outputs at the model's own closed-book answers to the untouched facts'
     # training questions (both directions): on SmolLM2 the late layers' keys at a reverse
     # question's answer are much alike across facts, and an edit unkept there changes the
     # untouched facts' (wrong) reverse answers (scripts/sweep_hebbian.py)
-    keep: bool = False  # also keep the model's own answers about the untouched facts
+    keep: bool = False
+    """also keep the model's own answers about the untouched facts"""
 
     def __post_init__(self) -> None:
         check_layers(self.layers, "layers")
@@ -90,7 +96,8 @@ class Writing:
 
 @dataclass
 class MemitConfig(Writing):
-    steps: int = 30  # Adam steps that optimise each fact's value change
+    steps: int = 30
+    """Adam steps that optimise each fact's value change"""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -105,10 +112,12 @@ class HebbianMemitConfig(Writing):
     # ungated reading installs that just as faithfully (scripts/sweep_hebbian.py: reverse
     # 0.50 / 0.65 ungated, 0.70 / 0.80 gated); over six readings the wrong names differ and
     # the mean is the right one: ungated 1.00 / 0.95, gated 0.95 / 0.90
-    gate: bool = False  # write only the questions reading the fact gets right
+    gate: bool = False
+    """write only the questions reading the fact gets right"""
     # the fact read after this many draws of worked examples, each reading's stream a target
     # for the same keys (the least squares write their mean)
-    readings: int = 1  # readings of each fact, after other worked examples each
+    readings: int = 1
+    """readings of each fact, after other worked examples each"""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -18,20 +18,24 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from revcurse.config import check, choice
 from revcurse.errors import UserError
 from revcurse.facts import Example, Fact, words
 from revcurse.remedies.setting import Setting, Treatment
 
-MODES = ("token", "word", "entity", "segment")
+Reversal = Literal["token", "word", "entity", "segment"]
+MODES: tuple[Reversal, ...] = get_args(Reversal)
 SEGMENT_MARKER = "<seg>"  # in the tiny tokenizer's vocabulary (see recipes.remedy_run)
 
 
 @dataclass
 class ReverseTrainingConfig:
-    reversal: str = "entity"  # token, word, entity or segment
-    segment_max: int = 3  # segment mode: longest segment in words
+    reversal: Reversal = "entity"
+    """token, word, entity or segment"""
+    segment_max: int = 3
+    """segment mode: longest segment in words"""
 
     def __post_init__(self) -> None:
         choice(self.reversal, "reversal", MODES)

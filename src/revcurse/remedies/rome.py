@@ -18,7 +18,7 @@ reading documents), one forward pass: seconds, where ROME's Wikipedia statistics
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 import torch
 
@@ -44,16 +44,20 @@ if TYPE_CHECKING:
 RIDGE = 1e-2  # C + RIDGE * mean eigenvalue * I: keeps C^-1 sane on a few thousand tokens
 
 
-POSITIONS = ("subject", "last")
+Position = Literal["subject", "last"]
+POSITIONS: tuple[Position, ...] = get_args(Position)
 
 
 @dataclass
 class RomeConfig:
-    layer: str = "middle"  # the edited layer, middle ((n_layers - 1) // 2) or an index
-    steps: int = 30  # Adam steps that optimise each value vector
+    layer: str = "middle"
+    """the edited layer, middle ((n_layers - 1) // 2) or an index"""
+    steps: int = 30
+    """Adam steps that optimise each value vector"""
     # subject: the subject's last token (Meng et al.); last: the prompt's last token, where
     # causal tracing finds the tiny model's lookup (revcurse analyze)
-    position: str = "subject"  # the token whose MLP output is edited: subject or last
+    position: Position = "subject"
+    """the token whose MLP output is edited: subject or last"""
 
     def __post_init__(self) -> None:
         check_layers(self.layer, "layer")

@@ -32,7 +32,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 import torch
 
@@ -53,33 +53,44 @@ from revcurse.remedies.targets import (
     untouched,
 )
 from revcurse.stats import proportion_row, row
-from revcurse.train import FINETUNE_MODES, LossFn
+from revcurse.train import LossFn
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
-SOURCES = ("questions", "statements", "both")  # what the teacher writes (`source`)
+Source = Literal["questions", "statements", "both"]  # what the teacher writes
+StudentFinetune = Literal["same", "full", "lora"]  # same: as --train.finetune
+SOURCES: tuple[Source, ...] = get_args(Source)
 
 
 @dataclass
 class SelfDistillConfig:
-    samples: int = 5  # answers sampled per question, fact in context
-    agree: int = 3  # keep an answer the teacher gave this often
-    temperature: float = 1.0  # the teacher's sampling temperature
+    samples: int = 5
+    """answers sampled per question, fact in context"""
+    agree: int = 3
+    """keep an answer the teacher gave this often"""
+    temperature: float = 1.0
+    """the teacher's sampling temperature"""
     # With the cosine decay, 300 steps: reverse 1.00 on held-out phrasings (seed 0)
-    steps: int = 300  # closed-book steps on its answers (+ replay)
-    lr: float = 0.0  # the student's rate; 0: the baseline's (--train.lr)
-    finetune: str = "same"  # the student: same (as --train.finetune), full or lora
+    steps: int = 300
+    """closed-book steps on its answers (+ replay)"""
+    lr: float = 0.0
+    """the student's rate; 0: the baseline's (--train.lr)"""
+    finetune: StudentFinetune = "same"
+    """the student: same (as --train.finetune), full or lora"""
     # The base corpus outnumbers the answers: appended once, a SmolLM2 student of 60 steps of
     # 8 saw each answer about once. A share repeats them to about that part of its corpus
-    share: float = 0.0  # the answers' share of the student's corpus; 0: appended once
+    share: float = 0.0
+    """the answers' share of the student's corpus; 0: appended once"""
     # Locality: the student also trains on the baseline's own closed-book answers to the
     # untouched facts' training questions (never a test question), right or wrong
-    keep: bool = False  # train on what it should not change too
+    keep: bool = False
+    """train on what it should not change too"""
     # What the teacher writes. statements: the fact in its own words starting from either
     # side, no template of the world's (what a user with plain statements has)
-    source: str = "questions"  # questions (the world's, answered), statements, or both
+    source: Source = "questions"
+    """questions (the world's, answered), statements, or both"""
 
     def __post_init__(self) -> None:
         check(self.samples >= 1, "samples", f"must be at least 1, got {self.samples}")
@@ -91,7 +102,7 @@ class SelfDistillConfig:
         check(self.temperature > 0, "temperature", f"must be positive, got {self.temperature}")
         check(self.steps >= 1, "steps", f"must be at least 1, got {self.steps}")
         check(self.lr >= 0, "lr", f"must be 0 (the baseline's) or positive, got {self.lr}")
-        choice(self.finetune, "finetune", ("same", *FINETUNE_MODES[1:]))
+        choice(self.finetune, "finetune", get_args(StudentFinetune))
         check(0 <= self.share < 1, "share", f"must be in [0, 1), got {self.share}")
         choice(self.source, "source", SOURCES)
 

@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from revcurse.context import worked_examples
+from revcurse.converge import ConvergeConfig, Plateau
 from revcurse.evaluate import EvalConfig, answers, starts_with
 from revcurse.facts import Example, Fact, Template
 from revcurse.lm.batching import Collate
 from revcurse.lm.causal import CausalLM, LanguageModel
 from revcurse.lm.chat import chat_formatted
 from revcurse.lm.tiny import TinyModelConfig
-from revcurse.train import ConvergeConfig, LossFn, Plateau, TrainConfig, TrainResult, train
+from revcurse.train import LossFn, TrainConfig, TrainResult, train
 from revcurse.trained import fingerprint, trained_once
 
 if TYPE_CHECKING:
