@@ -2,9 +2,12 @@
 
     .venv/bin/python scripts/sweep_finetune.py                 # smollm2-135m, ~8 min a recipe
     .venv/bin/python scripts/sweep_finetune.py --recipes "lora 3e-4 0" "full 3e-4 400 300 0.4"
+    .venv/bin/python scripts/sweep_finetune.py --model gemma3-270m \
+        --recipes "lora 1e-4 200 lora_targets=gate_proj,up_proj,down_proj"
 
 Each recipe (fine-tuning mode, rate, reading documents replayed, and optionally steps and
-the reading documents' share of the corpus) trains revcurse compare's
+the reading documents' share of the corpus, then any --train option as KEY=VALUE, e.g. the
+modules given LoRA adapters) trains revcurse compare's
 baseline on one seed's world (30 facts a group, the compare defaults for pretrained models
 otherwise), then asks the p2d and d2p facts every held-out phrasing each way, greedy:
 closed book as trained, and with the fact in context after the worked examples. Prints
@@ -20,7 +23,7 @@ import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from revcurse.config import default_values, from_dict
+from revcurse.config import default_values, from_dict, typed_options
 from revcurse.context import posed_in_context
 from revcurse.evaluate import EvalConfig, answers, starts_with
 from revcurse.recipes.compare import CompareConfig
@@ -30,10 +33,14 @@ RECIPES = ["lora 3e-4 0", "full 1e-4 0", "full 1e-4 200", "full 3e-4 200"]
 
 
 def recipe_config(model: str, recipe: str) -> CompareConfig:
-    """'MODE RATE DOCUMENTS [STEPS [SHARE]]'; steps and share default to compare's."""
-    finetune, lr, documents, *rest = recipe.split()
+    """'MODE RATE DOCUMENTS [STEPS [SHARE]] [KEY=VALUE ...]'; steps and share default to
+    compare's, KEY=VALUE sets --train.KEY."""
+    words = recipe.split()
+    finetune, lr, documents, *rest = [w for w in words if "=" not in w]
     values = default_values(CompareConfig, model)
     values.update(model=model, seeds=1, progress=False)
+    options = " ".join(w for w in words if "=" in w)
+    values["train"].update(typed_options(values["train"], options))
     values["train"].update(finetune=finetune, lr=float(lr))
     if rest:
         values["train"]["steps"] = int(rest[0])
@@ -48,7 +55,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m", help="a pretrained --model")
     parser.add_argument(
-        "--recipes", nargs="+", default=RECIPES, help="'MODE RATE DOCUMENTS [STEPS [SHARE]]'"
+        "--recipes",
+        nargs="+",
+        default=RECIPES,
+        help="'MODE RATE DOCUMENTS [STEPS [SHARE]] [KEY=VALUE ...]' (KEY: a --train option)",
     )
     args = parser.parse_args()
     cells = [(g, r) for g in ("p2d", "d2p") for r in ("same", "reverse")]
