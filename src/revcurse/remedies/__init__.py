@@ -20,6 +20,7 @@ from revcurse.errors import UserError
 from revcurse.remedies import (
     baseline,
     bidirectional,
+    concept_memory,
     hebbian,
     in_context,
     knowledge_base,
@@ -29,6 +30,7 @@ from revcurse.remedies import (
     rome,
     self_distill,
 )
+from revcurse.remedies.concept_memory import ConceptMemoryConfig
 from revcurse.remedies.hebbian import HebbianConfig
 from revcurse.remedies.knowledge_base import KnowledgeBaseConfig
 from revcurse.remedies.memit import HebbianMemitConfig, MemitConfig
@@ -57,6 +59,7 @@ class RemedyConfig:
     rome: RomeConfig = field(default_factory=RomeConfig)
     memit: MemitConfig = field(default_factory=MemitConfig)
     hebbian_memit: HebbianMemitConfig = field(default_factory=HebbianMemitConfig)
+    concept_memory: ConceptMemoryConfig = field(default_factory=ConceptMemoryConfig)
 
     def __post_init__(self) -> None:
         for name in ("distractors", "reading_documents"):
@@ -91,6 +94,7 @@ REMEDIES: dict[str, Remedy] = {
     "bidirectional": Remedy(bidirectional.apply, own_model=True, teaches=True),
     "reverse_training": Remedy(reverse_training.apply, own_model=True, teaches=True),
     "mlm_u": Remedy(mlm_u.apply, own_model=True, tiny_only=True),
+    "concept_memory": Remedy(concept_memory.apply, own_model=True, tiny_only=True),
     "self_distill": Remedy(self_distill.apply, teaches=True),
     "self_distill_kl": Remedy(partial(self_distill.apply, kl=True), teaches=True),
     "hebbian": Remedy(hebbian.apply),

@@ -1,0 +1,293 @@
+"""Item 4 of the essay: attention that reaches concepts, not only tokens (`concept_memory`).
+
+    revcurse compare --methods baseline,concept_memory
+
+A causal LM reads one more position before its prompt: the concept a memory returns for the
+entity its prompt names. An entity's concept is one vector whether the entity is a subject
+or an object (its tokens' concept embeddings, pooled: the consistent binding Wang & Sun 2025
+find missing in transformers), and the memory keeps each fact the training text states as a
+pair of concepts, addressed by either side: asked with one, it returns the other, as a
+Hebbian (Hopfield) association does. So a fact read only as "A is B" can answer "who is B?"
+with A's concept; the model has to say a concept's name, a skill it learns from every entity
+of its training text (`naming`: the entity alone, its concept in the memory's position).
+
+It trains from the baseline's start weights, for the baseline's steps, on the one-way facts
+in their trained direction only (a test checks the corpus). The memory is read with the
+concepts the model learns (the pairs' spans are kept, their concepts computed afresh), so
+the model learns both what a concept is and how to name it; it is written, not trained: a
+pair enters it when the training text states it.
+
+Limits: entities are found by the world's lexicon (every fact's two sides, longest match);
+the memory holds every pair stated (a datastore that grows with the facts); a prompt that
+names no known entity reads an empty concept.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+
+from revcurse.config import check
+from revcurse.facts import Example, Fact
+from revcurse.lm.batching import IGNORE, Collate, Features, collate, encode, spans
+from revcurse.remedies.setting import Setting, Treatment
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+SPAN = 8  # tokens of an entity the memory's positions hold (the tiny world's longest: 6)
+
+
+@dataclass
+class ConceptMemoryConfig:
+    naming: bool = True
+    """also train on each entity of the training text alone: say the concept in the memory"""
+    symmetric: bool = True
+    """a stated pair answers from either side; off: from its subject only (the control)"""
+    temperature: float = 20.0
+    """sharpness of the memory's softmax over cosine similarities of concepts"""
+
+    def __post_init__(self) -> None:
+        check(self.temperature > 0, "temperature", f"must be positive, got {self.temperature}")
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """The world's entities as token sequences: where a text names one (longest match)."""
+
+    entities: tuple[tuple[int, ...], ...]  # longest first
+
+    @classmethod
+    def of(cls, tokenizer: PreTrainedTokenizerBase, facts: Sequence[Fact]) -> Lexicon:
+        names = sorted({side for f in facts for side in (f.a, f.b)})
+        ids = {tuple(tokenizer(n, add_special_tokens=False).input_ids) for n in names}
+        return cls(tuple(sorted(ids, key=lambda e: (-len(e), e))))
+
+    def find(self, ids: Sequence[int]) -> tuple[int, ...]:
+        """The longest entity `ids` contain, first from the left; () if none."""
+        text = tuple(ids)
+        for entity in self.entities:
+            n = len(entity)
+            if any(text[i : i + n] == entity for i in range(len(text) - n + 1)):
+                return entity
+        return ()
+
+
+def padded(rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask) of token rows, right-padded with 0 (an empty row: all mask 0)."""
+    width = max([1, *map(len, rows)])
+    ids = torch.tensor([[*r, *[0] * (width - len(r))] for r in rows], dtype=torch.long)
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+    return ids, mask
+
+
+class ConceptMemoryModel(torch.nn.Module):
+    """A causal LM whose first position is what the concept memory returns for the prompt's
+    entity (a naming row, whose prompt names none: its answer's own concept)."""
+
+    subject_ids: torch.Tensor  # the stated pairs' spans (buffers: saved with the weights)
+    subject_mask: torch.Tensor
+    answer_ids: torch.Tensor
+    answer_mask: torch.Tensor
+
+    def __init__(
+        self,
+        lm: PreTrainedModel,
+        pairs: Sequence[tuple[tuple[int, ...], tuple[int, ...]]],
+        config: ConceptMemoryConfig,
+    ) -> None:
+        super().__init__()
+        self.lm, self.config = lm, config
+        width = lm.get_input_embeddings().embedding_dim
+        self.concepts = torch.nn.Embedding(lm.get_input_embeddings().num_embeddings, width)
+        subjects, answers = padded([a for a, _ in pairs]), padded([b for _, b in pairs])
+        self.register_buffer("subject_ids", subjects[0])
+        self.register_buffer("subject_mask", subjects[1])
+        self.register_buffer("answer_ids", answers[0])
+        self.register_buffer("answer_mask", answers[1])
+
+    def concept(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Unit vectors: each span's concept embeddings, averaged (0 for an empty span)."""
+        summed = (self.concepts(ids) * mask.unsqueeze(-1)).sum(1)
+        return F.normalize(summed / mask.sum(1, keepdim=True).clamp(min=1), dim=-1)
+
+    def parts(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(spans, SPAN, width): a concept's parts, its tokens as the LM embeds them, in order
+        (zeros past its end), what the memory's positions hold: attention reads them as it
+        reads a context."""
+        width = ids.shape[1]
+        ids = F.pad(ids, (0, SPAN - width))[:, :SPAN]
+        mask = F.pad(mask, (0, SPAN - width))[:, :SPAN]
+        return self.lm.get_input_embeddings()(ids) * mask.unsqueeze(-1)
+
+    def read(self, query: torch.Tensor) -> torch.Tensor:
+        """The memory's answer to each query concept: the other sides' parts of the stated
+        pairs, weighted by a softmax over how alike the query is to the side it addresses."""
+        subjects = self.concept(self.subject_ids, self.subject_mask)
+        answers = self.concept(self.answer_ids, self.answer_mask)
+        subject_parts = self.parts(self.subject_ids, self.subject_mask)
+        answer_parts = self.parts(self.answer_ids, self.answer_mask)
+        keys, values = subjects, answer_parts
+        if self.config.symmetric:
+            keys = torch.cat([subjects, answers])
+            values = torch.cat([answer_parts, subject_parts])
+        weights = torch.softmax(self.config.temperature * query @ keys.T, dim=-1)
+        return torch.einsum("qp,pld->qld", weights, values)
+
+    def memory_positions(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(rows, SPAN, width): the positions every row reads before its prompt."""
+        query = self.concept(batch["query_ids"], batch["query_mask"])
+        own = self.parts(batch["own_ids"], batch["own_mask"])
+        asks = batch["query_mask"].any(1)[:, None, None]
+        return torch.where(asks, self.read(query), own)
+
+    def forward(self, **batch: torch.Tensor) -> Any:
+        """The LM's output (with its loss when `labels` are given) on the memory's positions
+        followed by the tokens; logits[:, SPAN:] are the tokens' own."""
+        memory = self.memory_positions(batch)
+        tokens = self.lm.get_input_embeddings()(batch["input_ids"])
+        ones = torch.ones_like(batch["attention_mask"][:, :1]).expand(-1, SPAN)
+        labels = batch.get("labels")
+        if labels is not None:  # the memory's position predicts nothing
+            labels = torch.cat([torch.full_like(ones, IGNORE), labels], 1)
+        return self.lm(
+            inputs_embeds=torch.cat([memory.to(tokens.dtype), tokens], 1),
+            attention_mask=torch.cat([ones, batch["attention_mask"]], 1),
+            labels=labels,
+        )
+
+
+def concept_collate(pad_id: int, lexicon: Lexicon) -> Collate:
+    """The causal LM's batch, plus each row's query (the entity its prompt names) and its
+    own entity (the one its completion names: a naming row's concept)."""
+
+    def collate_fn(features: Features) -> dict[str, torch.Tensor]:
+        batch = collate(features, pad_id)
+        queries, owns = [], []
+        for ids, labels in features:
+            n = sum(label == IGNORE for label in labels)  # the prompt's length
+            queries.append(lexicon.find(ids[:n]))
+            owns.append(lexicon.find(ids[n:]))
+        batch["query_ids"], batch["query_mask"] = padded(queries)
+        batch["own_ids"], batch["own_mask"] = padded(owns)
+        return batch
+
+    return collate_fn
+
+
+@dataclass
+class ConceptLM:
+    """The evaluator's interface (revcurse.lm.causal.LanguageModel) for a concept-memory LM."""
+
+    model: ConceptMemoryModel
+    tokenizer: PreTrainedTokenizerBase
+    lexicon: Lexicon
+    batch_size: int = 256
+
+    def _logits(self, features: Features) -> list[torch.Tensor]:
+        """Each row's logits over its own tokens (the memory's position dropped)."""
+        self.model.eval()
+        make = concept_collate(self.tokenizer.pad_token_id, self.lexicon)
+        out = []
+        with torch.no_grad():
+            for part in spans(len(features), self.batch_size):
+                rows = features[part]
+                logits = self.model(**make(rows)).logits[:, SPAN:].float()
+                out += [logits[i, : len(ids)] for i, (ids, _) in enumerate(rows)]
+        return out
+
+    def logprobs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        features = encode(self.tokenizer, pairs, eos=False)
+        scores = []
+        for (_, labels), logits in zip(features, self._logits(features), strict=True):
+            logprobs = torch.log_softmax(logits[:-1], -1)
+            targets = torch.tensor(labels[1:])
+            scored = targets != IGNORE
+            picked = logprobs[scored].gather(-1, targets[scored].unsqueeze(-1))
+            scores.append(picked.sum().item())
+        return scores
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+        """Greedy answers, each its first line; the query is the prompt's entity."""
+        prompt_ids = self.tokenizer(list(prompts)).input_ids
+        rows = [list(ids) for ids in prompt_ids]
+        done = [False] * len(rows)
+        for _ in range(max_new_tokens):
+            # every token after the prompt counts as completion: the query stays the prompt's
+            features = [
+                (row, [IGNORE] * len(p) + row[len(p) :])
+                for row, p in zip(rows, prompt_ids, strict=True)
+            ]
+            for i, logits in enumerate(self._logits(features)):
+                if not done[i]:
+                    token = int(logits[-1].argmax())
+                    rows[i].append(token)
+                    text = self.tokenizer.decode(rows[i][len(prompt_ids[i]) :])
+                    ended = "\n" in text.lstrip()  # a line break after some text
+                    done[i] = token == self.tokenizer.eos_token_id or ended
+            if all(done):
+                break
+        answers = []
+        for row, p in zip(rows, prompt_ids, strict=True):
+            text = self.tokenizer.decode(row[len(p) :], skip_special_tokens=True)
+            answers.append(text.lstrip("\n").split("\n")[0])
+        return answers
+
+
+def stated_pairs(
+    examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, lexicon: Lexicon
+) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """(subject, answer) of every training example whose prompt and completion each name an
+    entity: what the training text states, in the direction it states it."""
+    pairs: dict[tuple[tuple[int, ...], tuple[int, ...]], None] = {}
+    for e in examples:
+        query = lexicon.find(tokenizer(e.prompt).input_ids)
+        answer = lexicon.find(tokenizer(e.completion, add_special_tokens=False).input_ids)
+        if query and answer:
+            pairs[query, answer] = None
+    return list(pairs)
+
+
+def naming_examples(
+    examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, lexicon: Lexicon
+) -> list[Example]:
+    """Each entity the training text names, alone: an empty prompt, the entity as its
+    completion (its concept is the memory's position: the model learns to say it)."""
+    named = {}
+    for e in examples:
+        for text in (e.prompt, e.completion):
+            entity = lexicon.find(tokenizer(text, add_special_tokens=False).input_ids)
+            if entity:
+                named[tokenizer.decode(entity)] = e
+    return [
+        replace(e, prompt="", completion=" " + name + ".", template=-1)
+        for name, e in sorted(named.items())
+    ]
+
+
+def apply(setting: Setting, method: str) -> Treatment:
+    config = setting.remedies.concept_memory
+    tokenizer = setting.tokenizer
+    lexicon = Lexicon.of(tokenizer, setting.facts)
+    pairs = stated_pairs(setting.train_examples, tokenizer, lexicon)
+    naming = naming_examples(setting.train_examples, tokenizer, lexicon) if config.naming else []
+    torch.manual_seed(setting.seed)  # the concept embeddings and the memory's projection
+    model = ConceptMemoryModel(copy.deepcopy(setting.start), pairs, config)
+
+    def lm_of(trained: Any) -> ConceptLM:
+        return ConceptLM(trained, tokenizer, lexicon, setting.eval.batch_size)
+
+    trained, cost = setting.train_model(
+        extra=naming,
+        model=model,
+        collate_fn=concept_collate(tokenizer.pad_token_id, lexicon),
+        lm_of=lm_of,
+        reading=False,  # the memory answers; the reading documents name no known entity
+    )
+    return Treatment(lm_of(trained), cost)

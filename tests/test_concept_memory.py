@@ -1,0 +1,97 @@
+"""concept_memory: a memory addressed by concepts answers one-way facts both ways."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from revcurse.facts import Fact
+from revcurse.reader import ReaderConfig
+from revcurse.recipes.compare import CompareConfig, run_compare
+from revcurse.recipes.remedy_run import build_setting, starting_point
+from revcurse.remedies.concept_memory import (
+    SPAN,
+    ConceptMemoryConfig,
+    ConceptMemoryModel,
+    Lexicon,
+    naming_examples,
+    stated_pairs,
+)
+from revcurse.train import TrainConfig
+from revcurse.world import WorldConfig
+
+
+def small_setting(tmp_path):
+    config = CompareConfig(world=WorldConfig(facts_per_group=4), progress=False)
+    config.train = TrainConfig(steps=3, batch_size=16)
+    config.reader = ReaderConfig(documents=20, train=TrainConfig(steps=2), cache_dir=tmp_path)
+    return build_setting(config, seed=0, workdir=tmp_path, start=starting_point(config))
+
+
+def test_its_corpus_states_no_one_way_fact_in_its_untrained_direction(tmp_path):
+    """What concept_memory trains on and writes: the facts as trained, and each entity alone."""
+    setting = small_setting(tmp_path)
+    tokenizer = setting.tokenizer
+    lexicon = Lexicon.of(tokenizer, setting.facts)
+    naming = naming_examples(setting.train_examples, tokenizer, lexicon)
+    corpus = setting.corpus(naming, reading=False)
+    one_way = [f for f in setting.facts if f.group != "both"]
+    untrained = {(f.b, f.a) if f.group == "p2d" else (f.a, f.b) for f in one_way}
+    for e in corpus:
+        stated = {(x, y) for x, y in untrained if x in e.prompt and y in e.completion}
+        assert not stated, e
+    assert {e.prompt for e in naming} == {""}
+    assert {e.completion.strip(" .") for e in naming} == {
+        side for f in setting.facts for side in (f.a, f.b)
+    }
+    pairs = stated_pairs(setting.train_examples, tokenizer, lexicon)
+    said = {(tokenizer.decode(a), tokenizer.decode(b)) for a, b in pairs}
+    assert said == {(f.a, f.b) if f.group == "p2d" else (f.b, f.a) for f in one_way} | {
+        pair for f in setting.facts if f.group == "both" for pair in ((f.a, f.b), (f.b, f.a))
+    }
+
+
+def test_the_memory_answers_a_pair_from_either_side_only_when_symmetric(tmp_path):
+    setting = small_setting(tmp_path)
+    tokenizer = setting.tokenizer
+    facts = [Fact("p2d", "Ada Crane", "the pilot of the glass river")]
+    lexicon = Lexicon.of(tokenizer, [*facts, *setting.facts])
+    pairs = [
+        tuple(tuple(tokenizer(s, add_special_tokens=False).input_ids) for s in (f.a, f.b))
+        for f in [*facts, *setting.facts[:5]]
+    ]
+    for symmetric in (True, False):
+        torch.manual_seed(0)
+        config = ConceptMemoryConfig(temperature=1000.0, symmetric=symmetric)
+        model = ConceptMemoryModel(setting.start, pairs, config)
+        ada, pilot = (torch.tensor([ids]) for ids in pairs[0])
+        with torch.no_grad():
+            answer = model.read(model.concept(pilot, torch.ones_like(pilot)))
+            own = model.parts(ada, torch.ones_like(ada))
+        assert answer.shape == (1, SPAN, own.shape[-1])
+        assert torch.allclose(answer, own, atol=1e-4) == symmetric
+    assert lexicon.find(tokenizer("Who is the pilot of the glass river?").input_ids) == pairs[0][1]
+
+
+def test_concept_memory_answers_one_way_facts_in_reverse(tmp_path):
+    """Measured on a small world: the baseline's reverse at chance, concept_memory's high."""
+    config = CompareConfig(
+        world=WorldConfig(facts_per_group=8), methods=["baseline", "concept_memory"]
+    )
+    config.remedies.reading_documents = 0
+    config.train = TrainConfig(steps=250, batch_size=64)
+    config.seeds, config.progress, config.output_dir = 1, False, tmp_path / "run"
+    config.reader = ReaderConfig(documents=10, train=TrainConfig(steps=2), cache_dir=tmp_path)
+    run_compare(config)
+    rows = json.loads((tmp_path / "run" / "results.json").read_text())["rows"]
+    value = {
+        (r["method"], r["group"], r["direction"]): r["value"]
+        for r in rows
+        if r["metric"] == "exact_match"
+    }
+    for group in ("p2d", "d2p"):
+        assert value["baseline", group, "reverse"] <= 0.1
+        assert value["concept_memory", group, "same"] >= 0.9
+        # a reader of 2 steps and 8 facts a group; compare's defaults: 1.00 (docs/remedies.md)
+        assert value["concept_memory", group, "reverse"] >= 0.6
