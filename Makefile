@@ -9,7 +9,7 @@ BIN = $(VENV)/bin
 
 .PHONY: demo test lint docs readme readme-compare readme-worlds readme-teach readme-smollm2 \
 	readme-smollm2-edits readme-smollm2-distill readme-sweep-distill readme-sweep-hebbian \
-	readme-smollm2-hebbian-seed1 readme-headline readme-gemma clean
+	readme-smollm2-hebbian-seed1 readme-headline readme-gemma readme-concept clean
 
 $(BIN)/revcurse: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,31 @@ readme-worlds: $(BIN)/revcurse
 	&& $(BIN)/revcurse compare --data berglund --methods baseline,bidirectional --seeds 1 \
 		--no-progress --output-dir $$dir/berglund \
 	&& $(BIN)/python scripts/update_readme.py --compare-brief $$dir/berglund compare-berglund
+
+# Regenerate docs/concepts.md's blocks (~10 min): concept_memory against the baseline on 3 seeds,
+# its controls (a one-way memory; no naming), its other designs (what a read returns), your
+# relations and Berglund's facts.
+CONCEPT = --methods baseline,concept_memory --no-progress
+readme-concept: $(BIN)/revcurse
+	dir=runs/readme-concept-$$(date +%Y%m%d-%H%M%S) \
+	&& $(BIN)/revcurse compare $(CONCEPT) --output-dir $$dir/compare \
+	&& $(BIN)/python scripts/update_readme.py --compare $$dir/compare compare-concept \
+	&& $(BIN)/revcurse compare $(CONCEPT) --seeds 1 --remedies.concept-memory.no-symmetric \
+		--output-dir $$dir/one-way \
+	&& $(BIN)/python scripts/update_readme.py --compare-brief $$dir/one-way concept-one-way \
+	&& $(BIN)/revcurse compare $(CONCEPT) --seeds 1 --remedies.concept-memory.no-naming \
+		--output-dir $$dir/no-naming \
+	&& $(BIN)/python scripts/update_readme.py --compare-brief $$dir/no-naming concept-no-naming \
+	&& $(BIN)/revcurse compare $(CONCEPT) --seeds 1 --remedies.concept-memory.parts concepts \
+		--output-dir $$dir/concepts \
+	&& $(BIN)/python scripts/update_readme.py --compare-brief $$dir/concepts concept-parts-concepts \
+	&& $(BIN)/revcurse compare $(CONCEPT) --seeds 1 --remedies.concept-memory.parts pooled \
+		--output-dir $$dir/pooled \
+	&& $(BIN)/python scripts/update_readme.py --compare-brief $$dir/pooled concept-parts-pooled \
+	&& $(BIN)/revcurse compare $(CONCEPT) --seeds 1 $(RELATIONS) --output-dir $$dir/relations \
+	&& $(BIN)/python scripts/update_readme.py --compare-brief $$dir/relations concept-relations \
+	&& $(BIN)/revcurse compare $(CONCEPT) --seeds 1 --data berglund --output-dir $$dir/berglund \
+	&& $(BIN)/python scripts/update_readme.py --compare-brief $$dir/berglund concept-berglund
 
 # Regenerate the README's block of SmolLM2-135M taught examples/relations both ways (~15 min).
 readme-teach: $(BIN)/revcurse

@@ -297,7 +297,7 @@ def analyze_block(run_dir: Path) -> str:
 
 def changed_options(config: dict[str, Any], default: dict[str, Any]) -> list[str]:
     """The command-line options that turn `default` into `config` (run folders aside)."""
-    from revcurse.config import changed_leaves, option_name
+    from revcurse.config import changed_leaves, option_name, shown
 
     options = []
     for path, value in changed_leaves(config, default):
@@ -309,7 +309,7 @@ def changed_options(config: dict[str, Any], default: dict[str, Any]) -> list[str
         if isinstance(value, bool):
             options.append(flag if value else flag.replace("--", "--no-", 1))
         else:
-            options.append(f"{flag} {value}")
+            options.append(f"{flag} {shown(value)}")
     return options
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 
 SPAN = 8  # tokens of an entity the memory's positions hold (the tiny world's longest: 6)
+Parts = Literal["tokens", "concepts", "pooled"]
 
 
 @dataclass
@@ -52,6 +53,11 @@ class ConceptMemoryConfig:
     """a stated pair answers from either side; off: from its subject only (the control)"""
     temperature: float = 20.0
     """sharpness of the memory's softmax over cosine similarities of concepts"""
+    # docs/concepts.md measures the three (make readme-concept): only the tokens are named
+    # exactly; a single vector must be decoded into a name by weights that never said it
+    parts: Parts = "tokens"
+    """what a read returns: tokens (the entity's tokens, embedded as the LM embeds them),
+    concepts (their concept embeddings) or pooled (its one concept vector)"""
 
     def __post_init__(self) -> None:
         check(self.temperature > 0, "temperature", f"must be positive, got {self.temperature}")
@@ -106,6 +112,7 @@ class ConceptMemoryModel(torch.nn.Module):
         self.lm, self.config = lm, config
         width = lm.get_input_embeddings().embedding_dim
         self.concepts = torch.nn.Embedding(lm.get_input_embeddings().num_embeddings, width)
+        self.to_stream = torch.nn.Linear(width, width, bias=False)  # concepts, pooled: to the LM
         subjects, answers = padded([a for a, _ in pairs]), padded([b for _, b in pairs])
         self.register_buffer("subject_ids", subjects[0])
         self.register_buffer("subject_mask", subjects[1])
@@ -118,13 +125,18 @@ class ConceptMemoryModel(torch.nn.Module):
         return F.normalize(summed / mask.sum(1, keepdim=True).clamp(min=1), dim=-1)
 
     def parts(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(spans, SPAN, width): a concept's parts, its tokens as the LM embeds them, in order
-        (zeros past its end), what the memory's positions hold: attention reads them as it
-        reads a context."""
+        """(spans, SPAN, width): what the memory's positions hold of a concept (`parts`): its
+        tokens as the LM embeds them, in order (attention reads them as it reads a context),
+        their concept embeddings, or its pooled concept alone; zeros past its end."""
+        if self.config.parts == "pooled":
+            pooled = self.to_stream(self.concept(ids, mask)).unsqueeze(1)
+            return F.pad(pooled, (0, 0, 0, SPAN - 1))
         width = ids.shape[1]
         ids = F.pad(ids, (0, SPAN - width))[:, :SPAN]
-        mask = F.pad(mask, (0, SPAN - width))[:, :SPAN]
-        return self.lm.get_input_embeddings()(ids) * mask.unsqueeze(-1)
+        mask = F.pad(mask, (0, SPAN - width))[:, :SPAN].unsqueeze(-1)
+        if self.config.parts == "concepts":
+            return self.to_stream(self.concepts(ids)) * mask
+        return self.lm.get_input_embeddings()(ids) * mask
 
     def read(self, query: torch.Tensor) -> torch.Tensor:
         """The memory's answer to each query concept: the other sides' parts of the stated
@@ -148,27 +160,28 @@ class ConceptMemoryModel(torch.nn.Module):
         return torch.where(asks, self.read(query), own)
 
     def forward(self, **batch: torch.Tensor) -> Any:
-        """The LM's output (with its loss when `labels` are given) on the memory's positions
-        followed by the tokens; logits[:, SPAN:] are the tokens' own."""
+        """The LM's output (with its loss when `labels` are given): the batch's first SPAN
+        positions (`concept_collate` leaves them) hold what the memory returns."""
         memory = self.memory_positions(batch)
-        tokens = self.lm.get_input_embeddings()(batch["input_ids"])
-        ones = torch.ones_like(batch["attention_mask"][:, :1]).expand(-1, SPAN)
-        labels = batch.get("labels")
-        if labels is not None:  # the memory's position predicts nothing
-            labels = torch.cat([torch.full_like(ones, IGNORE), labels], 1)
+        tokens = self.lm.get_input_embeddings()(batch["input_ids"][:, SPAN:])
         return self.lm(
             inputs_embeds=torch.cat([memory.to(tokens.dtype), tokens], 1),
-            attention_mask=torch.cat([ones, batch["attention_mask"]], 1),
-            labels=labels,
+            attention_mask=batch["attention_mask"],
+            labels=batch.get("labels"),
         )
 
 
 def concept_collate(pad_id: int, lexicon: Lexicon) -> Collate:
-    """The causal LM's batch, plus each row's query (the entity its prompt names) and its
-    own entity (the one its completion names: a naming row's concept)."""
+    """The causal LM's batch after SPAN positions for the memory's read (attended, never
+    predicted: they count as tokens, as they cost), plus each row's query (the entity its
+    prompt names) and its own entity (the one its completion names: a naming row's)."""
 
     def collate_fn(features: Features) -> dict[str, torch.Tensor]:
         batch = collate(features, pad_id)
+        before = torch.ones(len(features), SPAN, dtype=torch.long)
+        batch["input_ids"] = torch.cat([before * pad_id, batch["input_ids"]], 1)
+        batch["attention_mask"] = torch.cat([before, batch["attention_mask"]], 1)
+        batch["labels"] = torch.cat([before * IGNORE, batch["labels"]], 1)
         queries, owns = [], []
         for ids, labels in features:
             n = sum(label == IGNORE for label in labels)  # the prompt's length
