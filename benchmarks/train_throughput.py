@@ -173,6 +173,7 @@ def main() -> int:
 
     def train_once() -> Any:
         return train(model, tokenizer, examples, config, args.seed, False, pretrained=pretrained)
+
     warm_up = dataclasses.replace(config, steps=2)  # first-touch allocations, untimed
     bare_loop(model, features, warm_up, args.seed, tokenizer.pad_token_id, pretrained)
     seconds: dict[str, list[float]] = {"bare": [], "train": []}

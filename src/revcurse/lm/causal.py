@@ -177,9 +177,7 @@ def shared_prompt_logprobs(
             for part in spans(len(by_prompt[prompt]), batch_size):
                 rows = by_prompt[prompt][part]
                 width = max(len(c) for _, c in rows)
-                tokens = torch.tensor(
-                    [c + [0] * (width - len(c)) for _, c in rows], device=device
-                )
+                tokens = torch.tensor([c + [0] * (width - len(c)) for _, c in rows], device=device)
                 mask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for _, c in rows])
                 cache = repeated(out.cache, len(rows))
                 attention = torch.cat(
@@ -252,9 +250,9 @@ def padded_generate(
     the tokenizer's own padding side, shared with training, is left as it is)."""
     outputs: list[str] = []
     for chunk in batches(list(prompts), batch_size, "generate", progress):
-        batch = tokenizer(
-            list(chunk), return_tensors="pt", padding=True, padding_side="left"
-        ).to(model.device)
+        batch = tokenizer(list(chunk), return_tensors="pt", padding=True, padding_side="left").to(
+            model.device
+        )
         width = batch["input_ids"].shape[1]
         tokens = model.generate(
             **batch,

@@ -36,6 +36,7 @@ from revcurse.config import check
 from revcurse.facts import Example, Fact
 from revcurse.lm.batching import IGNORE, Collate, Features, collate, encode, spans
 from revcurse.remedies.setting import Setting, Treatment
+from revcurse.stats import mean_row
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -159,7 +160,7 @@ class ConceptMemoryModel(torch.nn.Module):
         asks = batch["query_mask"].any(1)[:, None, None]
         return torch.where(asks, self.read(query), own)
 
-    def forward(self, **batch: torch.Tensor) -> Any:
+    def forward(self, output_attentions: bool = False, **batch: torch.Tensor) -> Any:
         """The LM's output (with its loss when `labels` are given): the batch's first SPAN
         positions (`concept_collate` leaves them) hold what the memory returns."""
         memory = self.memory_positions(batch)
@@ -168,6 +169,7 @@ class ConceptMemoryModel(torch.nn.Module):
             inputs_embeds=torch.cat([memory.to(tokens.dtype), tokens], 1),
             attention_mask=batch["attention_mask"],
             labels=batch.get("labels"),
+            output_attentions=output_attentions,
         )
 
 
@@ -253,6 +255,33 @@ class ConceptLM:
         return answers
 
 
+def memory_attention_rows(lm: ConceptLM, examples: Sequence[Example]) -> list[dict]:
+    """Where an answer comes from: at the position that predicts each question's first answer
+    token, the share of attention on the memory's positions (heads and layers averaged; the
+    rest is on the prompt's tokens), by group and direction."""
+    lm.model.eval()
+    lm.model.lm.set_attn_implementation("eager")  # sdpa computes no attention weights
+    make = concept_collate(lm.tokenizer.pad_token_id, lm.lexicon)
+    features = encode(lm.tokenizer, [(e.prompt, e.completion) for e in examples], eos=False)
+    shares: list[float] = []
+    with torch.no_grad():
+        for part in spans(len(features), lm.batch_size):
+            rows = features[part]
+            attentions = lm.model(output_attentions=True, **make(rows)).attentions
+            mean = torch.stack(attentions).mean(dim=(0, 2))  # (rows, query, key)
+            for i, (_, labels) in enumerate(rows):
+                asks = SPAN + sum(label == IGNORE for label in labels) - 1
+                shares.append(mean[i, asks, :SPAN].sum().item())
+    lm.model.lm.set_attn_implementation("sdpa")
+    by_cell: dict[tuple[str, str], list[float]] = {}
+    for share, e in zip(shares, examples, strict=True):
+        by_cell.setdefault((e.group, e.sense), []).append(share)
+    return [
+        mean_row("concept_memory", group, sense, "memory_attention", values)
+        for (group, sense), values in by_cell.items()
+    ]
+
+
 def stated_pairs(
     examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, lexicon: Lexicon
 ) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
@@ -303,4 +332,5 @@ def apply(setting: Setting, method: str) -> Treatment:
         lm_of=lm_of,
         reading=False,  # the memory answers; the reading documents name no known entity
     )
-    return Treatment(lm_of(trained), cost)
+    lm = lm_of(trained)
+    return Treatment(lm, cost, rows=memory_attention_rows(lm, setting.test_examples))
