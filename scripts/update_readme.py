@@ -297,7 +297,7 @@ def analyze_block(run_dir: Path) -> str:
 
 def changed_options(config: dict[str, Any], default: dict[str, Any]) -> list[str]:
     """The command-line options that turn `default` into `config` (run folders aside)."""
-    from revcurse.config import changed_leaves, option_name, shown
+    from revcurse.config import changed_leaves, negative_option, option_name, shown
 
     options = []
     for path, value in changed_leaves(config, default):
@@ -307,7 +307,7 @@ def changed_options(config: dict[str, Any], default: dict[str, Any]) -> list[str
             continue  # config.yaml records the files' own count; the option does nothing there
         flag = option_name(path)
         if isinstance(value, bool):
-            options.append(flag if value else flag.replace("--", "--no-", 1))
+            options.append(flag if value else negative_option(path))
         else:
             options.append(f"{flag} {shown(value)}")
     return options

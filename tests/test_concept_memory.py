@@ -11,7 +11,6 @@ from revcurse.reader import ReaderConfig
 from revcurse.recipes.compare import CompareConfig, run_compare
 from revcurse.recipes.remedy_run import build_setting, starting_point
 from revcurse.remedies.concept_memory import (
-    SPAN,
     ConceptMemoryConfig,
     ConceptMemoryModel,
     Lexicon,
@@ -64,12 +63,12 @@ def test_the_memory_answers_a_pair_from_either_side_only_when_symmetric(tmp_path
     for symmetric in (True, False):
         torch.manual_seed(0)
         config = ConceptMemoryConfig(temperature=1000.0, symmetric=symmetric)
-        model = ConceptMemoryModel(setting.start, pairs, config)
+        model = ConceptMemoryModel(setting.start, pairs, config, lexicon.span)
         ada, pilot = (torch.tensor([ids]) for ids in pairs[0])
         with torch.no_grad():
             answer = model.read(model.concept(pilot, torch.ones_like(pilot)))
             own = model.parts(ada, torch.ones_like(ada))
-        assert answer.shape == (1, SPAN, own.shape[-1])
+        assert answer.shape == (1, lexicon.span, own.shape[-1])
         assert torch.allclose(answer, own, atol=1e-4) == symmetric
     assert lexicon.find(tokenizer("Who is the pilot of the glass river?").input_ids) == pairs[0][1]
 

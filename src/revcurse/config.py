@@ -65,6 +65,11 @@ def option_name(path: Sequence[str]) -> str:
     return "--" + ".".join(p.replace("_", "-") for p in path)
 
 
+def negative_option(path: Sequence[str]) -> str:
+    """The flag that turns a boolean option off: --remedies.hebbian-memit.no-keep."""
+    return option_name([*path[:-1], "no_" + path[-1]])
+
+
 def _field_docs(cls: type) -> dict[str, str]:
     """Each field's attribute docstring, the string written under it (as litgpt's configs
     and Sphinx read them): the option's help; a subclass's own first, then its bases'."""
@@ -348,9 +353,8 @@ def command_from_config(cls: type[C], run: Callable[[C], None], doc: str) -> Cal
     leaves = list(_leaves(cls()))
     pretrained = pretrained_defaults(cls)
     for path, kind, default, help_text in leaves:
-        words = [p.replace("_", "-") for p in path]
         flag = option_name(path)
-        negative = "--" + ".".join([*words[:-1], "no-" + words[-1]])
+        negative = negative_option(path)
         allowed, item = choices(kind), list_item(kind)
         facts = [f"one of: {', '.join(map(str, allowed))}"] if allowed and item is None else []
         facts.append(f"default: {shown(default)}")

@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
-SPAN = 8  # tokens of an entity the memory's positions hold (the tiny world's longest: 6)
 Parts = Literal["tokens", "concepts", "pooled"]
 
 
@@ -76,6 +75,11 @@ class Lexicon:
         ids = {tuple(tokenizer(n, add_special_tokens=False).input_ids) for n in names}
         return cls(tuple(sorted(ids, key=lambda e: (-len(e), e))))
 
+    @property
+    def span(self) -> int:
+        """Tokens of its longest entity: the memory's positions, before every prompt."""
+        return len(self.entities[0]) if self.entities else 1
+
     def find(self, ids: Sequence[int]) -> tuple[int, ...]:
         """The longest entity `ids` contain, first from the left; () if none."""
         text = tuple(ids)
@@ -108,9 +112,10 @@ class ConceptMemoryModel(torch.nn.Module):
         lm: PreTrainedModel,
         pairs: Sequence[tuple[tuple[int, ...], tuple[int, ...]]],
         config: ConceptMemoryConfig,
+        span: int,
     ) -> None:
         super().__init__()
-        self.lm, self.config = lm, config
+        self.lm, self.config, self.span = lm, config, span  # span: the lexicon's
         width = lm.get_input_embeddings().embedding_dim
         self.concepts = torch.nn.Embedding(lm.get_input_embeddings().num_embeddings, width)
         self.to_stream = torch.nn.Linear(width, width, bias=False)  # concepts, pooled: to the LM
@@ -126,15 +131,15 @@ class ConceptMemoryModel(torch.nn.Module):
         return F.normalize(summed / mask.sum(1, keepdim=True).clamp(min=1), dim=-1)
 
     def parts(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(spans, SPAN, width): what the memory's positions hold of a concept (`parts`): its
+        """(spans, self.span, width): what the memory's positions hold of a concept (`parts`): its
         tokens as the LM embeds them, in order (attention reads them as it reads a context),
         their concept embeddings, or its pooled concept alone; zeros past its end."""
         if self.config.parts == "pooled":
             pooled = self.to_stream(self.concept(ids, mask)).unsqueeze(1)
-            return F.pad(pooled, (0, 0, 0, SPAN - 1))
+            return F.pad(pooled, (0, 0, 0, self.span - 1))
         width = ids.shape[1]
-        ids = F.pad(ids, (0, SPAN - width))[:, :SPAN]
-        mask = F.pad(mask, (0, SPAN - width))[:, :SPAN].unsqueeze(-1)
+        ids = F.pad(ids, (0, self.span - width))
+        mask = F.pad(mask, (0, self.span - width)).unsqueeze(-1)
         if self.config.parts == "concepts":
             return self.to_stream(self.concepts(ids)) * mask
         return self.lm.get_input_embeddings()(ids) * mask
@@ -154,17 +159,17 @@ class ConceptMemoryModel(torch.nn.Module):
         return torch.einsum("qp,pld->qld", weights, values)
 
     def memory_positions(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(rows, SPAN, width): the positions every row reads before its prompt."""
+        """(rows, self.span, width): the positions every row reads before its prompt."""
         query = self.concept(batch["query_ids"], batch["query_mask"])
         own = self.parts(batch["own_ids"], batch["own_mask"])
         asks = batch["query_mask"].any(1)[:, None, None]
         return torch.where(asks, self.read(query), own)
 
     def forward(self, output_attentions: bool = False, **batch: torch.Tensor) -> Any:
-        """The LM's output (with its loss when `labels` are given): the batch's first SPAN
-        positions (`concept_collate` leaves them) hold what the memory returns."""
+        """The LM's output (with its loss when `labels` are given): the batch's first
+        `span` positions (`concept_collate` leaves them) hold what the memory returns."""
         memory = self.memory_positions(batch)
-        tokens = self.lm.get_input_embeddings()(batch["input_ids"][:, SPAN:])
+        tokens = self.lm.get_input_embeddings()(batch["input_ids"][:, self.span :])
         return self.lm(
             inputs_embeds=torch.cat([memory.to(tokens.dtype), tokens], 1),
             attention_mask=batch["attention_mask"],
@@ -174,13 +179,13 @@ class ConceptMemoryModel(torch.nn.Module):
 
 
 def concept_collate(pad_id: int, lexicon: Lexicon) -> Collate:
-    """The causal LM's batch after SPAN positions for the memory's read (attended, never
+    """The causal LM's batch after `lexicon.span` positions for the memory's read (attended, never
     predicted: they count as tokens, as they cost), plus each row's query (the entity its
     prompt names) and its own entity (the one its completion names: a naming row's)."""
 
     def collate_fn(features: Features) -> dict[str, torch.Tensor]:
         batch = collate(features, pad_id)
-        before = torch.ones(len(features), SPAN, dtype=torch.long)
+        before = torch.ones(len(features), lexicon.span, dtype=torch.long)
         batch["input_ids"] = torch.cat([before * pad_id, batch["input_ids"]], 1)
         batch["attention_mask"] = torch.cat([before, batch["attention_mask"]], 1)
         batch["labels"] = torch.cat([before * IGNORE, batch["labels"]], 1)
@@ -213,7 +218,7 @@ class ConceptLM:
         with torch.no_grad():
             for part in spans(len(features), self.batch_size):
                 rows = features[part]
-                logits = self.model(**make(rows)).logits[:, SPAN:].float()
+                logits = self.model(**make(rows)).logits[:, self.lexicon.span :].float()
                 out += [logits[i, : len(ids)] for i, (ids, _) in enumerate(rows)]
         return out
 
@@ -270,8 +275,8 @@ def memory_attention_rows(lm: ConceptLM, examples: Sequence[Example]) -> list[di
             attentions = lm.model(output_attentions=True, **make(rows)).attentions
             mean = torch.stack(attentions).mean(dim=(0, 2))  # (rows, query, key)
             for i, (_, labels) in enumerate(rows):
-                asks = SPAN + sum(label == IGNORE for label in labels) - 1
-                shares.append(mean[i, asks, :SPAN].sum().item())
+                asks = lm.lexicon.span + sum(label == IGNORE for label in labels) - 1
+                shares.append(mean[i, asks, : lm.lexicon.span].sum().item())
     lm.model.lm.set_attn_implementation("sdpa")
     by_cell: dict[tuple[str, str], list[float]] = {}
     for share, e in zip(shares, examples, strict=True):
@@ -320,7 +325,7 @@ def apply(setting: Setting, method: str) -> Treatment:
     pairs = stated_pairs(setting.train_examples, tokenizer, lexicon)
     naming = naming_examples(setting.train_examples, tokenizer, lexicon) if config.naming else []
     torch.manual_seed(setting.seed)  # the concept embeddings and the memory's projection
-    model = ConceptMemoryModel(copy.deepcopy(setting.start), pairs, config)
+    model = ConceptMemoryModel(copy.deepcopy(setting.start), pairs, config, lexicon.span)
 
     def lm_of(trained: Any) -> ConceptLM:
         return ConceptLM(trained, tokenizer, lexicon, setting.eval.batch_size)
