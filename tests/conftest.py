@@ -4,6 +4,7 @@ commands started as processes, and the check that they all end."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -41,6 +42,30 @@ def trained(small_world):
     model = build_tiny_model(TinyModelConfig(), tokenizer)
     train(model, tokenizer, train_examples, TrainConfig(steps=150), seed=0, progress=False)
     return model, tokenizer
+
+
+@pytest.fixture
+def small_compare(tmp_path) -> Callable[[list[str]], dict[tuple[str, str, str], float]]:
+    """Runs `revcurse compare` of some methods on a small world (8 facts a group, no reading
+    documents, a reader of 2 steps, 250 steps of 64; one seed): exact match by (method,
+    group, direction)."""
+    from revcurse.reader import ReaderConfig
+    from revcurse.recipes.compare import CompareConfig, run_compare
+
+    def run(methods: list[str]) -> dict[tuple[str, str, str], float]:
+        config = CompareConfig(world=WorldConfig(facts_per_group=8), methods=methods)
+        config.remedies.reading_documents = 0
+        config.train = TrainConfig(steps=250, batch_size=64)
+        config.seeds, config.progress, config.output_dir = 1, False, tmp_path / "run"
+        config.reader = ReaderConfig(documents=10, train=TrainConfig(steps=2), cache_dir=tmp_path)
+        rows = json.loads((run_compare(config) / "results.json").read_text())["rows"]
+        return {
+            (r["method"], r["group"], r["direction"]): r["value"]
+            for r in rows
+            if r["metric"] == "exact_match"
+        }
+
+    return run
 
 
 # Seconds a test waits for a process to get somewhere before calling it stuck: far past what

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import torch
 
 from revcurse.facts import Fact
 from revcurse.reader import ReaderConfig
-from revcurse.recipes.compare import CompareConfig, run_compare
+from revcurse.recipes.compare import CompareConfig
 from revcurse.recipes.remedy_run import build_setting, starting_point
 from revcurse.remedies.concept_memory import (
     ConceptMemoryConfig,
@@ -73,24 +71,11 @@ def test_the_memory_answers_a_pair_from_either_side_only_when_symmetric(tmp_path
     assert lexicon.find(tokenizer("Who is the pilot of the glass river?").input_ids) == pairs[0][1]
 
 
-def test_concept_memory_answers_one_way_facts_in_reverse(tmp_path):
+def test_concept_memory_answers_one_way_facts_in_reverse(small_compare):
     """Measured on a small world: the baseline's reverse at chance, concept_memory's high."""
-    config = CompareConfig(
-        world=WorldConfig(facts_per_group=8), methods=["baseline", "concept_memory"]
-    )
-    config.remedies.reading_documents = 0
-    config.train = TrainConfig(steps=250, batch_size=64)
-    config.seeds, config.progress, config.output_dir = 1, False, tmp_path / "run"
-    config.reader = ReaderConfig(documents=10, train=TrainConfig(steps=2), cache_dir=tmp_path)
-    run_compare(config)
-    rows = json.loads((tmp_path / "run" / "results.json").read_text())["rows"]
-    value = {
-        (r["method"], r["group"], r["direction"]): r["value"]
-        for r in rows
-        if r["metric"] == "exact_match"
-    }
+    value = small_compare(["baseline", "concept_memory"])
     for group in ("p2d", "d2p"):
         assert value["baseline", group, "reverse"] <= 0.1
         assert value["concept_memory", group, "same"] >= 0.9
-        # a reader of 2 steps and 8 facts a group; compare's defaults: 1.00 (docs/remedies.md)
+        # a reader of 2 steps and 8 facts a group; compare's defaults: 1.00 (docs/concepts.md)
         assert value["concept_memory", group, "reverse"] >= 0.6
