@@ -78,7 +78,7 @@ readme-concept: $(BIN)/revcurse
 	&& $(BIN)/revcurse compare $(CONCEPT) --seeds 1 --remedies.concept-memory.no-symmetric \
 		--output-dir $$dir/one-way \
 	&& $(BIN)/python scripts/update_readme.py --compare-brief $$dir/one-way concept-one-way \
-	&& $(BIN)/revcurse compare $(CONCEPT) --seeds 1 --remedies.concept-memory.no-naming \
+	&& $(BIN)/revcurse compare $(CONCEPT) --seeds 1 --remedies.concept-memory.naming 0 \
 		--output-dir $$dir/no-naming \
 	&& $(BIN)/python scripts/update_readme.py --compare-brief $$dir/no-naming concept-no-naming \
 	&& $(BIN)/revcurse compare $(CONCEPT) --seeds 1 --remedies.concept-memory.parts concepts \
