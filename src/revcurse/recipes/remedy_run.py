@@ -89,13 +89,19 @@ class RemedyRun:
         "remedies.hebbian_memit.keep": True,
         "remedies.hebbian_memit.readings": 6,
     }
-    # Gemma-3-270M (scripts/sweep_finetune.py --model gemma3-270m, 30 facts a group): at
-    # SmolLM2's 2e-4 it learns the facts but its greedy in-context answers leave the name
-    # (reverse 0.23 p2d); at 1e-4, 0.13; at 5e-5 it reads again (p2d 0.78, d2p 0.97) and
-    # still learns the facts (same direction 0.88 p2d, 0.98 d2p). 400 steps with 40% reading
-    # documents learn more (0.97, 1.00) but read less (0.70, 0.90; at 3e-5: 0.40, 0.88)
+    # Gemma-3-270M (scripts/sweep_finetune.py --model gemma3-270m, 30 facts a group): fully
+    # fine-tuned at SmolLM2's 2e-4 it learns the facts but its greedy in-context answers
+    # leave the name (reverse 0.23 p2d); at 5e-5 it reads again (p2d 0.78, d2p 0.97) but
+    # learns less (same 0.88, 0.98). LoRA on the MLPs alone leaves attention, the reading,
+    # as it was: at 1e-3 for 450 steps same 1.00 / 1.00 and in context reverse 0.90 / 1.00
+    # (300 steps: same 0.80 / 0.88; at 2e-4 it learns nothing, at 2e-3 it collapses)
     PRETRAINED_BY_MODEL: ClassVar[dict[str, dict[str, object]]] = {
-        "gemma3-270m": {"train.lr": 5e-5},
+        "gemma3-270m": {
+            "train.finetune": "lora",
+            "train.lora_targets": ["gate_proj", "up_proj", "down_proj"],
+            "train.lr": 1e-3,
+            "train.steps": 450,
+        },
     }
     facts: Path | None = None
     """your facts file (JSONL, JSON array or CSV) for every seed"""

@@ -33,10 +33,11 @@ import torch
 import torch.nn.functional as F
 
 from revcurse.config import check
+from revcurse.evaluate import EvalConfig, answers, starts_with
 from revcurse.facts import Example, Fact
 from revcurse.lm.batching import IGNORE, Collate, Features, collate, encode, spans
 from revcurse.remedies.setting import Setting, Treatment
-from revcurse.stats import mean_row
+from revcurse.stats import proportion_row
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -169,16 +170,18 @@ class ConceptMemoryModel(torch.nn.Module):
         asks = batch["query_mask"].any(1)[:, None, None]
         return torch.where(asks, self.read(query), own)
 
-    def forward(self, output_attentions: bool = False, **batch: torch.Tensor) -> Any:
+    def forward(self, blank: bool = False, **batch: torch.Tensor) -> Any:
         """The LM's output (with its loss when `labels` are given): the batch's first
-        `span` positions (`concept_collate` leaves them) hold what the memory returns."""
+        `span` positions (`concept_collate` leaves them) hold what the memory returns (zeros
+        if `blank`: the control of where an answer comes from)."""
         memory = self.memory_positions(batch)
+        if blank:
+            memory = torch.zeros_like(memory)
         tokens = self.lm.get_input_embeddings()(batch["input_ids"][:, self.span :])
         return self.lm(
             inputs_embeds=torch.cat([memory.to(tokens.dtype), tokens], 1),
             attention_mask=batch["attention_mask"],
             labels=batch.get("labels"),
-            output_attentions=output_attentions,
         )
 
 
@@ -213,6 +216,7 @@ class ConceptLM:
     tokenizer: PreTrainedTokenizerBase
     lexicon: Lexicon
     batch_size: int = 256
+    blank: bool = False  # the memory's positions zeroed (blanked_rows)
 
     def _logits(self, features: Features) -> list[torch.Tensor]:
         """Each row's logits over its own tokens (the memory's position dropped)."""
@@ -222,7 +226,8 @@ class ConceptLM:
         with torch.no_grad():
             for part in spans(len(features), self.batch_size):
                 rows = features[part]
-                logits = self.model(**make(rows)).logits[:, self.lexicon.span :].float()
+                output = self.model(blank=self.blank, **make(rows))
+                logits = output.logits[:, self.lexicon.span :].float()
                 out += [logits[i, : len(ids)] for i, (ids, _) in enumerate(rows)]
         return out
 
@@ -264,30 +269,17 @@ class ConceptLM:
         return answers
 
 
-def memory_attention_rows(lm: ConceptLM, examples: Sequence[Example]) -> list[dict]:
-    """Where an answer comes from: at the position that predicts each question's first answer
-    token, the share of attention on the memory's positions (heads and layers averaged; the
-    rest is on the prompt's tokens), by group and direction."""
-    lm.model.eval()
-    lm.model.lm.set_attn_implementation("eager")  # sdpa computes no attention weights
-    make = concept_collate(lm.tokenizer.pad_token_id, lm.lexicon)
-    features = encode(lm.tokenizer, [(e.prompt, e.completion) for e in examples], eos=False)
-    shares: list[float] = []
-    with torch.no_grad():
-        for part in spans(len(features), lm.batch_size):
-            rows = features[part]
-            attentions = lm.model(output_attentions=True, **make(rows)).attentions
-            mean = torch.stack(attentions).mean(dim=(0, 2))  # (rows, query, key)
-            for i, (_, labels) in enumerate(rows):
-                asks = lm.lexicon.span + sum(label == IGNORE for label in labels) - 1
-                shares.append(mean[i, asks, : lm.lexicon.span].sum().item())
-    lm.model.lm.set_attn_implementation("sdpa")
-    by_cell: dict[tuple[str, str], list[float]] = {}
-    for share, e in zip(shares, examples, strict=True):
-        by_cell.setdefault((e.group, e.sense), []).append(share)
+def blanked_rows(lm: ConceptLM, examples: Sequence[Example], config: EvalConfig) -> list[dict]:
+    """Where an answer comes from: exact match with the memory's positions blanked (zeros),
+    by group and direction. What stays right is in the weights; what falls came from the
+    memory."""
+    said = answers(replace(lm, blank=True), examples, config)
+    by_cell: dict[tuple[str, str], list[bool]] = {}
+    for output, e in zip(said, examples, strict=True):
+        by_cell.setdefault((e.group, e.sense), []).append(starts_with(output, e.completion))
     return [
-        mean_row("concept_memory", group, sense, "memory_attention", values)
-        for (group, sense), values in by_cell.items()
+        proportion_row("concept_memory", group, sense, "exact_match_memory_blanked", hits)
+        for (group, sense), hits in by_cell.items()
     ]
 
 
@@ -345,4 +337,4 @@ def apply(setting: Setting, method: str) -> Treatment:
         reading=False,  # the memory answers; the reading documents name no known entity
     )
     lm = lm_of(trained)
-    return Treatment(lm, cost, rows=memory_attention_rows(lm, setting.test_examples))
+    return Treatment(lm, cost, rows=blanked_rows(lm, setting.test_examples, setting.eval))
