@@ -22,11 +22,13 @@ from revcurse.results import pyplot
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURE = "docs/headline.png"
-# (panel, run folder glob, methods): the tiny world's compare (3 seeds), SmolLM2 at 30 facts a
-# group (in context; self-distillation) and at 10 (the Hebbian edit, seed 0's world)
+# (panel, run folder glob, methods): the tiny world's compare (3 seeds; concept_memory from
+# make readme-concept), SmolLM2 at 30 facts a group (in context; self-distillation) and at 10
+# (the Hebbian edit, seed 0's world)
 RUNS = [
     "tiny model (3 seeds), 30 facts a group=runs/headline-tiny-*:"
     "baseline,in_context,bidirectional,self_distill,hebbian_memit",
+    "tiny model (3 seeds), 30 facts a group=runs/readme-concept-*/compare*:concept_memory",
     "SmolLM2-135M, 30 facts a group=runs/headline-smollm2-context*:baseline,in_context",
     "SmolLM2-135M, 30 facts a group=runs/readme-smollm2-distill-*:self_distill",
     "SmolLM2-135M, 10 facts a group=runs/readme-smollm2-edits-*:hebbian_memit",
