@@ -179,13 +179,14 @@ def _typed(value: Any, kind: Any, path: tuple[str, ...]) -> Any:
 
 
 def _from_word(word: Any, item: type) -> Any:
-    """One comma-separated word as a list's item type wants it ('-1' for an int)."""
-    if isinstance(word, str) and item is not str:
-        try:
-            return item(word.strip())
-        except ValueError:
-            return word
-    return word.strip() if isinstance(word, str) else word
+    """One comma-separated word as a list's item type wants it ('-1' for an int); a word
+    that is none is left for _typed to refuse."""
+    if not isinstance(word, str):
+        return word
+    try:
+        return item(word.strip())
+    except ValueError:
+        return word
 
 
 def typed_options(

@@ -87,10 +87,10 @@ def whole_sequence_logprobs(
     return scores
 
 
-def split_prompt(ids: list[int], labels: list[int]) -> tuple[tuple[int, ...], list[int]]:
+def split_prompt(ids: Sequence[int], labels: Sequence[int]) -> tuple[tuple[int, ...], list[int]]:
     """(prompt ids, completion ids) of one encoded pair."""
     n = sum(label == IGNORE for label in labels)
-    return tuple(ids[:n]), ids[n:]
+    return tuple(ids[:n]), list(ids[n:])
 
 
 def prompt_sharing_pays(features: Sequence[tuple[list[int], list[int]]]) -> bool:

@@ -36,6 +36,7 @@ from revcurse.config import check
 from revcurse.evaluate import EvalConfig, answers, starts_with
 from revcurse.facts import Example, Fact
 from revcurse.lm.batching import IGNORE, Collate, Features, collate, encode, spans
+from revcurse.lm.causal import split_prompt
 from revcurse.remedies.setting import Setting, Treatment
 from revcurse.stats import proportion_row
 
@@ -198,9 +199,9 @@ def concept_collate(pad_id: int, lexicon: Lexicon) -> Collate:
         batch["labels"] = torch.cat([before * IGNORE, batch["labels"]], 1)
         queries, owns = [], []
         for ids, labels in features:
-            n = sum(label == IGNORE for label in labels)  # the prompt's length
-            queries.append(lexicon.find(ids[:n]))
-            owns.append(lexicon.find(ids[n:]))
+            prompt, completion = split_prompt(ids, labels)
+            queries.append(lexicon.find(prompt))
+            owns.append(lexicon.find(completion))
         batch["query_ids"], batch["query_mask"] = padded(queries)
         batch["own_ids"], batch["own_mask"] = padded(owns)
         return batch
@@ -246,22 +247,24 @@ class ConceptLM:
         """Greedy answers, each its first line; the query is the prompt's entity."""
         prompt_ids = self.tokenizer(list(prompts)).input_ids
         rows = [list(ids) for ids in prompt_ids]
-        done = [False] * len(rows)
+        active = list(range(len(rows)))  # the rows whose answer has not ended
         for _ in range(max_new_tokens):
+            if not active:
+                break
             # every token after the prompt counts as completion: the query stays the prompt's
             features = [
-                (row, [IGNORE] * len(p) + row[len(p) :])
-                for row, p in zip(rows, prompt_ids, strict=True)
+                (rows[i], [IGNORE] * len(prompt_ids[i]) + rows[i][len(prompt_ids[i]) :])
+                for i in active
             ]
-            for i, logits in enumerate(self._logits(features)):
-                if not done[i]:
-                    token = int(logits[-1].argmax())
-                    rows[i].append(token)
-                    text = self.tokenizer.decode(rows[i][len(prompt_ids[i]) :])
-                    ended = "\n" in text.lstrip()  # a line break after some text
-                    done[i] = token == self.tokenizer.eos_token_id or ended
-            if all(done):
-                break
+            going = []
+            for i, logits in zip(active, self._logits(features), strict=True):
+                token = int(logits[-1].argmax())
+                rows[i].append(token)
+                text = self.tokenizer.decode(rows[i][len(prompt_ids[i]) :])
+                # ended: </s>, or a line break after some text
+                if token != self.tokenizer.eos_token_id and "\n" not in text.lstrip():
+                    going.append(i)
+            active = going
         answers = []
         for row, p in zip(rows, prompt_ids, strict=True):
             text = self.tokenizer.decode(row[len(p) :], skip_special_tokens=True)
