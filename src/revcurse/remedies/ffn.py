@@ -37,10 +37,16 @@ def down_proj(model: PreTrainedModel, layer: int) -> torch.nn.Linear:
 Layers = list[int] | Literal["all", "middle"]  # a config's edited layers (parse_layers)
 
 
+def _indices(layers: Layers | str) -> list:
+    """A config's layer indices as written: a list, or comma-separated (rome's one layer)."""
+    return layers.split(",") if isinstance(layers, str) else list(layers)
+
+
 def check_layers(layers: Layers | str, field: str) -> None:
     """For a config: `layers` names layers the way parse_layers reads them."""
-    indices = layers.split(",") if isinstance(layers, str) else layers  # rome's layer: a str
-    ok = layers in ("all", "middle") or all(str(x).strip().lstrip("-").isdigit() for x in indices)
+    ok = layers in ("all", "middle") or all(
+        str(x).strip().lstrip("-").isdigit() for x in _indices(layers)
+    )
     check(ok, field, f"must be all, middle or layer indices, got {layers!r}")
 
 
@@ -52,7 +58,7 @@ def parse_layers(layers: Layers | str, n_layers: int) -> list[int]:
     if layers == "middle":  # of 2 layers the first: an edit must have attention after it
         return [(n_layers - 1) // 2]
     try:
-        indices = [int(x) for x in (layers.split(",") if isinstance(layers, str) else layers)]
+        indices = [int(x) for x in _indices(layers)]
     except ValueError:
         raise UserError(f"layers: expected all, middle or integers, got {layers!r}") from None
     if not all(-n_layers <= x < n_layers for x in indices):
