@@ -33,12 +33,12 @@ import torch
 import torch.nn.functional as F
 
 from revcurse.config import check
-from revcurse.evaluate import EvalConfig, answers, starts_with
+from revcurse.evaluate import EvalConfig
 from revcurse.facts import Example, Fact
 from revcurse.lm.batching import IGNORE, Collate, Features, collate, encode, spans
 from revcurse.lm.causal import split_prompt
 from revcurse.remedies.setting import Setting, Treatment
-from revcurse.stats import proportion_row
+from revcurse.remedies.targets import cell_rows, hits
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -272,18 +272,14 @@ class ConceptLM:
         return answers
 
 
-def blanked_rows(lm: ConceptLM, examples: Sequence[Example], config: EvalConfig) -> list[dict]:
+def blanked_rows(
+    method: str, lm: ConceptLM, examples: Sequence[Example], config: EvalConfig
+) -> list[dict]:
     """Where an answer comes from: exact match with the memory's positions blanked (zeros),
     by group and direction. What stays right is in the weights; what falls came from the
     memory."""
-    said = answers(replace(lm, blank=True), examples, config)
-    by_cell: dict[tuple[str, str], list[bool]] = {}
-    for output, e in zip(said, examples, strict=True):
-        by_cell.setdefault((e.group, e.sense), []).append(starts_with(output, e.completion))
-    return [
-        proportion_row("concept_memory", group, sense, "exact_match_memory_blanked", hits)
-        for (group, sense), hits in by_cell.items()
-    ]
+    right = hits(replace(lm, blank=True), examples, config)
+    return cell_rows(method, "exact_match_memory_blanked", examples, right)
 
 
 def stated_pairs(
@@ -340,4 +336,5 @@ def apply(setting: Setting, method: str) -> Treatment:
         reading=False,  # the memory answers; the reading documents name no known entity
     )
     lm = lm_of(trained)
-    return Treatment(lm, cost, rows=blanked_rows(lm, setting.test_examples, setting.eval))
+    rows = blanked_rows(method, lm, setting.test_examples, setting.eval)
+    return Treatment(lm, cost, rows=rows)

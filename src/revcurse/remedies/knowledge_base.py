@@ -15,7 +15,7 @@ from revcurse.config import check, choice
 from revcurse.context import statement, with_context
 from revcurse.kb import RETRIEVERS, KnowledgeBase, Retriever
 from revcurse.remedies.setting import Setting, Treatment
-from revcurse.stats import proportion_row
+from revcurse.remedies.targets import cell_rows
 
 
 @dataclass
@@ -44,18 +44,5 @@ def apply(setting: Setting, method: str) -> Treatment:
             statements = [statement(h.fact) for h in hits]
             prompt = with_context(statements, example.prompt, setting.fact_lines)
             posed.append(replace(example, prompt=prompt))
-    rows = [
-        proportion_row(
-            "knowledge_base",
-            group,
-            rel,
-            f"retrieval_recall@{k}",
-            [
-                hit
-                for e, hit in zip(setting.test_examples, found, strict=True)
-                if (e.group, e.sense) == (group, rel)
-            ],
-        )
-        for group, rel in dict.fromkeys((e.group, e.sense) for e in setting.test_examples)
-    ]
+    rows = cell_rows(method, f"retrieval_recall@{k}", setting.test_examples, found)
     return Treatment(setting.causal_lm(model), cost, posed, rows, in_context=True)

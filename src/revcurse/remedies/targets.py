@@ -101,9 +101,23 @@ def own_answers(setting: Setting, fact_ids: list[int]) -> list[Example]:
     ]
 
 
-def hits(lm: CausalLM, examples: Sequence[Example]) -> list[bool]:
-    outputs = answers(lm, examples, EvalConfig())
+def hits(
+    lm: LanguageModel, examples: Sequence[Example], config: EvalConfig | None = None
+) -> list[bool]:
+    """Whether each greedy answer starts with its completion (Berglund's rule)."""
+    outputs = answers(lm, examples, config or EvalConfig())
     return [starts_with(o, e.completion) for o, e in zip(outputs, examples, strict=True)]
+
+
+def cell_rows(
+    method: str, metric: str, examples: Sequence[Example], flags: Sequence[bool]
+) -> list[dict]:
+    """One proportion row of `flags` per group and direction of `examples`, in the order
+    they first appear: a remedy's own measurement of each question."""
+    cells: dict[tuple[str, str], list[bool]] = {}
+    for e, flag in zip(examples, flags, strict=True):
+        cells.setdefault((e.group, e.sense), []).append(flag)
+    return [proportion_row(method, group, sense, metric, v) for (group, sense), v in cells.items()]
 
 
 def by_group(
