@@ -179,8 +179,7 @@ def _typed(value: Any, kind: Any, path: tuple[str, ...]) -> Any:
 
 
 def _from_word(word: Any, item: type) -> Any:
-    """One comma-separated word as a list's item type wants it ('-1' for an int); a word
-    that is none is left for _typed to refuse."""
+    """A comma-separated word as the list's item type wants it ('-1': -1), else as it is."""
     if not isinstance(word, str):
         return word
     try:
