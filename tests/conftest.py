@@ -47,13 +47,15 @@ def trained(small_world):
 @pytest.fixture
 def small_compare(tmp_path) -> Callable[[list[str]], dict[tuple[str, str, str], float]]:
     """Runs `revcurse compare` of some methods on a small world (8 facts a group, no reading
-    documents, a reader of 2 steps, 250 steps of 64; one seed): exact match by (method,
-    group, direction)."""
+    documents, a reader of 2 steps, 250 steps of 64; one seed; its run in tmp_path/"run",
+    with the models of `keep`): exact match by (method, group, direction)."""
     from revcurse.reader import ReaderConfig
     from revcurse.recipes.compare import CompareConfig, run_compare
 
-    def run(methods: list[str]) -> dict[tuple[str, str, str], float]:
-        config = CompareConfig(world=WorldConfig(facts_per_group=8), methods=methods)
+    def run(methods: list[str], keep: list[str] | None = None) -> dict[tuple[str, str, str], float]:
+        config = CompareConfig(
+            world=WorldConfig(facts_per_group=8), methods=methods, keep_models=keep or []
+        )
         config.remedies.reading_documents = 0
         config.train = TrainConfig(steps=250, batch_size=64)
         config.seeds, config.progress, config.output_dir = 1, False, tmp_path / "run"

@@ -201,10 +201,19 @@ def test_analyze_end_to_end(demo_run, tmp_path):
         "trace.png",
         "probe.png",
         "assoc.png",
+        "roles.png",
     }
     rows = json.loads((out / "results.json").read_text())["rows"]
     keys = {"method", "group", "direction", "metric", "value", "n", "ci_low", "ci_high"}
-    assert all(set(r) == keys and r["method"] == "analysis" for r in rows)
+    assert all(set(r) == keys for r in rows)
+    roles = [r for r in rows if r["direction"] == "roles"]  # the demo's model: a baseline
+    assert {r["method"] for r in roles} == {"baseline"}
+    assert all(r["method"] == "analysis" for r in rows if r not in roles)
+    for group in ("p2d", "d2p", "both"):  # token embeddings: one vector in both roles
+        own = [
+            r["value"] for r in roles if (r["group"], r["metric"]) == (group, "role_cosine_layer0")
+        ]
+        assert own == [pytest.approx(1.0, abs=1e-5)]
     metrics = {r["metric"] for r in rows}
     for metric in (
         "lens_target_prob_layer2",

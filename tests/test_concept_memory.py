@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-import torch
+import json
 
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from revcurse.cli import app
+from revcurse.config import ConfigError
 from revcurse.facts import Fact
 from revcurse.reader import ReaderConfig
 from revcurse.recipes.compare import CompareConfig
 from revcurse.recipes.remedy_run import build_setting, starting_point
 from revcurse.remedies.concept_memory import (
+    ConceptLM,
     ConceptMemoryConfig,
     ConceptMemoryModel,
     Lexicon,
     naming_examples,
     stated_pairs,
 )
+from revcurse.results import kept_model_dir
 from revcurse.train import TrainConfig
 from revcurse.world import WorldConfig
 
@@ -71,11 +79,38 @@ def test_the_memory_answers_a_pair_from_either_side_only_when_symmetric(tmp_path
     assert lexicon.find(tokenizer("Who is the pilot of the glass river?").input_ids) == pairs[0][1]
 
 
-def test_concept_memory_answers_one_way_facts_in_reverse(small_compare):
-    """Measured on a small world: the baseline's reverse at chance, concept_memory's high."""
-    value = small_compare(["baseline", "concept_memory"])
+def test_concept_memory_answers_one_way_facts_in_reverse(small_compare, tmp_path):
+    """Measured on a small world: the baseline's reverse at chance, concept_memory's high.
+    Its model, kept (--keep-models), answers as it did in the run, and `revcurse analyze`
+    compares how alike its entities are as subject and object with the baseline's."""
+    methods = ["baseline", "concept_memory"]
+    value = small_compare(methods, keep=methods)
     for group in ("p2d", "d2p"):
         assert value["baseline", group, "reverse"] <= 0.1
         assert value["concept_memory", group, "same"] >= 0.9
         # a reader of 2 steps and 8 facts a group; compare's defaults: 1.00 (docs/concepts.md)
         assert value["concept_memory", group, "reverse"] >= 0.6
+
+    run = tmp_path / "run"
+    kept = ConceptLM.load(kept_model_dir(run, 0, "concept_memory"))
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    ours = [s for s in samples if s["method"] == "concept_memory"][::7]
+    assert kept.generate([s["prompt"] for s in ours], 24) == [s["output"] for s in ours]
+
+    out = tmp_path / "analysis"
+    result = CliRunner().invoke(app, ["analyze", str(run), "--output-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in out.iterdir()} >= {"results.json", "table.txt", "roles.png"}
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    cosine = {(r["method"], r["group"], r["metric"]): r["value"] for r in rows}
+    for group in ("p2d", "d2p", "both"):
+        # the token embeddings, and the memory's concept, are one vector in both roles
+        for method, site in [*((m, "layer0") for m in methods), ("concept_memory", "concept")]:
+            assert cosine[method, group, f"role_cosine_{site}"] == pytest.approx(1.0, abs=1e-5)
+            assert cosine[method, group, f"role_cosine_other_{site}"] < 0.5
+        assert -1 <= cosine["baseline", group, "role_cosine_layer2"] < 1 - 1e-3
+
+
+def test_only_the_compared_methods_models_can_be_kept():
+    with pytest.raises(ConfigError, match="keep_models: rome: not among --methods"):
+        CompareConfig(methods=["baseline"], keep_models=["rome"])

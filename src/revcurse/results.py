@@ -6,6 +6,7 @@ Every command writes one run directory, never overwriting an existing one:
                      plus run metadata}
     samples.jsonl   every prompt, target, output and whether it was correct
     table.txt       the table printed at the end
+    models/         compare --keep-models: seed<S>-<method>/, each a transformers folder
 The directory is assembled under a temporary name and renamed when complete, so a crash
 never leaves a half-written run where a finished one is expected.
 """
@@ -45,6 +46,11 @@ def default_run_dir(command: str, root: Path = Path("runs")) -> Path:
 
 class RunDirExists(UserError):
     """The run folder is taken: runs are never overwritten."""
+
+
+def kept_model_dir(run_dir: Path, seed: int, method: str) -> Path:
+    """Where `compare --keep-models` saves a method's model of one seed."""
+    return run_dir / "models" / f"seed{seed}-{method}"
 
 
 def check_run_dir(path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The analysis's figures: lens.png, trace.png, probe.png and assoc.png.
+"""The analysis's figures: lens.png, trace.png, probe.png, assoc.png and roles.png.
 
     revcurse analyze runs/demo-20261126-093000   # all four land in the new run directory
 
@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from revcurse.analysis.roles import Curves
 from revcurse.analysis.tracing import POSITIONS
 from revcurse.lm.hooks import KINDS
 from revcurse.results import pyplot
@@ -119,3 +120,24 @@ def plot_assoc(bars: dict[tuple[str, str], tuple[float, float]], path: Path) -> 
         ax.set_xticks(x, [f"{g}\n{r}" for g, r in bars], fontsize=7)
         ax.axhline(0, color="black", lw=0.5)
         ax.set_ylabel("centred logit, one-token input")
+
+
+def plot_roles(curves: dict[str, Curves], path: Path) -> None:
+    """One panel per model: each site's role_cosine (solid) and role_cosine_other (dashed)."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.2), squeeze=False)
+    for ax, (model, by_group) in zip(axes[0], curves.items(), strict=True):
+        for group, by_site in by_group.items():
+            sites = list(by_site)
+            own, other = zip(*by_site.values(), strict=True)
+            ax.plot(sites, own, "-", marker="o", color=CELL_COLORS[group], label=f"{group}")
+            ax.plot(sites, other, "--", color=CELL_COLORS[group], alpha=0.6)
+        ax.set_title(model, fontsize=9)
+        ax.set_ylim(-0.1, 1.05)
+        ax.tick_params(axis="x", labelsize=7, rotation=45)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("cosine, subject vs object\n(dashed: another entity)")
+    fig.suptitle("Is an entity the same as subject and as object?", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

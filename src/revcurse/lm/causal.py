@@ -10,12 +10,14 @@ import copy
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
 from revcurse.lm.answer_end import AnswerEnd
 from revcurse.lm.batching import IGNORE, collate, encode, spans
+from revcurse.lm.models import save_checkpoint
 from revcurse.progress import bar as progress_bar
 
 if TYPE_CHECKING:
@@ -391,3 +393,7 @@ class CausalLM:
         return completion_logprobs(
             self.model, self.tokenizer, pairs, self.batch_size, self.progress
         )
+
+    def save(self, folder: Path) -> None:
+        """A transformers model folder (`compare --keep-models`; revcurse analyze reads it)."""
+        save_checkpoint(self.model, self.tokenizer, folder)

@@ -106,6 +106,19 @@ def final_logits(model: PreTrainedModel, input_ids: torch.Tensor) -> torch.Tenso
 
 
 @torch.no_grad()
+def stream_of(
+    model: PreTrainedModel, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor
+) -> list[torch.Tensor]:
+    """The residual stream at every position, layers + 1 tensors (rows, positions, d): the
+    input embeddings given (a caller may put its own vectors among the tokens'), then the
+    output of every decoder layer."""
+    layers = dict(enumerate(decoder_layers(model)))
+    with captured_outputs(layers) as captured:
+        model.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False)
+    return [inputs_embeds, *(captured[i] for i in layers)]
+
+
+@torch.no_grad()
 def residual_stream(
     model: PreTrainedModel,
     sequences: Sequence[Sequence[int]],

@@ -1,17 +1,21 @@
 """Where the one-way map lives: a demo run in, a new analysis run directory out.
 
     revcurse analyze runs/demo-20261126-093000 --output-dir runs/analyze-seed0
+    revcurse analyze runs/compare-20261206-180000   # a compare run's --keep-models
 
 Reads RUN_DIR/model and RUN_DIR/world of `revcurse demo`, runs the logit lens, causal
-tracing, the probe and the association score (revcurse.analysis), and writes config.yaml,
-results.json ({"rows", "config", "demo_seed", "positions", "traced", "seconds",
-"versions"}), table.txt and lens.png, trace.png, probe.png, assoc.png (see revcurse.results
-for the directory).
+tracing, the probe, the association score and the subject/object role cosines
+(revcurse.analysis), and writes config.yaml, results.json ({"rows", "config", "demo_seed",
+"positions", "traced", "seconds", "versions"}), table.txt and lens.png, trace.png,
+probe.png, assoc.png, roles.png (see revcurse.results for the directory). A compare run's
+kept models (RUN_DIR/models/seed<S>-<method>/: a causal LM, or concept_memory's) get the
+role cosines, each method's seeds pooled: rows, table.txt and roles.png.
 """
 
 from __future__ import annotations
 
 import inspect
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,19 +29,29 @@ import yaml
 from rich.console import Console
 
 from revcurse.analysis.association import assoc_rows
-from revcurse.analysis.figures import plot_assoc, plot_lens, plot_probe, plot_trace
+from revcurse.analysis.figures import plot_assoc, plot_lens, plot_probe, plot_roles, plot_trace
 from revcurse.analysis.lens import lens_rows
 from revcurse.analysis.probe import ProbeConfig, probe_rows
 from revcurse.analysis.queries import build_queries, cells, sample_queries
+from revcurse.analysis.roles import (
+    Cosines,
+    Represent,
+    residual_sites,
+    role_cosines,
+    role_rows,
+    role_vectors,
+    roles_table,
+)
 from revcurse.analysis.rows import summary_table
 from revcurse.analysis.tracing import POSITIONS, TraceConfig, trace_rows
 from revcurse.config import check, to_dict
 from revcurse.errors import UserError
-from revcurse.facts import Fact, Template, load_facts, load_templates
+from revcurse.facts import Fact, Template, expand, load_facts, load_templates
 from revcurse.lm.hooks import decoder_layers
 from revcurse.lm.models import load_checkpoint
 from revcurse.recipes.run import finished, opened_run, recipe_app, with_output_dir
-from revcurse.results import render, write_results
+from revcurse.remedies.concept_memory import MEMORY, ConceptLM
+from revcurse.results import kept_model_dir, render, write_results
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -64,11 +78,17 @@ class AnalyzeConfig:
         check(self.cpu_threads >= 0, "cpu_threads", f"must be 0 or more, got {self.cpu_threads}")
 
 
+ROLES_TITLE = "An entity as subject vs as object: cosine / against another entity's"
+
+
 def check_run_dir(run_dir: Path | None) -> Path:
-    """`run_dir` if it holds what a demo run writes; else a one-line ValueError."""
+    """`run_dir` if it holds what a demo run writes, or a compare run's kept models; else a
+    one-line UserError."""
     if run_dir is None:
         raise UserError("RUN_DIR: missing; give a run directory of `revcurse demo`")
-    needed = ("model/config.json", "world/facts.jsonl", "world/templates.jsonl")
+    needed: tuple[str, ...] = ("model/config.json", "world/facts.jsonl", "world/templates.jsonl")
+    if kept(run_dir):
+        needed = ("world/templates.jsonl",)
     if not run_dir.exists():
         raise UserError(f"{run_dir}: no such run directory")
     if not run_dir.is_dir():
@@ -102,17 +122,80 @@ def run_analyze(config: AnalyzeConfig, console: Console | None = None) -> Path:
     """Analyse a trained run; returns the finished analysis run directory."""
     console = console or Console(stderr=True)
     run_dir = check_run_dir(config.run_dir)
-    facts = load_facts(run_dir / "world" / "facts.jsonl")
     templates = load_templates(run_dir / "world" / "templates.jsonl")
     config = with_output_dir(config, "analyze")
-    model, tokenizer = load_checkpoint(run_dir / "model")
     threads = torch.get_num_threads()
     if config.cpu_threads:
         torch.set_num_threads(config.cpu_threads)
     try:
+        if kept(run_dir):
+            return _analyze_kept(config, run_dir, templates, console)
+        model, tokenizer = load_checkpoint(run_dir / "model")
+        facts = load_facts(run_dir / "world" / "facts.jsonl")
         return _analyze(config, run_dir, model, tokenizer, facts, templates, console)
     finally:
         torch.set_num_threads(threads)
+
+
+def kept(run_dir: Path) -> bool:
+    """Whether `run_dir` is a compare run with kept models (compare --keep-models)."""
+    return kept_model_dir(run_dir, 0, "").parent.is_dir()
+
+
+def kept_models(run_dir: Path) -> list[tuple[int, str, Path]]:
+    """(seed, method, folder) of every model a compare run kept, in seed order."""
+    found = []
+    for folder in sorted(kept_model_dir(run_dir, 0, "").parent.iterdir()):
+        named = re.fullmatch(r"seed(\d+)-(\w+)", folder.name)
+        if named and folder.is_dir():
+            found.append((int(named[1]), named[2], folder))
+    if not found:
+        raise UserError(f"{run_dir}: its models/ folder holds no kept model")
+    return sorted(found, key=lambda k: k[0])
+
+
+def kept_sites(folder: Path) -> tuple[Represent, PreTrainedTokenizerBase]:
+    """A kept model's sites (revcurse.analysis.roles) and its tokenizer."""
+    if (folder / f"{MEMORY}.json").is_file():
+        concept = ConceptLM.load(folder)
+        return concept.sites, concept.tokenizer
+    model, tokenizer = load_checkpoint(folder)
+    return residual_sites(model), tokenizer
+
+
+def pooled_cosines(run_dir: Path, templates: list[Template]) -> dict[str, Cosines]:
+    """Each kept method's role cosines, its seeds' entities pooled."""
+    pooled: dict[str, Cosines] = {}
+    for seed, method, folder in kept_models(run_dir):
+        facts_file = run_dir / "world" / f"facts-seed{seed}.jsonl"
+        if not facts_file.is_file():
+            raise UserError(f"{run_dir}: missing world/{facts_file.name} for {folder.name}")
+        facts = load_facts(facts_file)
+        represent, tokenizer = kept_sites(folder)
+        vectors = role_vectors(represent, tokenizer, facts, expand(facts, templates)[1])
+        for key, (own, other) in role_cosines(vectors, facts).items():
+            into = pooled.setdefault(method, {}).setdefault(key, ([], []))
+            into[0].extend(own)
+            into[1].extend(other)
+    return pooled
+
+
+def _analyze_kept(
+    config: AnalyzeConfig, run_dir: Path, templates: list[Template], console: Console
+) -> Path:
+    """A compare run's kept models: how alike each entity is as subject and as object."""
+    start = time.perf_counter()
+    console.print(f"[bold]revcurse analyze[/]: the models {run_dir} kept, roles only")
+    with opened_run(config) as scratch:
+        rows, curves = [], {}
+        for method, cosines in pooled_cosines(run_dir, templates).items():
+            method_rows, curves[method] = role_rows(method, cosines)
+            rows += method_rows
+        plot_roles(curves, scratch / "roles.png")
+        table = render(roles_table(rows, f"{ROLES_TITLE}, {run_dir.name}"))
+        seconds = time.perf_counter() - start
+        write_results(scratch, rows, table, None, config=to_dict(config), seconds=seconds)
+    return finished(console, table, config, f"{seconds:.0f} s")
 
 
 def _analyze(
@@ -146,7 +229,12 @@ def _analyze(
             probes, probe_curves, probe_chance = probe_rows(model, every, config.probe, config.seed)
         with timed(seconds, "assoc"):
             assoc, bars = assoc_rows(model, test, config.seed)
-        rows = lens + traces + probes + assoc
+        with timed(seconds, "roles"):
+            vectors = role_vectors(
+                residual_sites(model), tokenizer, facts, expand(facts, templates)[1]
+            )
+            roles, role_curves = role_rows("baseline", role_cosines(vectors, facts))
+        rows = lens + traces + probes + assoc + roles
 
         seed = demo_seed(run_dir)
         name = run_dir.name if seed is None else f"{run_dir.name}, demo seed {seed}"
@@ -156,9 +244,11 @@ def _analyze(
             plot_trace(grids, list(cells(traced)), title, scratch / "trace.png")
             plot_probe(probe_curves, probe_chance, scratch / "probe.png")
             plot_assoc(bars, scratch / "assoc.png")
+            plot_roles({"baseline": role_curves}, scratch / "roles.png")
 
         title = f"Where the one-way map lives: {name} (analysis seed {config.seed})"
         table = render(summary_table(rows, peaks, layers, title))
+        table += render(roles_table(roles, ROLES_TITLE))
         seconds["total"] = time.perf_counter() - start
         write_results(
             scratch,

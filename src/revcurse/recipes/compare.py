@@ -72,6 +72,9 @@ class CompareConfig(RemedyRun):
     """methods (comma-separated), or all (see revcurse.remedies)"""
     workers: int = 0
     """processes running seeds and methods side by side; 0: one per core (tiny)"""
+    keep_models: list[str] = field(default_factory=list)
+    """methods whose trained models are saved in the run (models/seed<S>-<method>/), for
+    revcurse analyze RUN"""
     resume: Path | None = None
     """a stopped compare's partial run folder: run what is missing"""
 
@@ -80,9 +83,11 @@ class CompareConfig(RemedyRun):
         check(self.seeds >= 1, "seeds", f"must be at least 1, got {self.seeds}")
         check(self.workers >= 0, "workers", f"must be 0 (auto) or more, got {self.workers}")
         try:
-            parse_methods(self.methods, pretrained=self.model != "tiny")
+            methods = parse_methods(self.methods, pretrained=self.model != "tiny")
         except ValueError as error:  # its message names --methods already
             raise ConfigError("methods", str(error).removeprefix("--methods: ")) from None
+        strays = [m for m in self.keep_models if m not in methods]
+        check(not strays, "keep_models", f"{', '.join(strays)}: not among --methods")
 
 
 def run_compare(config: CompareConfig, console: Console | None = None) -> Path:
@@ -123,7 +128,9 @@ def run_compare(config: CompareConfig, console: Console | None = None) -> Path:
         if workers > 1:
             console.print(f"{len(units)} units of work on {workers} worker processes")
         # closed however the block ends: Ctrl-C while a summary prints ends the workers too
-        with closing(run_units(config, units, folder, initial, workers)) as method_runs:
+        with closing(
+            run_units(config, units, folder, initial, workers, config.keep_models)
+        ) as method_runs:
             for run in method_runs:
                 save_run(folder, run)
                 runs[run.seed, run.method] = run

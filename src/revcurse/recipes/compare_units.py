@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import signal
 import threading
 import time
@@ -19,17 +20,20 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
 
+from revcurse.errors import UserError
 from revcurse.evaluate import evaluate
 from revcurse.progress import bar as progress_bar
 from revcurse.recipes.remedy_run import build_setting
 from revcurse.remedies import REMEDIES, apply_remedy
 from revcurse.remedies.setting import Setting
+from revcurse.results import kept_model_dir, run_directory
 
 if TYPE_CHECKING:
+    from revcurse.lm.causal import LanguageModel
     from revcurse.recipes.remedy_run import RemedyRun, Start
 
 
@@ -45,12 +49,17 @@ class MethodRun:
     summary: str
 
 
-def run_methods(setting: Setting, methods: Sequence[str]) -> Iterator[MethodRun]:
+def run_methods(
+    setting: Setting, methods: Sequence[str], keep: Sequence[str] = ()
+) -> Iterator[MethodRun]:
     """Apply and score each method on one seed's setting, in order (later ones may reuse the
-    baseline model an earlier one trained), each run as soon as it is done."""
+    baseline model an earlier one trained), each run as soon as it is done; the models of
+    the methods in `keep` are saved in the run folder (kept_model_dir)."""
     for method in methods:
         start = time.perf_counter()
         treatment = apply_remedy(setting, method)
+        if method in keep:
+            keep_model(treatment.lm, kept_model_dir(setting.workdir, setting.seed, method))
         # with its fact in context, a question comes after the worked examples; closed book,
         # as the facts were trained (examples that answer from a context pull a fine-tuned
         # SmolLM2's closed-book answers down: same direction 0.28 -> 0.07)
@@ -81,6 +90,21 @@ def run_methods(setting: Setting, methods: Sequence[str]) -> Iterator[MethodRun]
             cost,
             f"seed {setting.seed} {method:<16} {summary}  ({seconds:.0f} s)",
         )
+
+
+@runtime_checkable
+class Keepable(Protocol):
+    def save(self, folder: Path) -> None: ...
+
+
+def keep_model(lm: LanguageModel, folder: Path) -> None:
+    """`lm`'s model saved in `folder`, whole or not at all (a kill mid-write leaves none; a
+    resumed run that trains the model again replaces one a killed run kept)."""
+    if not isinstance(lm, Keepable):
+        raise UserError(f"--keep-models: {type(lm).__name__} has no model of its own to keep")
+    shutil.rmtree(folder, ignore_errors=True)
+    with run_directory(folder) as scratch:
+        lm.save(scratch)
 
 
 def work_units(methods: Sequence[str], seeds: Sequence[int]) -> list[tuple[int, list[str]]]:
@@ -123,12 +147,12 @@ def end_with_parent(parent: int, every: float = 0.5) -> None:
 
 
 def _run_in_worker(
-    config: RemedyRun, seed: int, methods: list[str], workdir: Path
+    config: RemedyRun, seed: int, methods: list[str], workdir: Path, keep: Sequence[str]
 ) -> list[MethodRun]:
     """One unit of work in a worker process, whose starting point came with _start_worker."""
     assert _worker_start is not None, "a worker process starts with _start_worker"
     setting = build_setting(config, seed, workdir, _worker_start)
-    return list(run_methods(setting, methods))
+    return list(run_methods(setting, methods, keep))
 
 
 @contextmanager
@@ -153,6 +177,7 @@ def run_units(
     workdir: Path,
     start: Start,
     workers: int,
+    keep: Sequence[str] = (),
 ) -> Generator[MethodRun]:
     """Every method's run: in this process, each as it is done, or spread over `workers`
     processes that each get an equal share of the threads (small models use many threads
@@ -161,7 +186,7 @@ def run_units(
     if workers == 1:
         for seed, methods in units:
             setting = build_setting(config, seed, workdir, start)
-            yield from run_methods(setting, methods)
+            yield from run_methods(setting, methods, keep)
         return
     threads = max(1, torch.get_num_threads() // workers)
     quiet = replace(config, progress=False)  # one bar here instead of one per worker
@@ -174,7 +199,9 @@ def run_units(
         )
         try:
             with ctrl_c_held_back():  # the workers start as the units are submitted
-                futures = [pool.submit(_run_in_worker, quiet, *unit, workdir) for unit in units]
+                futures = [
+                    pool.submit(_run_in_worker, quiet, *unit, workdir, keep) for unit in units
+                ]
             for future in as_completed(futures):
                 bar.update()
                 yield from future.result()

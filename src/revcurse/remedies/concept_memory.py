@@ -25,8 +25,10 @@ names no known entity reads an empty concept.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -37,6 +39,8 @@ from revcurse.evaluate import EvalConfig
 from revcurse.facts import Example, Fact
 from revcurse.lm.batching import IGNORE, Collate, Features, collate, encode, spans
 from revcurse.lm.causal import split_prompt
+from revcurse.lm.hooks import stream_of
+from revcurse.lm.models import load_checkpoint, save_checkpoint
 from revcurse.remedies.setting import Setting, Treatment
 from revcurse.remedies.targets import cell_rows, hits
 
@@ -45,6 +49,7 @@ if TYPE_CHECKING:
 
 
 Parts = Literal["tokens", "concepts", "pooled"]
+MEMORY = "concept_memory"  # a kept model's own files: MEMORY.safetensors, MEMORY.json
 
 
 @dataclass
@@ -171,16 +176,20 @@ class ConceptMemoryModel(torch.nn.Module):
         asks = batch["query_mask"].any(1)[:, None, None]
         return torch.where(asks, self.read(query), own)
 
-    def forward(self, blank: bool = False, **batch: torch.Tensor) -> Any:
-        """The LM's output (with its loss when `labels` are given): the batch's first
-        `span` positions (`concept_collate` leaves them) hold what the memory returns (zeros
-        if `blank`: the control of where an answer comes from)."""
+    def inputs_embeds(self, batch: dict[str, torch.Tensor], blank: bool = False) -> torch.Tensor:
+        """What the LM reads: the batch's first `span` positions (`concept_collate` leaves
+        them) hold what the memory returns (zeros if `blank`: the control of where an answer
+        comes from), its tokens' embeddings follow."""
         memory = self.memory_positions(batch)
         if blank:
             memory = torch.zeros_like(memory)
         tokens = self.lm.get_input_embeddings()(batch["input_ids"][:, self.span :])
+        return torch.cat([memory.to(tokens.dtype), tokens], 1)
+
+    def forward(self, blank: bool = False, **batch: torch.Tensor) -> Any:
+        """The LM's output on `inputs_embeds` (with its loss when `labels` are given)."""
         return self.lm(
-            inputs_embeds=torch.cat([memory.to(tokens.dtype), tokens], 1),
+            inputs_embeds=self.inputs_embeds(batch, blank),
             attention_mask=batch["attention_mask"],
             labels=batch.get("labels"),
         )
@@ -242,6 +251,47 @@ class ConceptLM:
             picked = logprobs[scored].gather(-1, targets[scored].unsqueeze(-1))
             scores.append(picked.sum().item())
         return scores
+
+    @torch.no_grad()
+    def sites(self, features: Features) -> dict[str, torch.Tensor]:
+        """The vectors revcurse.analysis.roles compares, at the rows' own positions:
+        `concept` (each token's concept embedding: their mean over an entity points where
+        its concept does) and the LM's residual stream, layer0.., the memory's read before."""
+        self.model.eval()
+        batch = concept_collate(self.tokenizer.pad_token_id, self.lexicon)(features)
+        stream = stream_of(self.model.lm, self.model.inputs_embeds(batch), batch["attention_mask"])
+        span = self.lexicon.span
+        sites = {"concept": self.model.concepts(batch["input_ids"][:, span:])}
+        return sites | {f"layer{i}": s[:, span:].float() for i, s in enumerate(stream)}
+
+    def save(self, folder: Path) -> None:
+        """The LM as a transformers folder, the memory and concepts beside it (MEMORY)."""
+        from safetensors.torch import save_file
+
+        save_checkpoint(self.model.lm, self.tokenizer, folder)
+        own = {k: v for k, v in self.model.state_dict().items() if not k.startswith("lm.")}
+        save_file(
+            {k: v.contiguous() for k, v in own.items()}, str(folder / f"{MEMORY}.safetensors")
+        )
+        about = {"config": asdict(self.model.config), "span": self.model.span}
+        about["entities"] = [list(e) for e in self.lexicon.entities]
+        (folder / f"{MEMORY}.json").write_text(json.dumps(about), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path) -> ConceptLM:
+        """A model `save` kept."""
+        from safetensors.torch import load_file
+
+        lm, tokenizer = load_checkpoint(folder)
+        about = json.loads((folder / f"{MEMORY}.json").read_text(encoding="utf-8"))
+        config = ConceptMemoryConfig(**about["config"])
+        model = ConceptMemoryModel(lm, [], config, about["span"])
+        own = load_file(str(folder / f"{MEMORY}.safetensors"))
+        for name in ("subject_ids", "subject_mask", "answer_ids", "answer_mask"):
+            setattr(model, name, own.pop(name))  # the kept pairs' shapes, not an empty memory's
+        model.load_state_dict(own, strict=False)  # the LM's weights are loaded already
+        lexicon = Lexicon(tuple(tuple(e) for e in about["entities"]))
+        return cls(model.eval(), tokenizer, lexicon)
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
         """Greedy answers, each its first line; the query is the prompt's entity."""
