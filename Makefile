@@ -67,14 +67,17 @@ readme-worlds: $(BIN)/revcurse
 		--no-progress --output-dir $$dir/berglund \
 	&& $(BIN)/python scripts/update_readme.py --compare-brief $$dir/berglund compare-berglund
 
-# Regenerate docs/concepts.md's blocks (~10 min): concept_memory against the baseline on 3 seeds,
-# its controls (a one-way memory; no naming), its other designs (what a read returns), your
+# Regenerate docs/concepts.md's blocks (~10 min): concept_memory against the baseline on 3 seeds
+# (their models kept: how alike an entity is as subject and object, revcurse analyze), its controls (a one-way memory; no naming), its other designs (what a read returns), your
 # relations and Berglund's facts.
 CONCEPT = --methods baseline,concept_memory --no-progress
 readme-concept: $(BIN)/revcurse
 	dir=runs/readme-concept-$$(date +%Y%m%d-%H%M%S) \
-	&& $(BIN)/revcurse compare $(CONCEPT) --output-dir $$dir/compare \
+	&& $(BIN)/revcurse compare $(CONCEPT) --keep-models baseline,concept_memory \
+		--output-dir $$dir/compare \
 	&& $(BIN)/python scripts/update_readme.py --compare $$dir/compare compare-concept \
+	&& $(BIN)/revcurse analyze $$dir/compare --no-progress --output-dir $$dir/roles \
+	&& $(BIN)/python scripts/update_readme.py --roles $$dir/roles concept-roles \
 	&& $(BIN)/revcurse compare $(CONCEPT) --seeds 1 --remedies.concept-memory.no-symmetric \
 		--output-dir $$dir/one-way \
 	&& $(BIN)/python scripts/update_readme.py --compare-brief $$dir/one-way concept-one-way \

@@ -6,6 +6,7 @@
     python scripts/update_readme.py --compare-brief runs/compare-rt1000 BLOCK
     python scripts/update_readme.py --berglund runs/berglund-smollm2
     python scripts/update_readme.py --teach runs/teach-smollm2 BLOCK
+    python scripts/update_readme.py --roles runs/analyze-kept BLOCK
 
 The first replaces the text between `<!-- results:demo:start -->` and
 `<!-- results:demo:end -->` with the demo run's table.txt and the command that reproduces
@@ -20,7 +21,9 @@ efficiency.png to docs/BLOCK_efficiency.png);
 --compare-brief puts only the command and the one-way rows into BLOCK. The last fills
 `<!-- results:berglund-smollm2:* -->` with a `revcurse berglund` run's table
 (benchmarks/berglund_smollm2.py --keep DIR); --teach fills BLOCK with a `revcurse teach`
-run's before/after table and the command that made it.
+run's before/after table and the command that made it; --roles fills BLOCK with a
+`revcurse analyze` run of a compare's kept models: its table and its roles.png (copied to
+docs/BLOCK.png).
 """
 
 from __future__ import annotations
@@ -292,6 +295,20 @@ def analyze_block(run_dir: Path) -> str:
     return f"![Causal tracing of the demo model]({TRACE_FIGURE})\n\n{analyze_text(results)}"
 
 
+def roles_block(run_dir: Path, name: str) -> str:
+    """An analysis of kept models: the command, its table and its roles.png."""
+    results = json.loads((run_dir / "results.json").read_text())
+    figure = f"docs/{name}.png"
+    shutil.copyfile(run_dir / "roles.png", ROOT / figure)
+    compared = Path(results["config"]["run_dir"]).name
+    table = (run_dir / "table.txt").read_text().rstrip()
+    return (
+        f"![Subject vs object cosine by site]({figure})\n\n"
+        f"```\n$ revcurse analyze {compared}\n{table}\n```\n"
+        f"{results['seconds']:.0f} s on 2 CPU cores, models kept by the compare run above."
+    )
+
+
 # ---------------------------------------------------------------------------- compare
 
 
@@ -384,6 +401,9 @@ def main(argv: list[str]) -> None:
         options = changed_options(config, default_values(TeachConfig, config["model"]))
         replace_block(argv[2], table_block(Path(argv[1]), " ".join(["revcurse teach", *options])))
         print(f"{README}: {argv[2]} block from {argv[1]}")
+    elif len(argv) == 3 and argv[0] == "--roles":
+        replace_block(argv[2], roles_block(Path(argv[1]), argv[2]))
+        print(f"{README}: {argv[2]} block from {argv[1]}, figure docs/{argv[2]}.png")
     elif len(argv) == 2 and argv[0] == "--analyze":
         replace_block("analyze", analyze_block(Path(argv[1])))
         print(f"{README}: analysis from {argv[1]}, figure {TRACE_FIGURE}")

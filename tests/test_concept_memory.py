@@ -14,14 +14,8 @@ from revcurse.facts import Fact
 from revcurse.reader import ReaderConfig
 from revcurse.recipes.compare import CompareConfig
 from revcurse.recipes.remedy_run import build_setting, starting_point
-from revcurse.remedies.concept_memory import (
-    ConceptLM,
-    ConceptMemoryConfig,
-    ConceptMemoryModel,
-    Lexicon,
-    naming_examples,
-    stated_pairs,
-)
+from revcurse.remedies.concept_memory import ConceptLM, naming_examples, stated_pairs
+from revcurse.remedies.concept_model import ConceptMemoryConfig, ConceptMemoryModel, Lexicon
 from revcurse.results import kept_model_dir
 from revcurse.train import TrainConfig
 from revcurse.world import WorldConfig

@@ -35,7 +35,6 @@ from revcurse.analysis.probe import ProbeConfig, probe_rows
 from revcurse.analysis.queries import build_queries, cells, sample_queries
 from revcurse.analysis.roles import (
     Cosines,
-    Represent,
     residual_sites,
     role_cosines,
     role_rows,
@@ -47,11 +46,13 @@ from revcurse.analysis.tracing import POSITIONS, TraceConfig, trace_rows
 from revcurse.config import check, to_dict
 from revcurse.errors import UserError
 from revcurse.facts import Fact, Template, expand, load_facts, load_templates
+from revcurse.lm.causal import CausalLM
 from revcurse.lm.hooks import decoder_layers
 from revcurse.lm.models import load_checkpoint
 from revcurse.recipes.run import finished, opened_run, recipe_app, with_output_dir
 from revcurse.remedies.concept_memory import MEMORY, ConceptLM
-from revcurse.results import kept_model_dir, render, write_results
+from revcurse.results import kept_model_dir, measurements_table, render, write_results
+from revcurse.stats import mean_row
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -154,47 +155,68 @@ def kept_models(run_dir: Path) -> list[tuple[int, str, Path]]:
     return sorted(found, key=lambda k: k[0])
 
 
-def kept_sites(folder: Path) -> tuple[Represent, PreTrainedTokenizerBase]:
-    """A kept model's sites (revcurse.analysis.roles) and its tokenizer."""
+def kept_lm(folder: Path) -> CausalLM | ConceptLM:
+    """A model `compare --keep-models` saved: concept_memory's, or a causal LM."""
     if (folder / f"{MEMORY}.json").is_file():
-        concept = ConceptLM.load(folder)
-        return concept.sites, concept.tokenizer
-    model, tokenizer = load_checkpoint(folder)
-    return residual_sites(model), tokenizer
+        return ConceptLM.load(folder)
+    return CausalLM(*load_checkpoint(folder))
 
 
-def pooled_cosines(run_dir: Path, templates: list[Template]) -> dict[str, Cosines]:
-    """Each kept method's role cosines, its seeds' entities pooled."""
-    pooled: dict[str, Cosines] = {}
+Reads = dict[tuple[str, str, str, int], list[float]]  # (method, group, relation, layer) -> shares
+
+
+def pooled(run_dir: Path, templates: list[Template]) -> tuple[dict[str, Cosines], Reads]:
+    """Each kept method's role cosines and, for a concept memory, the share of attention its
+    questions' last position gives the memory, per layer; its seeds' entities pooled."""
+    cosines: dict[str, Cosines] = {}
+    reads: Reads = {}
     for seed, method, folder in kept_models(run_dir):
         facts_file = run_dir / "world" / f"facts-seed{seed}.jsonl"
         if not facts_file.is_file():
             raise UserError(f"{run_dir}: missing world/{facts_file.name} for {folder.name}")
         facts = load_facts(facts_file)
-        represent, tokenizer = kept_sites(folder)
-        vectors = role_vectors(represent, tokenizer, facts, expand(facts, templates)[1])
+        lm = kept_lm(folder)
+        sites = lm.sites if isinstance(lm, ConceptLM) else residual_sites(lm.model)
+        test = expand(facts, templates)[1]
+        vectors = role_vectors(sites, lm.tokenizer, facts, test)
         for key, (own, other) in role_cosines(vectors, facts).items():
-            into = pooled.setdefault(method, {}).setdefault(key, ([], []))
+            into = cosines.setdefault(method, {}).setdefault(key, ([], []))
             into[0].extend(own)
             into[1].extend(other)
-    return pooled
+        if isinstance(lm, ConceptLM):
+            shares = lm.memory_attention([e.prompt for e in test])
+            for e, by_layer in zip(test, shares.tolist(), strict=True):
+                for layer, share in enumerate(by_layer):
+                    reads.setdefault((method, e.group, e.sense, layer), []).append(share)
+    return cosines, reads
 
 
 def _analyze_kept(
     config: AnalyzeConfig, run_dir: Path, templates: list[Template], console: Console
 ) -> Path:
-    """A compare run's kept models: how alike each entity is as subject and as object."""
+    """A compare run's kept models: how alike each entity is as subject and as object, and
+    how much a concept memory's questions read from it."""
     start = time.perf_counter()
     console.print(f"[bold]revcurse analyze[/]: the models {run_dir} kept, roles only")
     with opened_run(config) as scratch:
         rows, curves = [], {}
-        for method, cosines in pooled_cosines(run_dir, templates).items():
-            method_rows, curves[method] = role_rows(method, cosines)
+        cosines, reads = pooled(run_dir, templates)
+        for method, by_site in cosines.items():
+            method_rows, curves[method] = role_rows(method, by_site)
             rows += method_rows
         plot_roles(curves, scratch / "roles.png")
         table = render(roles_table(rows, f"{ROLES_TITLE}, {run_dir.name}"))
+        read_rows = [
+            mean_row(method, group, rel, f"memory_attention_layer{layer}", shares)
+            for (method, group, rel, layer), shares in reads.items()
+        ]
+        if read_rows:
+            title = "Attention from a question's last position to the memory's, by layer"
+            table += render(measurements_table(read_rows, title))
         seconds = time.perf_counter() - start
-        write_results(scratch, rows, table, None, config=to_dict(config), seconds=seconds)
+        write_results(
+            scratch, rows + read_rows, table, None, config=to_dict(config), seconds=seconds
+        )
     return finished(console, table, config, f"{seconds:.0f} s")
 
 

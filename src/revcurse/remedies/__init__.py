@@ -30,7 +30,7 @@ from revcurse.remedies import (
     rome,
     self_distill,
 )
-from revcurse.remedies.concept_memory import ConceptMemoryConfig
+from revcurse.remedies.concept_model import ConceptMemoryConfig
 from revcurse.remedies.hebbian import HebbianConfig
 from revcurse.remedies.knowledge_base import KnowledgeBaseConfig
 from revcurse.remedies.memit import HebbianMemitConfig, MemitConfig
