@@ -162,7 +162,7 @@ def kept_lm(folder: Path) -> CausalLM | ConceptLM:
     return CausalLM(*load_checkpoint(folder))
 
 
-Reads = dict[tuple[str, str, str, int], list[float]]  # (method, group, relation, layer) -> shares
+Reads = dict[tuple[str, str, str, str], list[float]]  # (method, group, relation, metric) -> shares
 
 
 def pooled(run_dir: Path, templates: list[Template]) -> tuple[dict[str, Cosines], Reads]:
@@ -185,9 +185,15 @@ def pooled(run_dir: Path, templates: list[Template]) -> tuple[dict[str, Cosines]
             into[1].extend(other)
         if isinstance(lm, ConceptLM):
             shares = lm.memory_attention([e.prompt for e in test])
+            span = lm.lexicon.span
             for e, by_layer in zip(test, shares.tolist(), strict=True):
-                for layer, share in enumerate(by_layer):
-                    reads.setdefault((method, e.group, e.sense, layer), []).append(share)
+                # attention spread evenly over the memory's positions and the prompt's
+                even = span / (span + len(lm.tokenizer(e.prompt).input_ids))
+                for metric, share in [
+                    *((f"memory_attention_layer{i}", s) for i, s in enumerate(by_layer)),
+                    ("memory_attention_even", even),
+                ]:
+                    reads.setdefault((method, e.group, e.sense, metric), []).append(share)
     return cosines, reads
 
 
@@ -206,12 +212,9 @@ def _analyze_kept(
             rows += method_rows
         plot_roles(curves, scratch / "roles.png")
         table = render(roles_table(rows, f"{ROLES_TITLE}, {run_dir.name}"))
-        read_rows = [
-            mean_row(method, group, rel, f"memory_attention_layer{layer}", shares)
-            for (method, group, rel, layer), shares in reads.items()
-        ]
+        read_rows = [mean_row(*key, shares) for key, shares in reads.items()]
         if read_rows:
-            title = "Attention from a question's last position to the memory's, by layer"
+            title = "A question's attention on the memory, by layer (even: spread evenly)"
             table += render(measurements_table(read_rows, title))
         seconds = time.perf_counter() - start
         write_results(
