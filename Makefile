@@ -31,8 +31,9 @@ test: lint
 	$(BIN)/pytest
 
 # Regenerate the README's demo table and analysis paragraph from fresh runs (~1 min),
-# and its remedy comparison (readme-compare, ~6 min: every method on 3 seeds, then
-# reverse_training and mlm_u at convergence, hebbian_delta and memit on a wider FFN).
+# and its remedy comparison (readme-compare, ~15 min: every method on 3 seeds, then
+# reverse_training and mlm_u at convergence, mlm_u at its own budget of 12000 steps,
+# hebbian_delta and memit on a wider FFN).
 readme: $(BIN)/revcurse
 	dir=runs/readme-$$(date +%Y%m%d-%H%M%S) \
 	&& $(BIN)/revcurse demo --no-progress --output-dir $$dir/demo \
@@ -47,6 +48,9 @@ readme-compare: $(BIN)/revcurse
 	&& $(BIN)/revcurse compare --no-progress --methods baseline,reverse_training,mlm_u \
 		--budget converged --output-dir $$dir-converged \
 	&& $(BIN)/python scripts/update_readme.py --compare $$dir-converged compare-converged \
+	&& $(BIN)/revcurse compare --no-progress --methods baseline,mlm_u --remedies.mlm-u.steps 12000 \
+		--output-dir $$dir-mlm-u \
+	&& $(BIN)/python scripts/update_readme.py --compare $$dir-mlm-u compare-mlm-u \
 	&& $(BIN)/revcurse compare --no-progress --methods baseline,hebbian_delta,memit \
 		--tiny.d-ff 1024 --remedies.hebbian.ridge 4 --remedies.memit.ridge 20 \
 		--output-dir $$dir-wide \

@@ -150,7 +150,7 @@ CASES = [
         "mlm-u-pretrained",
         [*COMPARE, "--methods", "mlm_u", "--model", "{d}/m"],
         {"m/config.json": "{}"},
-        "mlm_u trains from scratch: use --model tiny",
+        "mlm_u runs on the tiny model only: use --model tiny",
     ),
     # berglund, pairs, analyze
     ("berglund-data", ["berglund", "--data", "{d}/none"], {}, "none: no such folder"),

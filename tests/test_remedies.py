@@ -17,6 +17,7 @@ from revcurse.evaluate import EvalConfig
 from revcurse.facts import Fact
 from revcurse.kb import KnowledgeBase
 from revcurse.lm.batching import IGNORE, encode
+from revcurse.lm.tiny import build_tiny_model
 from revcurse.reader import ReaderConfig
 from revcurse.recipes.compare import CompareConfig, run_compare
 from revcurse.recipes.compare_units import work_units
@@ -24,7 +25,7 @@ from revcurse.recipes.remedy_run import build_setting, starting_point
 from revcurse.remedies import REMEDIES, apply_remedy, parse_methods
 from revcurse.remedies.bidirectional import reversed_phrasings
 from revcurse.remedies.knowledge_base import KnowledgeBaseConfig
-from revcurse.remedies.mlm_u import MaskedLM, build_masked_model, mlm_u_collate
+from revcurse.remedies.mlm_u import Bidirectional, MaskedLM, mlm_u_collate
 from revcurse.remedies.reverse_training import SEGMENT_MARKER, reverse_text
 from revcurse.stats import aggregate
 from revcurse.train import TrainConfig
@@ -182,10 +183,35 @@ def test_mlm_u_collate_masks_at_a_uniform_rate(small_world):
     assert rates.min() < 0.25 and rates.max() > 0.75  # rates spread over (0, 1)
 
 
+def test_mlm_u_model_reads_both_ways(small_world):
+    """The tiny Llama made bidirectional: a later token changes an earlier position's output
+    (it cannot in the causal model), and padding changes nothing."""
+    _, _, _, tokenizer = small_world
+    torch.manual_seed(0)
+    causal = build_tiny_model(CompareConfig().tiny, tokenizer).eval()
+    both = Bidirectional(causal)
+    ids = torch.tensor([[1, 5, 6, 7], [1, 5, 6, 8]])
+    ones = torch.ones_like(ids)
+    with torch.no_grad():
+        first = both(input_ids=ids, attention_mask=ones).logits[:, 0]
+        assert not torch.allclose(first[0], first[1])
+        assert torch.allclose(
+            causal(input_ids=ids).logits[0, 0], causal(input_ids=ids).logits[1, 0]
+        )
+        padded = torch.cat([ids, torch.zeros(2, 2, dtype=torch.long)], 1)
+        mask = torch.cat([ones, torch.zeros(2, 2, dtype=torch.long)], 1)
+        torch.testing.assert_close(
+            both(input_ids=padded, attention_mask=mask).logits[:, :4],
+            both(input_ids=ids, attention_mask=ones).logits,
+            atol=1e-5,
+            rtol=1e-4,
+        )
+
+
 def test_masked_lm_scores_chain_rule_and_batch_independence(small_world):
     _, _, test_examples, tokenizer = small_world
     torch.manual_seed(0)
-    model = build_masked_model(CompareConfig().tiny, tokenizer).eval()
+    model = Bidirectional(build_tiny_model(CompareConfig().tiny, tokenizer)).eval()
     pairs = [(e.prompt, e.completion) for e in test_examples[:6]]
     one = MaskedLM(model, tokenizer, slots=12, batch_size=1).logprobs(pairs)
     many = MaskedLM(model, tokenizer, slots=12, batch_size=64).logprobs(pairs)

@@ -34,6 +34,7 @@ from revcurse.remedies.concept_model import ConceptMemoryConfig
 from revcurse.remedies.hebbian import HebbianConfig
 from revcurse.remedies.knowledge_base import KnowledgeBaseConfig
 from revcurse.remedies.memit import HebbianMemitConfig, MemitConfig
+from revcurse.remedies.mlm_u import MlmUConfig
 from revcurse.remedies.reverse_training import ReverseTrainingConfig
 from revcurse.remedies.rome import RomeConfig
 from revcurse.remedies.self_distill import SelfDistillConfig
@@ -60,6 +61,7 @@ class RemedyConfig:
     memit: MemitConfig = field(default_factory=MemitConfig)
     hebbian_memit: HebbianMemitConfig = field(default_factory=HebbianMemitConfig)
     concept_memory: ConceptMemoryConfig = field(default_factory=ConceptMemoryConfig)
+    mlm_u: MlmUConfig = field(default_factory=MlmUConfig)
 
     def __post_init__(self) -> None:
         for name in ("distractors", "reading_documents"):
@@ -83,7 +85,9 @@ class Remedy:
     # Trains its own model from the start weights rather than change the baseline's, so it
     # needs nothing from another method and can run beside them (revcurse compare --workers)
     own_model: bool = False
-    tiny_only: bool = False  # builds a model from scratch (no pretrained weights to start)
+    tiny_only: bool = (
+        False  # its own architecture around the tiny model (none for a pretrained one)
+    )
     teaches: bool = False  # puts every fact in the weights: `revcurse teach` can run it
 
 
@@ -122,7 +126,9 @@ def parse_methods(methods: Sequence[str] | str, pretrained: bool = False) -> lis
         )
     tiny = [m for m in names if pretrained and REMEDIES[m].tiny_only]
     if tiny:
-        raise UserError(f"--methods: {', '.join(tiny)} trains from scratch: use --model tiny")
+        raise UserError(
+            f"--methods: {', '.join(tiny)} runs on the tiny model only: use --model tiny"
+        )
     return names
 
 
