@@ -21,8 +21,8 @@ import torch
 
 from revcurse.evaluate import EvalConfig, alternatives
 from revcurse.facts import expand
-from revcurse.lm.causal import completion_logprobs
 from revcurse.lm.models import make_model
+from revcurse.lm.scoring import completion_logprobs
 from revcurse.lm.tiny import TinyModelConfig
 from revcurse.world import TEMPLATES, WorldConfig, generate_facts
 

@@ -7,7 +7,7 @@ sequence whole.
 The prompts are compare's in-context questions on a pretrained model: three worked
 examples (revcurse.context.worked_examples), the fact as a `Fact:` line, the question;
 each is scored with `--candidates` completions of its phrasing. Scored both ways by
-revcurse.lm.causal: shared_prompt_logprobs (each prompt once, its key-value cache
+revcurse.lm.scoring: shared_prompt_logprobs (each prompt once, its key-value cache
 repeated for the completions) and batched whole sequences. Prints pairs/s of each, the
 speed ratio (target >= 3x) and the largest absolute difference of a score (<= 1e-4). Then
 every question of that world answered greedily: each phrasing's worked-examples start run
@@ -25,7 +25,7 @@ import time
 from revcurse.context import posed_in_context, worked_examples
 from revcurse.evaluate import EvalConfig, alternatives, answer_tokens
 from revcurse.facts import expand
-from revcurse.lm import causal
+from revcurse.lm import causal, scoring
 from revcurse.lm.batching import encode
 from revcurse.lm.pretrained import load_pretrained
 from revcurse.world import TEMPLATES, WorldConfig, generate_facts
@@ -55,10 +55,10 @@ def main() -> None:
     features = encode(tokenizer, pairs, eos=False)
 
     start = time.perf_counter()
-    shared = causal.shared_prompt_logprobs(model, features, args.batch_size, progress=False)
+    shared = scoring.shared_prompt_logprobs(model, features, args.batch_size, progress=False)
     shared_s = time.perf_counter() - start
     start = time.perf_counter()
-    whole = causal.whole_sequence_logprobs(model, tokenizer, features, args.batch_size, False)
+    whole = scoring.whole_sequence_logprobs(model, tokenizer, features, args.batch_size, False)
     whole_s = time.perf_counter() - start
 
     speedup = whole_s / shared_s

@@ -7,13 +7,8 @@ import torch
 
 from revcurse.evaluate import EvalConfig, alternatives, anywhere, evaluate, starts_with
 from revcurse.lm.batching import encode
-from revcurse.lm.causal import (
-    CausalLM,
-    common_starts,
-    completion_logprobs,
-    generate,
-    prompt_sharing_pays,
-)
+from revcurse.lm.causal import CausalLM, generate
+from revcurse.lm.scoring import common_starts, completion_logprobs, prompt_sharing_pays
 
 
 def test_starts_with_is_berglunds_rule():

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from revcurse.config import check
 from revcurse.lm.batching import IGNORE, Collate, Features, collate
-from revcurse.lm.causal import split_prompt
+from revcurse.lm.scoring import split_prompt
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
