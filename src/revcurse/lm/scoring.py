@@ -74,18 +74,20 @@ def whole_sequence_logprobs(
 
 def label_logprobs(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Each row's sum of log p(label) over its labelled positions. The vocabulary is
-    projected only where a label is scored: at every prompt position it is most of a short
-    sequence's cost (SmolLM2: 28M of 135M weights; their log-softmax, 49k floats each)."""
-    hidden = model.model(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
-    ).last_hidden_state
-    labels = batch["labels"][:, 1:]
-    scored = labels != IGNORE
-    logits = model.lm_head(hidden[:, :-1][scored]).float()
-    if cap := getattr(model.config, "final_logit_softcapping", None):  # as its forward does
-        logits = torch.tanh(logits / cap) * cap
-    picked = torch.log_softmax(logits, -1).gather(-1, labels[scored].unsqueeze(-1)).squeeze(-1)
-    rows = scored.nonzero()[:, 0]
+    projected only at the positions that predict a label (as training's completion_loss
+    does): at every prompt position it is most of a short sequence's cost (SmolLM2: 28M of
+    135M weights, and a 49k-wide log-softmax)."""
+    labels = batch["labels"]
+    predicts = torch.zeros_like(labels, dtype=torch.bool)
+    predicts[:, :-1] = labels[:, 1:] != IGNORE
+    logits = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        logits_to_keep=predicts,  # a boolean mask: the kept positions' logits, flattened
+    ).logits
+    logprobs = torch.log_softmax(logits.reshape(-1, logits.shape[-1]).float(), -1)
+    picked = logprobs.gather(-1, labels[:, 1:][predicts[:, :-1]].unsqueeze(-1)).squeeze(-1)
+    rows = predicts.nonzero()[:, 0]
     return torch.zeros(len(labels), device=picked.device).index_add_(0, rows, picked)
 
 
@@ -149,50 +151,103 @@ def shared_prompt_logprobs(
     batch_size: int,
     progress: bool,
 ) -> list[float]:
-    """completion_logprobs with one forward pass per distinct prompt, after one per common
-    start of several prompts (`common_starts`): the prompt's last logits score each
-    completion's first token, and its key-value cache, repeated for a batch of completions
-    (right-padded), scores the rest. Equal to whole-sequence scores up to float rounding
-    (tests: 1e-4)."""
+    """completion_logprobs with one forward pass per common start of several prompts
+    (`common_starts`), then the prompts' rests side by side, as many as their completions
+    fill a batch: each prompt's last logits score its completions' first tokens, and its
+    key-value cache, selected for each of its completions, scores the rest. A shorter
+    prompt leaves masked slots in the batch's cache; its completions' positions continue
+    its own length. Equal to whole-sequence scores up to float rounding (tests: 1e-4)."""
     by_prompt: dict[tuple[int, ...], list[tuple[int, list[int]]]] = {}
     for i, (ids, labels) in enumerate(features):
         prompt, completion = split_prompt(ids, labels)
         by_prompt.setdefault(prompt, []).append((i, completion))
     scores = [0.0] * len(features)
-    device = model.device
-
-    def extend(cache: Any, ids: Sequence[int]) -> Any:
-        """The model's output for `ids` after what `cache` holds (a copy: it is reused);
-        the last position's logits alone, the others would cost a vocabulary's worth each."""
-        tokens = torch.tensor([list(ids)], device=device)
-        cache = copy.deepcopy(cache)
-        return model(input_ids=tokens, cache=cache, use_cache=True, logits_to_keep=1)
-
     bar = progress_bar(total=len(by_prompt), desc="score", unit="prompt", disable=not progress)
     for start, prompts in common_starts(list(by_prompt)):
         if len(prompts) == 1:
             start = ()  # nothing to share: the prompt in one pass
-        shared = extend(None, start).cache if start else None
-        for prompt in prompts:
-            out = extend(shared, prompt[len(start) :])
-            first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-            for part in spans(len(by_prompt[prompt]), batch_size):
-                rows = by_prompt[prompt][part]
-                width = max(len(c) for _, c in rows)
-                tokens = torch.tensor([c + [0] * (width - len(c)) for _, c in rows], device=device)
-                mask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for _, c in rows])
-                cache = repeated(out.cache, len(rows))
-                attention = torch.cat(
-                    [torch.ones(len(rows), len(prompt), dtype=mask.dtype), mask], 1
+        tokens = torch.tensor([list(start)], device=model.device)
+        shared = model(input_ids=tokens, use_cache=True, logits_to_keep=1).cache if start else None
+        chunk: list[tuple[int, ...]] = []
+        for prompt in [*prompts, None]:  # None: the last chunk is full
+            rows = sum(len(by_prompt[p]) for p in chunk)
+            if chunk and (prompt is None or rows + len(by_prompt[prompt]) > batch_size):
+                rests = [p[len(start) :] for p in chunk]
+                _score_rests(
+                    model,
+                    shared,
+                    len(start),
+                    rests,
+                    [by_prompt[p] for p in chunk],
+                    batch_size,
+                    scores,
                 )
-                logits = model(
-                    input_ids=tokens, attention_mask=attention.to(device), cache=cache
-                ).logits
-                logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-                picked = logprobs.gather(-1, tokens[:, 1:].unsqueeze(-1)).squeeze(-1)
-                rest = (picked * mask[:, 1:].to(device)).sum(-1)
-                for (i, completion), tail in zip(rows, rest.tolist(), strict=True):
-                    scores[i] = first[completion[0]].item() + tail
-            bar.update()
+                bar.update(len(chunk))
+                chunk = []
+            if prompt is not None:
+                chunk.append(prompt)
     bar.close()
     return scores
+
+
+def _right_padded(rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask) of token rows, right-padded with 0."""
+    width = max(map(len, rows))
+    ids = torch.tensor([[*r, *[0] * (width - len(r))] for r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+    return ids, mask
+
+
+def _score_rests(
+    model: PreTrainedModel,
+    shared: Any,
+    offset: int,
+    rests: Sequence[Sequence[int]],
+    completions: Sequence[Sequence[tuple[int, list[int]]]],
+    batch_size: int,
+    scores: list[float],
+) -> None:
+    """Scores of the completions of several prompts, each `offset` tokens of `shared` (a
+    one-row cache, or None) then its rest, into `scores`."""
+    device = model.device
+    ids, rest_mask = _right_padded(rests)
+    lengths = rest_mask.sum(1)
+    cache = repeated(shared, len(rests)) if shared is not None else None
+    last = torch.zeros_like(ids, dtype=torch.bool)
+    last[torch.arange(len(rests)), lengths - 1] = True
+    out = model(
+        input_ids=ids.to(device),
+        attention_mask=torch.cat(
+            [torch.ones(len(rests), offset, dtype=torch.long), rest_mask], 1
+        ).to(device),
+        position_ids=(offset + torch.arange(ids.shape[1])).expand(len(rests), -1).to(device),
+        cache=cache,
+        use_cache=True,
+        logits_to_keep=last,  # each prompt's last position: its completions' first token
+    )
+    first = torch.log_softmax(out.logits.reshape(len(rests), -1).float(), -1)
+    owned = [(j, i, c) for j, rows in enumerate(completions) for i, c in rows]
+    for part in spans(len(owned), batch_size):
+        rows = owned[part]
+        owner = torch.tensor([j for j, _, _ in rows])
+        tokens, mask = _right_padded([c for _, _, c in rows])
+        cache = copy.deepcopy(out.cache)
+        cache.batch_select_indices(owner.to(device))
+        predicts = torch.zeros_like(mask, dtype=torch.bool)
+        predicts[:, :-1] = mask[:, 1:].bool()
+        attention = torch.cat(
+            [torch.ones(len(rows), offset, dtype=torch.long), rest_mask[owner], mask], 1
+        )
+        logits = model(
+            input_ids=tokens.to(device),
+            attention_mask=attention.to(device),
+            position_ids=(offset + lengths[owner, None] + torch.arange(tokens.shape[1])).to(device),
+            cache=cache,
+            logits_to_keep=predicts,
+        ).logits
+        logprobs = torch.log_softmax(logits.reshape(-1, logits.shape[-1]).float(), -1)
+        picked = logprobs.gather(-1, tokens[:, 1:][predicts[:, :-1]].to(device)[:, None])[:, 0]
+        tails = torch.zeros(len(rows), device=picked.device)
+        tails.index_add_(0, predicts.nonzero()[:, 0].to(device), picked)
+        for (j, i, completion), tail in zip(rows, tails.tolist(), strict=True):
+            scores[i] = first[j, completion[0]].item() + tail
