@@ -45,6 +45,16 @@ def test_scores_do_not_depend_on_batch_size(trained, small_world):
         (e.prompt, c) for e, cs in zip(test_examples[:12], candidates, strict=True) for c in cs
     ]
     reference = completion_logprobs(model, tokenizer, pairs, batch_size=1)
+    # the sum of log p over the completion's tokens, from the model's logits at every position
+    for (ids, labels), score in zip(
+        encode(tokenizer, pairs[:5], eos=False), reference, strict=False
+    ):
+        with torch.no_grad():
+            logprobs = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0, :-1], -1)
+        scored = [(t, label) for t, label in enumerate(labels[1:]) if label != -100]
+        assert score == pytest.approx(
+            sum(logprobs[t, label].item() for t, label in scored), abs=1e-4
+        )
     for batch_size in (3, 16, 1000):
         scores = completion_logprobs(model, tokenizer, pairs, batch_size=batch_size)
         assert scores == pytest.approx(reference, abs=1e-5)
