@@ -32,7 +32,8 @@ from revcurse.config import check, choice
 from revcurse.converge import Plateau
 from revcurse.errors import UserError
 from revcurse.facts import Example
-from revcurse.lm.batching import IGNORE, Collate, collate, encode
+from revcurse.lm.batching import Collate, collate, encode
+from revcurse.lm.scoring import label_logits
 from revcurse.progress import bar as progress_bar
 
 if TYPE_CHECKING:
@@ -167,18 +168,10 @@ LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
 
 def completion_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """The causal LM loss (mean over labelled tokens, as `model(**batch).loss`), with the
-    output layer run only at the positions that predict a label. Only answers are labelled
-    (a reading document is mostly unlabelled context), and Gemma-3's 262k-word output layer
-    costs more than the rest of the model at every position it runs at."""
-    labels = batch["labels"]
-    predicts = torch.zeros_like(labels, dtype=torch.bool)
-    predicts[:, :-1] = labels[:, 1:] != IGNORE
-    logits = model(
-        input_ids=batch["input_ids"],
-        attention_mask=batch["attention_mask"],
-        logits_to_keep=predicts,  # a boolean mask: the kept positions' logits, flattened
-    ).logits
-    return torch.nn.functional.cross_entropy(logits.float(), labels[:, 1:][predicts[:, :-1]])
+    output layer run only at the positions that predict a label (lm.scoring.label_logits):
+    only answers are labelled, and a reading document is mostly unlabelled context."""
+    logits, labels, _ = label_logits(model, batch)
+    return torch.nn.functional.cross_entropy(logits.float(), labels)
 
 
 def _whole_batch(

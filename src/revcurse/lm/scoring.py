@@ -72,11 +72,13 @@ def whole_sequence_logprobs(
     return scores
 
 
-def label_logprobs(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Each row's sum of log p(label) over its labelled positions. The vocabulary is
-    projected only at the positions that predict a label (as training's completion_loss
-    does): at every prompt position it is most of a short sequence's cost (SmolLM2: 28M of
-    135M weights, and a 49k-wide log-softmax)."""
+def label_logits(
+    model: PreTrainedModel, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(logits, labels, rows), flattened, at the positions that predict a label: the
+    vocabulary is projected only there. At every prompt position it would be most of a
+    short sequence's cost (SmolLM2: 28M of 135M weights and a 49k-wide softmax; Gemma-3's
+    262k-word output layer costs more than the rest of the model)."""
     labels = batch["labels"]
     predicts = torch.zeros_like(labels, dtype=torch.bool)
     predicts[:, :-1] = labels[:, 1:] != IGNORE
@@ -85,10 +87,15 @@ def label_logprobs(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> to
         attention_mask=batch["attention_mask"],
         logits_to_keep=predicts,  # a boolean mask: the kept positions' logits, flattened
     ).logits
-    logprobs = torch.log_softmax(logits.reshape(-1, logits.shape[-1]).float(), -1)
-    picked = logprobs.gather(-1, labels[:, 1:][predicts[:, :-1]].unsqueeze(-1)).squeeze(-1)
     rows = predicts.nonzero()[:, 0]
-    return torch.zeros(len(labels), device=picked.device).index_add_(0, rows, picked)
+    return logits.reshape(-1, logits.shape[-1]), labels[:, 1:][predicts[:, :-1]], rows
+
+
+def label_logprobs(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Each row's sum of log p(label) over its labelled positions."""
+    logits, labels, rows = label_logits(model, batch)
+    picked = torch.log_softmax(logits.float(), -1).gather(-1, labels[:, None])[:, 0]
+    return torch.zeros(len(batch["labels"]), device=picked.device).index_add_(0, rows, picked)
 
 
 def split_prompt(ids: Sequence[int], labels: Sequence[int]) -> tuple[tuple[int, ...], list[int]]:
