@@ -25,7 +25,7 @@ from revcurse.recipes.remedy_run import build_setting, starting_point
 from revcurse.remedies import REMEDIES, apply_remedy, parse_methods
 from revcurse.remedies.bidirectional import reversed_phrasings
 from revcurse.remedies.knowledge_base import KnowledgeBaseConfig
-from revcurse.remedies.mlm_u import Bidirectional, MaskedLM, mlm_u_collate
+from revcurse.remedies.mlm_u import Bidirectional, MaskedLM, MlmUConfig, mlm_u_collate
 from revcurse.remedies.reverse_training import SEGMENT_MARKER, reverse_text
 from revcurse.stats import aggregate
 from revcurse.train import TrainConfig
@@ -206,6 +206,17 @@ def test_mlm_u_model_reads_both_ways(small_world):
             atol=1e-5,
             rtol=1e-4,
         )
+
+
+def test_mlm_u_trains_for_its_own_budget_from_the_start_weights(tmp_path):
+    """--remedies.mlm-u.steps: its steps, not the run's; its model: the start model, its
+    attention made bidirectional."""
+    setting = small_setting(tmp_path, mlm_u=MlmUConfig(steps=5))
+    treatment = apply_remedy(setting, "mlm_u")
+    assert len(treatment.cost.losses) == 5 and setting.train.steps == 3
+    model = treatment.lm.model  # type: ignore[attr-defined]
+    assert isinstance(model, Bidirectional)
+    assert set(model.lm.state_dict()) == set(setting.start.state_dict())
 
 
 def test_masked_lm_scores_chain_rule_and_batch_independence(small_world):
