@@ -23,15 +23,18 @@ from revcurse.results import pyplot
 ROOT = Path(__file__).resolve().parents[1]
 FIGURE = "docs/headline.png"
 # (panel, run folder glob, methods): the tiny world's compare (3 seeds; concept_memory from
-# make readme-concept), SmolLM2 at 30 facts a group (in context; self-distillation) and at 10
-# (the Hebbian edit, seed 0's world)
+# make readme-concept, mlm_u at its own budget from make readme-compare), SmolLM2 at 30 facts
+# a group (in context; self-distillation) and at 10 (the Hebbian edit, seed 0's world),
+# Gemma-3-270M at 30 (make readme-gemma)
 RUNS = [
     "tiny model (3 seeds), 30 facts a group=runs/headline-tiny-*:"
     "baseline,in_context,bidirectional,self_distill,hebbian_memit",
     "tiny model (3 seeds), 30 facts a group=runs/readme-concept-*/compare*:concept_memory",
+    "tiny model (3 seeds), 30 facts a group=runs/readme-compare-*-mlm-u:mlm_u",
     "SmolLM2-135M, 30 facts a group=runs/headline-smollm2-context*:baseline,in_context",
     "SmolLM2-135M, 30 facts a group=runs/readme-smollm2-distill-*:self_distill",
     "SmolLM2-135M, 10 facts a group=runs/readme-smollm2-edits-*:hebbian_memit",
+    "Gemma-3-270M, 30 facts a group=runs/readme-gemma-*:baseline,in_context,self_distill",
 ]
 CELLS = [("p2d", "same"), ("p2d", "reverse"), ("d2p", "same"), ("d2p", "reverse")]
 
@@ -77,7 +80,15 @@ def figure(found: list, path: Path) -> None:
     method's label says how many facts a group its run had."""
     plt = pyplot()
     panels = list(dict.fromkeys(p.split(",")[0] for p, *_ in found))
-    fig, axes = plt.subplots(1, len(panels), figsize=(12, 3.8), sharey=True, squeeze=False)
+    methods = [sum(p.split(",")[0] == panel for p, *_ in found) for panel in panels]
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(0.9 * sum(methods) + 1, 3.8),
+        sharey=True,
+        squeeze=False,
+        width_ratios=methods,  # a method's bars as wide in every panel
+    )
     for ax, panel in zip(axes[0], panels, strict=True):
         rows = [
             {**row, "method": f"{method}\n{p.split(', ')[1].replace(' facts a group', ' a group')}"}
