@@ -7,8 +7,8 @@ sequence whole.
 The prompts are compare's in-context questions on a pretrained model: three worked
 examples (revcurse.context.worked_examples), the fact as a `Fact:` line, the question;
 each is scored with `--candidates` completions of its phrasing. Scored both ways by
-revcurse.lm.scoring: shared_prompt_logprobs (each prompt once, its key-value cache
-repeated for the completions) and batched whole sequences. Prints pairs/s of each, the
+revcurse.lm.scoring: shared_prompt_logprobs (each prompt once, several side by side, its
+key-value cache selected for its completions) and batched whole sequences. Prints pairs/s of each, the
 speed ratio (target >= 3x) and the largest absolute difference of a score (<= 1e-4). Then
 every question of that world answered greedily: each phrasing's worked-examples start run
 once and its cache continued (lm.causal.generate), against transformers' generate on
