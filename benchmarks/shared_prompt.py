@@ -8,12 +8,12 @@ The prompts are compare's in-context questions on a pretrained model: three work
 examples (revcurse.context.worked_examples), the fact as a `Fact:` line, the question;
 each is scored with `--candidates` completions of its phrasing. Scored both ways by
 revcurse.lm.scoring: shared_prompt_logprobs (each prompt once, several side by side, its
-key-value cache selected for its completions) and batched whole sequences. Prints pairs/s of each, the
-speed ratio (target >= 3x) and the largest absolute difference of a score (<= 1e-4). Then
-every question of that world answered greedily: each phrasing's worked-examples start run
-once and its cache continued (lm.causal.generate), against transformers' generate on
-padded batches: prompts/s, the ratio (target >= 2x) and how many answers agree (all).
-Exit status 1 if any is missed.
+key-value cache selected for its completions) and batched whole sequences. Prints pairs/s
+of each, the speed ratio (target >= 3x) and the largest absolute difference of a score
+(<= 1e-4). Then every question of that world answered greedily: each phrasing's
+worked-examples start run once and its cache continued (lm.causal.generate), against
+transformers' generate on padded batches: prompts/s, the ratio (target >= 2x) and how many
+answers agree (all). Exit status 1 if any is missed.
 """
 
 from __future__ import annotations
