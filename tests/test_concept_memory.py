@@ -108,3 +108,5 @@ def test_concept_memory_answers_one_way_facts_in_reverse(small_compare, tmp_path
 def test_only_the_compared_methods_models_can_be_kept():
     with pytest.raises(ConfigError, match="keep_models: rome: not among --methods"):
         CompareConfig(methods=["baseline"], keep_models=["rome"])
+    with pytest.raises(ConfigError, match="keep_models: mlm_u: keeps no model analyze can"):
+        CompareConfig(methods=["baseline", "mlm_u"], keep_models=["mlm_u"])

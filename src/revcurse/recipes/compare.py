@@ -52,7 +52,7 @@ from revcurse.recipes.run import (
     with_output_dir,
 )
 from revcurse.records import write_records
-from revcurse.remedies import parse_methods
+from revcurse.remedies import REMEDIES, parse_methods
 from revcurse.report import chart, efficiency_chart, report, summarize_costs
 from revcurse.results import METRICS, measurements_table, render, results_table, write_results
 from revcurse.sources import recorded
@@ -88,6 +88,8 @@ class CompareConfig(RemedyRun):
             raise ConfigError("methods", str(error).removeprefix("--methods: ")) from None
         strays = [m for m in self.keep_models if m not in methods]
         check(not strays, "keep_models", f"{', '.join(strays)}: not among --methods")
+        kept = [m for m in self.keep_models if not REMEDIES[m].keepable]
+        check(not kept, "keep_models", f"{', '.join(kept)}: keeps no model analyze can read")
 
 
 def run_compare(config: CompareConfig, console: Console | None = None) -> Path:

@@ -85,10 +85,9 @@ class Remedy:
     # Trains its own model from the start weights rather than change the baseline's, so it
     # needs nothing from another method and can run beside them (revcurse compare --workers)
     own_model: bool = False
-    tiny_only: bool = (
-        False  # its own architecture around the tiny model (none for a pretrained one)
-    )
+    tiny_only: bool = False  # its own architecture around the tiny model
     teaches: bool = False  # puts every fact in the weights: `revcurse teach` can run it
+    keepable: bool = True  # compare --keep-models can save what answers (analyze reads it)
 
 
 REMEDIES: dict[str, Remedy] = {
@@ -97,7 +96,7 @@ REMEDIES: dict[str, Remedy] = {
     "knowledge_base": Remedy(knowledge_base.apply),
     "bidirectional": Remedy(bidirectional.apply, own_model=True, teaches=True),
     "reverse_training": Remedy(reverse_training.apply, own_model=True, teaches=True),
-    "mlm_u": Remedy(mlm_u.apply, own_model=True, tiny_only=True),
+    "mlm_u": Remedy(mlm_u.apply, own_model=True, tiny_only=True, keepable=False),
     "concept_memory": Remedy(concept_memory.apply, own_model=True, tiny_only=True),
     "self_distill": Remedy(self_distill.apply, teaches=True),
     "self_distill_kl": Remedy(partial(self_distill.apply, kl=True), teaches=True),
