@@ -48,9 +48,12 @@ class RunDirExists(UserError):
     """The run folder is taken: runs are never overwritten."""
 
 
+KEPT_MODELS = "models"  # a run folder's models saved by compare --keep-models
+
+
 def kept_model_dir(run_dir: Path, seed: int, method: str) -> Path:
     """Where `compare --keep-models` saves a method's model of one seed."""
-    return run_dir / "models" / f"seed{seed}-{method}"
+    return run_dir / KEPT_MODELS / f"seed{seed}-{method}"
 
 
 def check_run_dir(path: Path) -> None:

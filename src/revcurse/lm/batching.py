@@ -44,6 +44,14 @@ def encode(
     ]
 
 
+def right_padded(rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask) of token rows, right-padded with 0 (an empty row: all mask 0)."""
+    width = max([1, *map(len, rows)])
+    ids = torch.tensor([[*r, *[0] * (width - len(r))] for r in rows], dtype=torch.long)
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+    return ids, mask
+
+
 def collate(features: Features, pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded batch: positions start at 0 for every row, so padding changes nothing."""
     width = max(len(ids) for ids, _ in features)

@@ -127,17 +127,13 @@ def residual_stream(
 ) -> torch.Tensor:
     """(n, layers + 1, d): the residual stream at one position of each sequence: the input
     embedding (0), then the output of every decoder layer."""
-    streams = dict(enumerate([model.get_input_embeddings(), *decoder_layers(model)]))
     out = []
     for part in spans(len(sequences), batch_size):
         # Right-padded (batching.collate), so the padding's id never reaches a real position.
         batch = collate([(s, s) for s in sequences[part]], pad_id=0)
-        with captured_outputs(streams) as captured:
-            model.model(
-                input_ids=batch["input_ids"].to(model.device),
-                attention_mask=batch["attention_mask"].to(model.device),
-                use_cache=False,
-            )
-        rows, where = torch.arange(len(batch["input_ids"])), torch.tensor(positions[part])
-        out.append(torch.stack([captured[i][rows, where].float().cpu() for i in streams], dim=1))
+        ids = batch["input_ids"].to(model.device)
+        embeds = model.get_input_embeddings()(ids)
+        stream = stream_of(model, embeds, batch["attention_mask"].to(model.device))
+        rows, where = torch.arange(len(ids)), torch.tensor(positions[part])
+        out.append(torch.stack([layer[rows, where].float().cpu() for layer in stream], dim=1))
     return torch.cat(out)

@@ -11,12 +11,12 @@ starts with the same rules.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from revcurse.lm.batching import IGNORE, collate, encode, spans
+from revcurse.lm.batching import IGNORE, collate, encode, right_padded, spans
 from revcurse.progress import bar as progress_bar
 
 if TYPE_CHECKING:
@@ -73,9 +73,10 @@ def whole_sequence_logprobs(
 
 
 def label_logits(
-    model: PreTrainedModel, batch: dict[str, torch.Tensor]
+    model: PreTrainedModel, batch: dict[str, torch.Tensor], **context: Any
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(logits, labels, rows), flattened, at the positions that predict a label: the
+    """(logits, labels, rows), flattened, at the positions that predict a label (`context`:
+    more of the model's inputs, e.g. a key-value cache and positions after it): the
     vocabulary is projected only there. At every prompt position it would be most of a
     short sequence's cost (SmolLM2: 28M of 135M weights and a 49k-wide softmax; Gemma-3's
     262k-word output layer costs more than the rest of the model)."""
@@ -86,14 +87,17 @@ def label_logits(
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
         logits_to_keep=predicts,  # a boolean mask: the kept positions' logits, flattened
+        **context,
     ).logits
     rows = predicts.nonzero()[:, 0]
     return logits.reshape(-1, logits.shape[-1]), labels[:, 1:][predicts[:, :-1]], rows
 
 
-def label_logprobs(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Each row's sum of log p(label) over its labelled positions."""
-    logits, labels, rows = label_logits(model, batch)
+def label_logprobs(
+    model: PreTrainedModel, batch: dict[str, torch.Tensor], **context: Any
+) -> torch.Tensor:
+    """Each row's sum of log p(label) over its labelled positions (`context`: label_logits')."""
+    logits, labels, rows = label_logits(model, batch, **context)
     picked = torch.log_softmax(logits.float(), -1).gather(-1, labels[:, None])[:, 0]
     return torch.zeros(len(batch["labels"]), device=picked.device).index_add_(0, rows, picked)
 
@@ -173,36 +177,31 @@ def shared_prompt_logprobs(
     for start, prompts in common_starts(list(by_prompt)):
         if len(prompts) == 1:
             start = ()  # nothing to share: the prompt in one pass
-        tokens = torch.tensor([list(start)], device=model.device)
-        shared = model(input_ids=tokens, use_cache=True, logits_to_keep=1).cache if start else None
-        chunk: list[tuple[int, ...]] = []
-        for prompt in [*prompts, None]:  # None: the last chunk is full
-            rows = sum(len(by_prompt[p]) for p in chunk)
-            if chunk and (prompt is None or rows + len(by_prompt[prompt]) > batch_size):
-                rests = [p[len(start) :] for p in chunk]
-                _score_rests(
-                    model,
-                    shared,
-                    len(start),
-                    rests,
-                    [by_prompt[p] for p in chunk],
-                    batch_size,
-                    scores,
-                )
-                bar.update(len(chunk))
-                chunk = []
-            if prompt is not None:
-                chunk.append(prompt)
+        shared = None
+        if start:
+            tokens = torch.tensor([list(start)], device=model.device)
+            shared = model(input_ids=tokens, use_cache=True, logits_to_keep=1).cache
+        for chunk in filling(prompts, lambda p: len(by_prompt[p]), batch_size):
+            rests = [p[len(start) :] for p in chunk]
+            completions = [by_prompt[p] for p in chunk]
+            _score_rests(model, shared, len(start), rests, completions, batch_size, scores)
+            bar.update(len(chunk))
     bar.close()
     return scores
 
 
-def _right_padded(rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ids, mask) of token rows, right-padded with 0."""
-    width = max(map(len, rows))
-    ids = torch.tensor([[*r, *[0] * (width - len(r))] for r in rows])
-    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
-    return ids, mask
+def filling(items: Sequence[Any], size: Callable[[Any], int], limit: int) -> Iterator[list]:
+    """Consecutive items, as many at a time as their sizes fit in `limit` (one at least)."""
+    chunk: list = []
+    total = 0
+    for item in items:
+        if chunk and total + size(item) > limit:
+            yield chunk
+            chunk, total = [], 0
+        chunk.append(item)
+        total += size(item)
+    if chunk:
+        yield chunk
 
 
 def _score_rests(
@@ -217,7 +216,7 @@ def _score_rests(
     """Scores of the completions of several prompts, each `offset` tokens of `shared` (a
     one-row cache, or None) then its rest, into `scores`."""
     device = model.device
-    ids, rest_mask = _right_padded(rests)
+    ids, rest_mask = right_padded(rests)
     lengths = rest_mask.sum(1)
     cache = repeated(shared, len(rests)) if shared is not None else None
     last = torch.zeros_like(ids, dtype=torch.bool)
@@ -237,24 +236,22 @@ def _score_rests(
     for part in spans(len(owned), batch_size):
         rows = owned[part]
         owner = torch.tensor([j for j, _, _ in rows])
-        tokens, mask = _right_padded([c for _, _, c in rows])
+        tokens, mask = right_padded([c for _, _, c in rows])
         cache = copy.deepcopy(out.cache)
         cache.batch_select_indices(owner.to(device))
-        predicts = torch.zeros_like(mask, dtype=torch.bool)
-        predicts[:, :-1] = mask[:, 1:].bool()
         attention = torch.cat(
             [torch.ones(len(rows), offset, dtype=torch.long), rest_mask[owner], mask], 1
         )
-        logits = model(
-            input_ids=tokens.to(device),
-            attention_mask=attention.to(device),
+        batch = {  # the first token is scored by `first`; the rest here
+            "input_ids": tokens,
+            "attention_mask": attention,
+            "labels": torch.where(mask.bool(), tokens, IGNORE),
+        }
+        tails = label_logprobs(
+            model,
+            {k: v.to(device) for k, v in batch.items()},
             position_ids=(offset + lengths[owner, None] + torch.arange(tokens.shape[1])).to(device),
             cache=cache,
-            logits_to_keep=predicts,
-        ).logits
-        logprobs = torch.log_softmax(logits.reshape(-1, logits.shape[-1]).float(), -1)
-        picked = logprobs.gather(-1, tokens[:, 1:][predicts[:, :-1]].to(device)[:, None])[:, 0]
-        tails = torch.zeros(len(rows), device=picked.device)
-        tails.index_add_(0, predicts.nonzero()[:, 0].to(device), picked)
+        )
         for (j, i, completion), tail in zip(rows, tails.tolist(), strict=True):
             scores[i] = first[j, completion[0]].item() + tail

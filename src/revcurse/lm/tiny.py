@@ -41,7 +41,7 @@ class TinyModelConfig:
 
 
 def sizes(config: TinyModelConfig, tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
-    """The config's sizes under transformers' names (shared by Llama, BERT and kin)."""
+    """The config's sizes under transformers' names."""
     return {
         "vocab_size": len(tokenizer),
         "hidden_size": config.d_model,

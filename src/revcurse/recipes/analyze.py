@@ -51,7 +51,7 @@ from revcurse.lm.hooks import decoder_layers
 from revcurse.lm.models import load_checkpoint
 from revcurse.recipes.run import finished, opened_run, recipe_app, with_output_dir
 from revcurse.remedies.concept_memory import MEMORY, ConceptLM
-from revcurse.results import kept_model_dir, measurements_table, render, write_results
+from revcurse.results import KEPT_MODELS, measurements_table, render, write_results
 from revcurse.stats import mean_row
 
 if TYPE_CHECKING:
@@ -140,19 +140,19 @@ def run_analyze(config: AnalyzeConfig, console: Console | None = None) -> Path:
 
 def kept(run_dir: Path) -> bool:
     """Whether `run_dir` is a compare run with kept models (compare --keep-models)."""
-    return kept_model_dir(run_dir, 0, "").parent.is_dir()
+    return (run_dir / KEPT_MODELS).is_dir()
 
 
 def kept_models(run_dir: Path) -> list[tuple[int, str, Path]]:
     """(seed, method, folder) of every model a compare run kept, in seed order."""
     found = []
-    for folder in sorted(kept_model_dir(run_dir, 0, "").parent.iterdir()):
+    for folder in (run_dir / KEPT_MODELS).iterdir():
         named = re.fullmatch(r"seed(\d+)-(\w+)", folder.name)
         if named and folder.is_dir():
             found.append((int(named[1]), named[2], folder))
     if not found:
         raise UserError(f"{run_dir}: its models/ folder holds no kept model")
-    return sorted(found, key=lambda k: k[0])
+    return sorted(found)  # by seed, then method
 
 
 def kept_lm(folder: Path) -> CausalLM | ConceptLM:

@@ -51,7 +51,6 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 MEMORY = "concept_memory"  # a kept model's own files: MEMORY.safetensors, MEMORY.json
-__all__ = ["ConceptLM", "ConceptMemoryConfig", "apply"]  # the registry takes its config here
 
 
 @dataclass

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from revcurse.config import check
-from revcurse.lm.batching import IGNORE, Collate, Features, collate
+from revcurse.lm.batching import IGNORE, Collate, Features, collate, right_padded
 from revcurse.lm.scoring import split_prompt
 
 if TYPE_CHECKING:
@@ -76,14 +76,6 @@ class Lexicon:
         return ()
 
 
-def padded(rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ids, mask) of token rows, right-padded with 0 (an empty row: all mask 0)."""
-    width = max([1, *map(len, rows)])
-    ids = torch.tensor([[*r, *[0] * (width - len(r))] for r in rows], dtype=torch.long)
-    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
-    return ids, mask
-
-
 class ConceptMemoryModel(torch.nn.Module):
     """A causal LM whose first position is what the concept memory returns for the prompt's
     entity (a naming row, whose prompt names none: its answer's own concept)."""
@@ -105,7 +97,7 @@ class ConceptMemoryModel(torch.nn.Module):
         width = lm.get_input_embeddings().embedding_dim
         self.concepts = torch.nn.Embedding(lm.get_input_embeddings().num_embeddings, width)
         self.to_stream = torch.nn.Linear(width, width, bias=False)  # concepts, pooled: to the LM
-        subjects, answers = padded([a for a, _ in pairs]), padded([b for _, b in pairs])
+        subjects, answers = right_padded([a for a, _ in pairs]), right_padded([b for _, b in pairs])
         self.register_buffer("subject_ids", subjects[0])
         self.register_buffer("subject_mask", subjects[1])
         self.register_buffer("answer_ids", answers[0])
@@ -186,8 +178,8 @@ def concept_collate(pad_id: int, lexicon: Lexicon) -> Collate:
             prompt, completion = split_prompt(ids, labels)
             queries.append(lexicon.find(prompt))
             owns.append(lexicon.find(completion))
-        batch["query_ids"], batch["query_mask"] = padded(queries)
-        batch["own_ids"], batch["own_mask"] = padded(owns)
+        batch["query_ids"], batch["query_mask"] = right_padded(queries)
+        batch["own_ids"], batch["own_mask"] = right_padded(owns)
         return batch
 
     return collate_fn
