@@ -17,10 +17,10 @@ from revcurse.lm.answer_end import AnswerEnd
 from revcurse.lm.batching import spans
 from revcurse.lm.models import save_checkpoint
 from revcurse.lm.scoring import (
+    after_start,
     batches,
     common_starts,
     completion_logprobs,
-    repeated,
     sharing_pays,
 )
 from revcurse.progress import bar as progress_bar
@@ -178,24 +178,11 @@ def _continue(
 ) -> torch.Tensor:
     """New tokens (batch x steps; `pad` once a row has ended) after the start and each rest."""
     device, rows = model.device, len(rests)
-    width = max(map(len, rests))
-    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rests], device=device)
-    real = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rests], device=device)
-    mask = torch.cat([torch.ones(rows, start_length, dtype=real.dtype, device=device), real], 1)
-    positions = (start_length + real.cumsum(-1) - 1).clamp(min=0)
-    cache = repeated(start_cache, rows) if start_cache is not None else None
+    out, mask, position = after_start(model, start_cache, start_length, rests, pad)
     done = torch.zeros(rows, dtype=torch.bool, device=device)
     steps = []
     for _ in range(max_new_tokens):
-        out = model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        cache, logits = out.cache, out.logits[:, -1].float()
+        logits = out.logits[:, -1].float()
         if temperature > 0:
             token = torch.multinomial(torch.softmax(logits / temperature, -1), 1).squeeze(-1)
         else:
@@ -207,8 +194,16 @@ def _continue(
             done |= end.ended(torch.stack(steps, 1)).to(device)
         if bool(done.all()):
             break
-        ids, positions = token[:, None], positions[:, -1:] + 1
         mask = torch.cat([mask, torch.ones(rows, 1, dtype=mask.dtype, device=device)], 1)
+        out = model(
+            input_ids=token[:, None],
+            attention_mask=mask,
+            position_ids=position[:, None],
+            cache=out.cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        position = position + 1
     return torch.stack(steps, 1)
 
 

@@ -155,6 +155,29 @@ def repeated(cache: Any, rows: int) -> Any:
     return cache
 
 
+def after_start(
+    model: PreTrainedModel, start: Any, start_length: int, rests: Sequence[Sequence[int]], pad: int
+) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    """Each rest run after a shared start's one-row cache (None: no start), left-padded
+    between start and rest so that every row's last token is last: (the model's output, its
+    logits at the last position only; the attention mask so far; each row's next position)."""
+    device, rows = model.device, len(rests)
+    width = max(map(len, rests))
+    ids = torch.tensor([[pad] * (width - len(r)) + list(r) for r in rests], device=device)
+    real = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rests], device=device)
+    mask = torch.cat([torch.ones(rows, start_length, dtype=real.dtype, device=device), real], 1)
+    positions = (start_length + real.cumsum(-1) - 1).clamp(min=0)
+    out = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        cache=repeated(start, rows) if start is not None else None,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    return out, mask, positions[:, -1] + 1
+
+
 @torch.no_grad()
 def shared_prompt_logprobs(
     model: PreTrainedModel,
@@ -214,44 +237,23 @@ def _score_rests(
     scores: list[float],
 ) -> None:
     """Scores of the completions of several prompts, each `offset` tokens of `shared` (a
-    one-row cache, or None) then its rest, into `scores`."""
+    one-row cache, or None) then its rest (`after_start`), into `scores`."""
     device = model.device
-    ids, rest_mask = right_padded(rests)
-    lengths = rest_mask.sum(1)
-    cache = repeated(shared, len(rests)) if shared is not None else None
-    last = torch.zeros_like(ids, dtype=torch.bool)
-    last[torch.arange(len(rests)), lengths - 1] = True
-    out = model(
-        input_ids=ids.to(device),
-        attention_mask=torch.cat(
-            [torch.ones(len(rests), offset, dtype=torch.long), rest_mask], 1
-        ).to(device),
-        position_ids=(offset + torch.arange(ids.shape[1])).expand(len(rests), -1).to(device),
-        cache=cache,
-        use_cache=True,
-        logits_to_keep=last,  # each prompt's last position: its completions' first token
-    )
-    first = torch.log_softmax(out.logits.reshape(len(rests), -1).float(), -1)
+    out, rest_mask, following = after_start(model, shared, offset, rests, pad=0)
+    first = torch.log_softmax(out.logits[:, -1].float(), -1)
     owned = [(j, i, c) for j, rows in enumerate(completions) for i, c in rows]
     for part in spans(len(owned), batch_size):
         rows = owned[part]
-        owner = torch.tensor([j for j, _, _ in rows])
-        tokens, mask = right_padded([c for _, _, c in rows])
+        owner = torch.tensor([j for j, _, _ in rows], device=device)
+        tokens, mask = (t.to(device) for t in right_padded([c for _, _, c in rows]))
         cache = copy.deepcopy(out.cache)
-        cache.batch_select_indices(owner.to(device))
-        attention = torch.cat(
-            [torch.ones(len(rows), offset, dtype=torch.long), rest_mask[owner], mask], 1
-        )
+        cache.batch_select_indices(owner)
         batch = {  # the first token is scored by `first`; the rest here
             "input_ids": tokens,
-            "attention_mask": attention,
+            "attention_mask": torch.cat([rest_mask[owner], mask], 1),
             "labels": torch.where(mask.bool(), tokens, IGNORE),
         }
-        tails = label_logprobs(
-            model,
-            {k: v.to(device) for k, v in batch.items()},
-            position_ids=(offset + lengths[owner, None] + torch.arange(tokens.shape[1])).to(device),
-            cache=cache,
-        )
+        positions = following[owner, None] + torch.arange(tokens.shape[1], device=device)
+        tails = label_logprobs(model, batch, position_ids=positions, cache=cache)
         for (j, i, completion), tail in zip(rows, tails.tolist(), strict=True):
             scores[i] = first[j, completion[0]].item() + tail
