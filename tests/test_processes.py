@@ -9,7 +9,9 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from conftest import PATIENCE, cpu_seconds, processes_left, session_processes
 from typer.testing import CliRunner
 
 from revcurse.cli import app
+from revcurse.recipes.compare_units import worker_pool
 
 runner = CliRunner()
 
@@ -93,6 +96,26 @@ def test_ctrl_c_ends_a_parallel_compare_at_any_moment(
     kept = list(tmp_path.glob(".run.partial-*"))
     assert len(kept) == ("summary" in moment), kept
     assert all(f"partial run kept: revcurse compare --resume {p}\n" in stderr for p in kept)
+
+
+def test_ctrl_c_as_the_workers_pool_shuts_down_waits_for_its_end(monkeypatch):
+    """Ctrl-C as the pool shuts down (every unit done, the results being written) is raised
+    once the shutdown is over, not in its midst, whichever thread it reached: cut short,
+    the shutdown leaves the pool's thread closing its pipe while Python exits, and CPython
+    3.11 may write to the closed pipe (a traceback at exit; seen in CI)."""
+    shutdown = ProcessPoolExecutor.shutdown
+    ended: list[bool] = []
+
+    def interrupted(pool: ProcessPoolExecutor, *args, **kwargs) -> None:
+        threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGINT)).start()
+        time.sleep(0.5)  # the signal is in; the shutdown has not begun
+        shutdown(pool, *args, **kwargs)
+        ended.append(pool._executor_manager_thread is None)  # its thread joined
+
+    monkeypatch.setattr(ProcessPoolExecutor, "shutdown", interrupted)
+    with pytest.raises(KeyboardInterrupt), worker_pool(1, int, ()) as pool:
+        assert pool.submit(abs, -1).result() == 1
+    assert ended == [True]
 
 
 def test_workers_end_when_the_main_process_is_killed(tmp_path, reader_cache, start_command):

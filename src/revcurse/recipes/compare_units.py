@@ -15,7 +15,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -157,18 +157,24 @@ def _run_in_worker(
 
 @contextmanager
 def ctrl_c_held_back() -> Iterator[None]:
-    """Processes started in this block never see Ctrl-C (a blocked signal stays blocked
-    across fork and exec), so it stops only this process, which ends them: no half-imported
-    worker prints a traceback. This process gets a Ctrl-C that came meanwhile as the block
-    ends (ignoring the signal instead would lose it). A no-op outside the main thread."""
+    """Ctrl-C in this block is held back until it ends, then delivered as usual. Processes
+    started in it never see it (a blocked signal stays blocked across fork and exec), so
+    it stops only this process, which ends them: no half-imported worker prints a
+    traceback. Nor does it cut short this process's work in the block, whichever of its
+    threads (torch's, a pool's) the signal reached. A no-op outside the main thread."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    came: list[int] = []
+    usual = signal.signal(signal.SIGINT, lambda number, _: came.append(number))
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # one that came: noted
+        signal.signal(signal.SIGINT, usual)
+        if came:
+            signal.raise_signal(signal.SIGINT)
 
 
 def run_units(
@@ -190,10 +196,7 @@ def run_units(
         return
     threads = max(1, torch.get_num_threads() // workers)
     quiet = replace(config, progress=False)  # one bar here instead of one per worker
-    spawn = multiprocessing.get_context("spawn")  # fork is unsafe once torch has threads
-    others = set(multiprocessing.active_children())
-    initargs = (start, threads, os.getpid())
-    with ProcessPoolExecutor(workers, spawn, _start_worker, initargs) as pool:
+    with worker_pool(workers, _start_worker, (start, threads, os.getpid())) as pool:
         bar = progress_bar(
             total=len(units), desc="compare", unit="unit", disable=not config.progress
         )
@@ -205,10 +208,28 @@ def run_units(
             for future in as_completed(futures):
                 bar.update()
                 yield from future.result()
-        except BaseException:  # an error, or Ctrl-C: the other units stop now
-            # (else leaving the pool would wait for every unit to finish)
-            for process in set(multiprocessing.active_children()) - others:
-                process.terminate()
-            raise
         finally:
             bar.close()
+
+
+@contextmanager
+def worker_pool(
+    workers: int, initializer: Callable[..., None], initargs: tuple
+) -> Iterator[ProcessPoolExecutor]:
+    """A pool of `workers` spawned processes (fork is unsafe once torch has threads) that
+    ends whole. An error or Ctrl-C in the block ends its workers at once (else leaving the
+    pool would wait for every unit to finish). Its shutdown is never cut short by Ctrl-C:
+    an interrupted shutdown leaves the pool's own thread closing its pipe while Python
+    exits, and CPython 3.11 may then write to the closed pipe (a traceback at exit)."""
+    spawn = multiprocessing.get_context("spawn")
+    others = set(multiprocessing.active_children())
+    pool = ProcessPoolExecutor(workers, spawn, initializer, initargs)
+    try:
+        yield pool
+    except BaseException:
+        for process in set(multiprocessing.active_children()) - others:
+            process.terminate()
+        raise
+    finally:
+        with ctrl_c_held_back():  # a Ctrl-C meanwhile is raised as the shutdown ends
+            pool.shutdown(wait=True)
