@@ -51,6 +51,8 @@ readme-compare: $(BIN)/revcurse
 	&& $(BIN)/revcurse compare --no-progress --methods baseline,mlm_u --remedies.mlm-u.steps 12000 \
 		--output-dir $$dir-mlm-u \
 	&& $(BIN)/python scripts/update_readme.py --compare $$dir-mlm-u compare-mlm-u \
+	&& $(BIN)/revcurse analyze $$dir-mlm-u --no-progress --output-dir $$dir-mlm-u-answers \
+	&& $(BIN)/python scripts/update_readme.py --answers $$dir-mlm-u-answers mlm-u-answers \
 	&& $(BIN)/revcurse compare --no-progress --methods baseline,hebbian_delta,memit \
 		--tiny.d-ff 1024 --remedies.hebbian.ridge 4 --remedies.memit.ridge 20 \
 		--output-dir $$dir-wide \

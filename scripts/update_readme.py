@@ -7,6 +7,7 @@
     python scripts/update_readme.py --berglund runs/berglund-smollm2
     python scripts/update_readme.py --teach runs/teach-smollm2 BLOCK
     python scripts/update_readme.py --roles runs/analyze-kept BLOCK
+    python scripts/update_readme.py --answers runs/analyze-compare BLOCK
 
 The first replaces the text between `<!-- results:demo:start -->` and
 `<!-- results:demo:end -->` with the demo run's table.txt and the command that reproduces
@@ -23,7 +24,8 @@ efficiency.png to docs/BLOCK_efficiency.png);
 (benchmarks/berglund_smollm2.py --keep DIR); --teach fills BLOCK with a `revcurse teach`
 run's before/after table and the command that made it; --roles fills BLOCK with a
 `revcurse analyze` run of a compare's kept models: its table and its roles.png (copied to
-docs/BLOCK.png).
+docs/BLOCK.png); --answers fills BLOCK with what a compare run's one-way reverse answers
+are, from `revcurse analyze` on it, beside the compare's exact match.
 """
 
 from __future__ import annotations
@@ -309,6 +311,30 @@ def roles_block(run_dir: Path, name: str) -> str:
     )
 
 
+def answers_block(run_dir: Path) -> str:
+    """The one-way facts' reverse answers of the compare run an analysis read: right, another
+    fact's trained answer, or other text."""
+    from revcurse.report import markdown_table
+
+    results = json.loads((run_dir / "results.json").read_text())
+    compared = Path(results["config"]["run_dir"])
+    rows = [
+        *json.loads((compared / "results.json").read_text())["rows"],
+        *results["rows"],
+    ]
+    metrics = ("exact_match", "wrong_trained_answer", "wrong_other")
+    reverse = [
+        r
+        for r in rows
+        if r["group"] in ONE_WAY and r["direction"] == "reverse" and r["metric"] in metrics
+    ]
+    return (
+        f"`revcurse analyze {compared.name}` (exact match: the compare's, seed means with t "
+        f"intervals; the rest pooled over seeds, Wilson intervals; {results['seconds']:.0f} s):"
+        f"\n\n{markdown_table(reverse, metrics)}"
+    )
+
+
 # ---------------------------------------------------------------------------- compare
 
 
@@ -404,6 +430,9 @@ def main(argv: list[str]) -> None:
     elif len(argv) == 3 and argv[0] == "--roles":
         replace_block(argv[2], roles_block(Path(argv[1]), argv[2]))
         print(f"{README}: {argv[2]} block from {argv[1]}, figure docs/{argv[2]}.png")
+    elif len(argv) == 3 and argv[0] == "--answers":
+        replace_block(argv[2], answers_block(Path(argv[1])))
+        print(f"{README}: {argv[2]} block from {argv[1]}")
     elif len(argv) == 2 and argv[0] == "--analyze":
         replace_block("analyze", analyze_block(Path(argv[1])))
         print(f"{README}: analysis from {argv[1]}, figure {TRACE_FIGURE}")

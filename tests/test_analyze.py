@@ -23,6 +23,8 @@ from revcurse.analysis import (
     single_token_logits,
     trace,
 )
+from revcurse.analysis.answers import KINDS as ANSWER_KINDS
+from revcurse.analysis.answers import answer_rows
 from revcurse.cli import app
 from revcurse.config import load_yaml
 from revcurse.facts import load_facts, load_templates
@@ -208,7 +210,18 @@ def test_analyze_end_to_end(demo_run, tmp_path):
     assert all(set(r) == keys for r in rows)
     roles = [r for r in rows if r["direction"] == "roles"]  # the demo's model: a baseline
     assert {r["method"] for r in roles} == {"baseline"}
-    assert all(r["method"] == "analysis" for r in rows if r not in roles)
+    said = [r for r in rows if r["metric"] in ANSWER_KINDS]  # the demo's answers
+    assert {r["method"] for r in said} == {"baseline"}
+    assert all(r["method"] == "analysis" for r in rows if r not in roles + said)
+    # right (the run's exact match), another fact's trained answer, or other text: all of it
+    exact = json.loads((demo_run / "results.json").read_text())["rows"]
+    share = {
+        (r["group"], r["direction"]): r["value"] for r in exact if r["metric"] == "exact_match"
+    }
+    for r in said:
+        share[r["group"], r["direction"]] += r["value"]
+    assert share == pytest.approx(dict.fromkeys(share, 1.0))
+    assert share.keys() == {(g, d) for g in ("p2d", "d2p", "both") for d in ("same", "reverse")}
     for group in ("p2d", "d2p", "both"):  # token embeddings: one vector in both roles
         own = [
             r["value"] for r in roles if (r["group"], r["metric"]) == (group, "role_cosine_layer0")
@@ -239,6 +252,57 @@ def test_analyze_end_to_end(demo_run, tmp_path):
     )
     assert again.exit_code == 0, again.output
     assert json.loads((replay / "results.json").read_text())["rows"] == rows
+
+
+def answer(seed: int, target: str, output: str, group: str = "p2d", direction: str = "reverse"):
+    correct = output.casefold().startswith(target.strip().casefold().rstrip("."))
+    return {
+        "method": "m", "group": group, "direction": direction, "seed": seed,
+        "target": target, "output": output, "correct": correct,
+    }  # fmt: skip
+
+
+def test_a_wrong_answer_is_another_facts_trained_answer_only_in_its_own_world():
+    taught = [  # what seed 0's and seed 1's training taught to say (a trained direction)
+        answer(0, " Anya Crane.", "Anya Crane.", "d2p", "same"),
+        answer(0, " the pilot.", "the pilot.", "both", "reverse"),
+        answer(1, " Ida Vance.", "Ida Vance.", "d2p", "same"),
+    ]
+    asked = [
+        answer(0, " Ezra Ingram.", "anya crane, of course"),  # another fact's, cased otherwise
+        answer(0, " Ezra Ingram.", "The pilot."),
+        answer(0, " Ezra Ingram.", "Ida Vance."),  # seed 1's: not this world's
+        answer(0, " Ezra Ingram.", "Ezra Ingram."),  # right
+        answer(0, " Anya Crane.", "Anya"),  # its own answer, cut short: not another's
+    ]
+    rows = answer_rows(taught + asked)
+    value = {(r["group"], r["direction"], r["metric"]): r["value"] for r in rows}
+    assert value["p2d", "reverse", "wrong_trained_answer"] == 2 / 5
+    assert value["p2d", "reverse", "wrong_other"] == 2 / 5
+    assert value["d2p", "same", "wrong_trained_answer"] == value["d2p", "same", "wrong_other"] == 0
+
+
+def test_analyze_reads_a_compare_runs_answers_without_its_models(tmp_path):
+    """A compare run kept no model: what its wrong answers are still comes from its
+    samples.jsonl; a line that is no scored answer is named, with nothing written."""
+    run = tmp_path / "run"
+    run.mkdir()
+    samples = [answer(0, " Anya Crane.", "Anya Crane.", "d2p", "same")] * 2
+    samples += [answer(0, " Ezra Ingram.", "Anya Crane."), answer(0, " Ezra Ingram.", "Bo.")]
+    (run / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+    out = tmp_path / "analysis"
+    result = runner.invoke(app, ["analyze", str(run), "--output-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    value = {(r["direction"], r["metric"]): r["value"] for r in rows}
+    assert value["reverse", "wrong_trained_answer"] == value["reverse", "wrong_other"] == 0.5
+    assert "another fact's trained answer" in (out / "table.txt").read_text()
+
+    (run / "samples.jsonl").write_text(json.dumps(samples[0]) + '\n{"method": "m"}\n')
+    result = runner.invoke(app, ["analyze", str(run), "--output-dir", str(tmp_path / "bad")])
+    assert result.exit_code == 2
+    assert f"{run / 'samples.jsonl'}:2: not a scored answer (no group" in result.output
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.parametrize("make", ["missing", "not_a_run", "none"])

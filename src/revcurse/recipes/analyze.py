@@ -7,9 +7,11 @@ Reads RUN_DIR/model and RUN_DIR/world of `revcurse demo`, runs the logit lens, c
 tracing, the probe, the association score and the subject/object role cosines
 (revcurse.analysis), and writes config.yaml, results.json ({"rows", "config", "demo_seed",
 "positions", "traced", "seconds", "versions"}), table.txt and lens.png, trace.png,
-probe.png, assoc.png, roles.png (see revcurse.results for the directory). A compare run's
-kept models (RUN_DIR/models/seed<S>-<method>/: a causal LM, or concept_memory's) get the
-role cosines, each method's seeds pooled: rows, table.txt and roles.png.
+probe.png, assoc.png, roles.png (see revcurse.results for the directory). A compare run
+gets what its wrong answers are (revcurse.analysis.answers: from its samples.jsonl, no
+model), and its kept models (--keep-models: RUN_DIR/models/seed<S>-<method>/, a causal LM
+or concept_memory's) the role cosines, each method's seeds pooled: rows, table.txt and
+roles.png. A demo run gets the answer rows too.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import typer
 import yaml
 from rich.console import Console
 
+from revcurse.analysis.answers import SAMPLE_KEYS, answer_rows
 from revcurse.analysis.association import assoc_rows
 from revcurse.analysis.figures import plot_assoc, plot_lens, plot_probe, plot_roles, plot_trace
 from revcurse.analysis.lens import lens_rows
@@ -50,6 +53,7 @@ from revcurse.lm.causal import CausalLM
 from revcurse.lm.hooks import decoder_layers
 from revcurse.lm.models import load_checkpoint
 from revcurse.recipes.run import finished, opened_run, recipe_app, with_output_dir
+from revcurse.records import read_records
 from revcurse.remedies.concept_memory import MEMORY, ConceptLM
 from revcurse.results import KEPT_MODELS, measurements_table, render, write_results
 from revcurse.stats import mean_row
@@ -80,16 +84,17 @@ class AnalyzeConfig:
 
 
 ROLES_TITLE = "An entity as subject vs as object: cosine / against another entity's"
+ANSWERS_TITLE = "What the answers are when wrong: another fact's trained answer, or other text"
 
 
 def check_run_dir(run_dir: Path | None) -> Path:
-    """`run_dir` if it holds what a demo run writes, or a compare run's kept models; else a
+    """`run_dir` if it holds what a demo run writes, or a compare run's answers; else a
     one-line UserError."""
     if run_dir is None:
         raise UserError("RUN_DIR: missing; give a run directory of `revcurse demo`")
     needed: tuple[str, ...] = ("model/config.json", "world/facts.jsonl", "world/templates.jsonl")
-    if kept(run_dir):
-        needed = ("world/templates.jsonl",)
+    if compared(run_dir):
+        needed = ("world/templates.jsonl",) if kept(run_dir) else ()
     if not run_dir.exists():
         raise UserError(f"{run_dir}: no such run directory")
     if not run_dir.is_dir():
@@ -123,19 +128,40 @@ def run_analyze(config: AnalyzeConfig, console: Console | None = None) -> Path:
     """Analyse a trained run; returns the finished analysis run directory."""
     console = console or Console(stderr=True)
     run_dir = check_run_dir(config.run_dir)
-    templates = load_templates(run_dir / "world" / "templates.jsonl")
     config = with_output_dir(config, "analyze")
     threads = torch.get_num_threads()
     if config.cpu_threads:
         torch.set_num_threads(config.cpu_threads)
     try:
-        if kept(run_dir):
-            return _analyze_kept(config, run_dir, templates, console)
+        if compared(run_dir):
+            return _analyze_compare(config, run_dir, console)
         model, tokenizer = load_checkpoint(run_dir / "model")
         facts = load_facts(run_dir / "world" / "facts.jsonl")
+        templates = load_templates(run_dir / "world" / "templates.jsonl")
         return _analyze(config, run_dir, model, tokenizer, facts, templates, console)
     finally:
         torch.set_num_threads(threads)
+
+
+def compared(run_dir: Path) -> bool:
+    """Whether `run_dir` is a compare run: scored answers, and no single model of a demo."""
+    return (run_dir / "samples.jsonl").is_file() and not (run_dir / "model").exists()
+
+
+def answers(run_dir: Path) -> tuple[list[dict], str]:
+    """A run's answer rows (revcurse.analysis.answers) and their table; none for a run
+    without samples.jsonl."""
+    path = run_dir / "samples.jsonl"
+    if not path.is_file():
+        return [], ""
+    samples = []
+    for line, sample in read_records(path):
+        missing = [key for key in SAMPLE_KEYS if key not in sample]
+        if missing:
+            raise UserError(f"{path}:{line}: not a scored answer (no {', '.join(missing)})")
+        samples.append(sample)
+    rows = answer_rows(samples)
+    return rows, render(measurements_table(rows, ANSWERS_TITLE))
 
 
 def kept(run_dir: Path) -> bool:
@@ -197,29 +223,29 @@ def pooled(run_dir: Path, templates: list[Template]) -> tuple[dict[str, Cosines]
     return cosines, reads
 
 
-def _analyze_kept(
-    config: AnalyzeConfig, run_dir: Path, templates: list[Template], console: Console
-) -> Path:
-    """A compare run's kept models: how alike each entity is as subject and as object, and
-    how much a concept memory's questions read from it."""
+def _analyze_compare(config: AnalyzeConfig, run_dir: Path, console: Console) -> Path:
+    """A compare run: what its wrong answers are; with kept models, how alike each entity
+    is as subject and as object, and how much a concept memory's questions read from it."""
     start = time.perf_counter()
-    console.print(f"[bold]revcurse analyze[/]: the models {run_dir} kept, roles only")
+    console.print(f"[bold]revcurse analyze[/]: the compare run {run_dir}")
     with opened_run(config) as scratch:
-        rows, curves = [], {}
-        cosines, reads = pooled(run_dir, templates)
-        for method, by_site in cosines.items():
-            method_rows, curves[method] = role_rows(method, by_site)
-            rows += method_rows
-        plot_roles(curves, scratch / "roles.png")
-        table = render(roles_table(rows, f"{ROLES_TITLE}, {run_dir.name}"))
-        read_rows = [mean_row(*key, shares) for key, shares in reads.items()]
-        if read_rows:
-            title = "A question's attention on the memory, by layer (even: spread evenly)"
-            table += render(measurements_table(read_rows, title))
+        rows, table = answers(run_dir)
+        if kept(run_dir):
+            templates = load_templates(run_dir / "world" / "templates.jsonl")
+            cosines, reads = pooled(run_dir, templates)
+            roles, curves = [], {}
+            for method, by_site in cosines.items():
+                method_rows, curves[method] = role_rows(method, by_site)
+                roles += method_rows
+            plot_roles(curves, scratch / "roles.png")
+            table += render(roles_table(roles, f"{ROLES_TITLE}, {run_dir.name}"))
+            read_rows = [mean_row(*key, shares) for key, shares in reads.items()]
+            if read_rows:
+                title = "A question's attention on the memory, by layer (even: spread evenly)"
+                table += render(measurements_table(read_rows, title))
+            rows += roles + read_rows
         seconds = time.perf_counter() - start
-        write_results(
-            scratch, rows + read_rows, table, None, config=to_dict(config), seconds=seconds
-        )
+        write_results(scratch, rows, table, None, config=to_dict(config), seconds=seconds)
     return finished(console, table, config, f"{seconds:.0f} s")
 
 
@@ -259,7 +285,8 @@ def _analyze(
                 residual_sites(model), tokenizer, facts, expand(facts, templates)[1]
             )
             roles, role_curves = role_rows("baseline", role_cosines(vectors, facts))
-        rows = lens + traces + probes + assoc + roles
+        said, said_table = answers(run_dir)
+        rows = lens + traces + probes + assoc + roles + said
 
         seed = demo_seed(run_dir)
         name = run_dir.name if seed is None else f"{run_dir.name}, demo seed {seed}"
@@ -273,7 +300,7 @@ def _analyze(
 
         title = f"Where the one-way map lives: {name} (analysis seed {config.seed})"
         table = render(summary_table(rows, peaks, layers, title))
-        table += render(roles_table(roles, ROLES_TITLE))
+        table += render(roles_table(roles, ROLES_TITLE)) + said_table
         seconds["total"] = time.perf_counter() - start
         write_results(
             scratch,
@@ -297,7 +324,7 @@ def with_run_dir_argument(command: Callable[..., None]) -> Callable[..., None]:
     positional = inspect.Parameter(
         "run_dir_argument",
         inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        default=typer.Argument(None, metavar="RUN_DIR", help="A run directory of revcurse demo."),
+        default=typer.Argument(None, metavar="RUN_DIR", help="A run directory of revcurse demo or compare."),
         annotation=Path | None,
     )
 
@@ -317,6 +344,7 @@ app = recipe_app(
     "analyze",
     AnalyzeConfig,
     run_analyze,
-    "Logit lens, causal tracing, probes and weight asymmetry of a demo run (RUN_DIR).",
+    "Logit lens, causal tracing, probes and weight asymmetry of a demo run (RUN_DIR); what a"
+    " compare run's wrong answers are, and its kept models' subject/object cosines.",
     wrap=with_run_dir_argument,
 )
