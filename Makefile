@@ -119,7 +119,9 @@ readme-smollm2: $(BIN)/revcurse
 	&& $(BIN)/python scripts/sweep_shots.py --readme \
 	&& compare=$$($(BIN)/python scripts/compare_or_resume.py runs/readme-smollm2 $(SMOLLM2_COMPARE)) \
 	&& $(BIN)/python scripts/update_readme.py --berglund $$dir/berglund \
-	&& $(BIN)/python scripts/update_readme.py --compare $$compare compare-smollm2
+	&& $(BIN)/python scripts/update_readme.py --compare $$compare compare-smollm2 \
+	&& $(BIN)/revcurse analyze $$compare --no-progress --output-dir $$compare-answers \
+	&& $(BIN)/python scripts/update_readme.py --answers $$compare-answers smollm2-answers
 
 # Regenerate the README's block of the weight edits on SmolLM2-135M, 10 facts a group.
 # These comparisons resume: run a stopped target again and it finishes its stopped run
@@ -186,7 +188,9 @@ readme-gemma: $(BIN)/revcurse
 	$(BIN)/python scripts/sweep_shots.py --model gemma3-270m --shots 0,3 \
 		--readme shots-sweep-gemma \
 	&& dir=$$($(BIN)/python scripts/compare_or_resume.py runs/readme-gemma $(GEMMA_COMPARE)) \
-	&& $(BIN)/python scripts/update_readme.py --compare $$dir compare-gemma
+	&& $(BIN)/python scripts/update_readme.py --compare $$dir compare-gemma \
+	&& $(BIN)/revcurse analyze $$dir --no-progress --output-dir $$dir-answers \
+	&& $(BIN)/python scripts/update_readme.py --answers $$dir-answers gemma-answers
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -324,7 +324,9 @@ def with_run_dir_argument(command: Callable[..., None]) -> Callable[..., None]:
     positional = inspect.Parameter(
         "run_dir_argument",
         inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        default=typer.Argument(None, metavar="RUN_DIR", help="A run directory of revcurse demo or compare."),
+        default=typer.Argument(
+            None, metavar="RUN_DIR", help="A run directory of revcurse demo or compare."
+        ),
         annotation=Path | None,
     )
 
