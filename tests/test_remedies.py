@@ -6,6 +6,8 @@ import json
 import random
 import re
 import sqlite3
+from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -217,6 +219,39 @@ def test_mlm_u_trains_for_its_own_budget_from_the_start_weights(tmp_path):
     model = treatment.lm.model  # type: ignore[attr-defined]
     assert isinstance(model, Bidirectional)
     assert set(model.lm.state_dict()) == set(setting.start.state_dict())
+    # the reverse as infilling: every one-way fact's held-out trained-direction sentences
+    asked = Counter(e.group for e in setting.test_examples if e.sense == "same")
+    infill = {r["group"]: r for r in treatment.rows if r["metric"] == "infill_exact_match"}
+    assert {g: r["n"] for g, r in infill.items()} == {g: asked[g] for g in ("p2d", "d2p")}
+    assert all(r["direction"] == "reverse" and 0 <= r["value"] <= 1 for r in infill.values())
+
+
+class Positions(torch.nn.Module):
+    """A stand-in masked model that predicts token 10 + q for every position q (the output
+    before it), and says which tokens it was shown."""
+
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        self.vocab, self.seen = vocab, []
+
+    def forward(self, input_ids, attention_mask):
+        self.seen.append(input_ids.tolist())
+        rows, width = input_ids.shape
+        logits = torch.zeros(rows, width, self.vocab)
+        logits[:, torch.arange(width), 10 + torch.arange(width) + 1] = 1.0
+        return SimpleNamespace(logits=logits)
+
+
+def test_infill_fills_each_span_left_to_right_in_place(small_world):
+    """Each masked slot gets the token predicted for its own position, one slot a pass,
+    with the slots before it already filled; spans of other lengths and places alike."""
+    _, _, _, tokenizer = small_world
+    model = Positions(len(tokenizer))
+    lm = MaskedLM(model, tokenizer)  # type: ignore[arg-type]
+    mask = tokenizer.mask_token_id
+    rows = [[1, mask, mask, 5, 6], [1, 4, 5, 6, mask]]
+    assert lm.infill(rows, [range(1, 3), range(4, 5)]) == [[1, 11, 12, 5, 6], [1, 4, 5, 6, 14]]
+    assert model.seen[1] == [[1, 11, mask, 5, 6]]  # the second pass: the first slot filled
 
 
 def test_masked_lm_scores_chain_rule_and_batch_independence(small_world):

@@ -15,7 +15,8 @@ to right, one greedy token per pass, stopping at </s>. So that n need not equal 
 answer's length, training sequences are padded with </s> tokens that are masked and
 predicted like any other token (as diffusion LMs do). A completion's log-probability is the
 chain rule over its tokens, each predicted with the tokens before it revealed and the rest
-still masked.
+still masked. Its own rows (`infill_exact_match`) ask the reverse as Kitouni et al. do: the
+entity a trained-direction sentence starts from, masked in place and filled.
 
 Its budget is its own (`steps`): at the baseline's steps it learns no fact; docs/remedies.md
 measures what it learns with more.
@@ -31,8 +32,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from revcurse.config import check
+from revcurse.facts import ONE_WAY
 from revcurse.lm.batching import IGNORE, Collate, Features
 from revcurse.remedies.setting import Setting, Treatment
+from revcurse.stats import proportion_row
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -118,20 +121,26 @@ class MaskedLM:
             out.append(torch.log_softmax(logits[torch.arange(len(chunk)), where].float(), -1))
         return torch.cat(out)
 
-    def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+    def infill(self, rows: Sequence[Sequence[int]], spans: Sequence[range]) -> list[list[int]]:
+        """Each row with its span of [MASK]s filled left to right, one greedy token a pass."""
         self.model.eval()
+        filled = [list(r) for r in rows]
+        for step in range(max(len(span) for span in spans)):
+            todo = [i for i, span in enumerate(spans) if step < len(span)]
+            positions = [spans[i][step] for i in todo]
+            best = self._logprobs_at([filled[i] for i in todo], positions).argmax(-1).tolist()
+            for i, position, token in zip(todo, positions, best, strict=True):
+                filled[i][position] = token
+        return filled
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
         n = self.slots or max_new_tokens
         mask, eos = self.tokenizer.mask_token_id, self.tokenizer.eos_token_id
         rows = [ids + [mask] * n for ids in self.tokenizer(list(prompts)).input_ids]
-        starts = [len(r) - n for r in rows]
-        for step in range(n):
-            positions = [s + step for s in starts]
-            best = self._logprobs_at(rows, positions).argmax(-1).tolist()
-            for row, position, token in zip(rows, positions, best, strict=True):
-                row[position] = token
+        spans = [range(len(r) - n, len(r)) for r in rows]
         answers = []
-        for row, start in zip(rows, starts, strict=True):
-            answer = row[start:]
+        for row, span in zip(self.infill(rows, spans), spans, strict=True):
+            answer = row[span.start :]
             answer = answer[: answer.index(eos)] if eos in answer else answer
             answers.append(self.tokenizer.decode(answer, skip_special_tokens=True))
         return answers
@@ -178,4 +187,39 @@ def apply(setting: Setting, method: str) -> Treatment:
         lm_of=masked,
         reading=False,
     )
-    return Treatment(masked(model), cost)
+    lm = masked(model)
+    return Treatment(lm, cost, rows=infill_rows(lm, setting, method))
+
+
+def infill_rows(lm: MaskedLM, setting: Setting, method: str) -> list[dict]:
+    """The one-way facts' reverse asked as Kitouni et al. ask it, beside the questions: a
+    held-out sentence of the trained direction, the entity it starts from masked in place
+    (its number of tokens given, a hint no question gives), filled; right when every token
+    is the entity's. An entity the sentence does not tokenize alike is left out."""
+    tokenizer, mask = lm.tokenizer, lm.tokenizer.mask_token_id
+    rows, spans, groups = [], [], []
+    for e in setting.test_examples:
+        if e.group not in ONE_WAY or e.sense != "same":
+            continue
+        fact = setting.facts[e.fact]
+        entity = tokenizer(fact.a if e.direction == "a2b" else fact.b, add_special_tokens=False)
+        sentence = tokenizer(e.prompt + e.completion).input_ids
+        width = len(entity.input_ids)
+        at = next(
+            (i for i in range(len(sentence)) if sentence[i : i + width] == entity.input_ids), None
+        )
+        if at is None:
+            continue
+        rows.append(sentence[:at] + [mask] * width + sentence[at + width :])
+        spans.append(range(at, at + width))
+        groups.append((e.group, entity.input_ids))
+    if not rows:
+        return []
+    filled = lm.infill(rows, spans)
+    hits: dict[str, list[bool]] = {}
+    for row, span, (group, entity_ids) in zip(filled, spans, groups, strict=True):
+        hits.setdefault(group, []).append(row[span.start : span.stop] == entity_ids)
+    return [
+        proportion_row(method, group, "reverse", "infill_exact_match", shown)
+        for group, shown in hits.items()
+    ]
