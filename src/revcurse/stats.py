@@ -101,6 +101,9 @@ PROPORTIONS = (
     "teacher_accuracy",
     "teacher_agreed",
     "statements_named",
+    "infill_exact_match",
+    "wrong_trained_answer",
+    "wrong_other",
 )
 
 
