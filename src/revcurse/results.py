@@ -234,8 +234,8 @@ METRIC_LEGEND = {
     "locality": "share of the untouched facts' answers the treatment left unchanged",
     "locality_known": "of those the model had right, the share still right",
     "ppl_drift": "perplexity of generic text after / before the treatment, minus 1",
-    "infill_exact_match": "the entity a held-out trained-direction sentence starts from, masked"
-    " in place and filled (its token count given)",
+    "infill_exact_match": "the subject of a held-out trained-direction sentence, masked in place"
+    " and filled (its token count given)",
     "wrong_trained_answer": "wrong, and another fact's trained answer (one it learned to give)",
     "wrong_other": "wrong, and not another fact's trained answer",
 }

@@ -84,6 +84,7 @@ class AnalyzeConfig:
 
 
 ROLES_TITLE = "An entity as subject vs as object: cosine / against another entity's"
+RUNS_READ = "`revcurse demo` or `revcurse compare`"
 ANSWERS_TITLE = "What the answers are when wrong: another fact's trained answer, or other text"
 
 
@@ -91,14 +92,14 @@ def check_run_dir(run_dir: Path | None) -> Path:
     """`run_dir` if it holds what a demo run writes, or a compare run's answers; else a
     one-line UserError."""
     if run_dir is None:
-        raise UserError("RUN_DIR: missing; give a run directory of `revcurse demo`")
+        raise UserError(f"RUN_DIR: missing; give a run directory of {RUNS_READ}")
     needed: tuple[str, ...] = ("model/config.json", "world/facts.jsonl", "world/templates.jsonl")
     if compared(run_dir):
         needed = ("world/templates.jsonl",) if kept(run_dir) else ()
     if not run_dir.exists():
         raise UserError(f"{run_dir}: no such run directory")
     if not run_dir.is_dir():
-        raise UserError(f"{run_dir}: not a directory; give a run directory of `revcurse demo`")
+        raise UserError(f"{run_dir}: not a directory; give a run directory of {RUNS_READ}")
     missing = [name for name in needed if not (run_dir / name).is_file()]
     if missing:
         raise UserError(f"{run_dir}: not a revcurse run directory (missing {', '.join(missing)})")
@@ -161,7 +162,7 @@ def answers(run_dir: Path) -> tuple[list[dict], str]:
             raise UserError(f"{path}:{line}: not a scored answer (no {', '.join(missing)})")
         samples.append(sample)
     rows = answer_rows(samples)
-    return rows, render(measurements_table(rows, ANSWERS_TITLE))
+    return rows, render(measurements_table(rows, ANSWERS_TITLE)) if rows else ""
 
 
 def kept(run_dir: Path) -> bool:

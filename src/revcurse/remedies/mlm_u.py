@@ -15,8 +15,8 @@ to right, one greedy token per pass, stopping at </s>. So that n need not equal 
 answer's length, training sequences are padded with </s> tokens that are masked and
 predicted like any other token (as diffusion LMs do). A completion's log-probability is the
 chain rule over its tokens, each predicted with the tokens before it revealed and the rest
-still masked. Its own rows (`infill_exact_match`) ask the reverse as Kitouni et al. do: the
-entity a trained-direction sentence starts from, masked in place and filled.
+still masked. Its own rows (`infill_exact_match`) ask the reverse as a masked model is asked: the
+subject of a trained-direction sentence, masked in place and filled.
 
 Its budget is its own (`steps`): at the baseline's steps it learns no fact; docs/remedies.md
 measures what it learns with more.
@@ -192,8 +192,8 @@ def apply(setting: Setting, method: str) -> Treatment:
 
 
 def infill_rows(lm: MaskedLM, setting: Setting, method: str) -> list[dict]:
-    """The one-way facts' reverse asked as Kitouni et al. ask it, beside the questions: a
-    held-out sentence of the trained direction, the entity it starts from masked in place
+    """The one-way facts' reverse asked as a masked model is asked, beside the questions: a
+    held-out sentence of the trained direction, its subject masked in place
     (its number of tokens given, a hint no question gives), filled; right when every token
     is the entity's. An entity the sentence does not tokenize alike is left out."""
     tokenizer, mask = lm.tokenizer, lm.tokenizer.mask_token_id
