@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from revcurse.facts import DIRECTIONS, GROUPS, Fact, Template, sense
-from revcurse.lm.batching import IGNORE, encode
+from revcurse.lm.batching import IGNORE, encode, subject_span
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -43,25 +43,6 @@ class Query:
     @property
     def sense(self) -> str:
         return sense(self.group, self.direction)
-
-
-def subject_span(
-    tokenizer: PreTrainedTokenizerBase, prompt: str, subject: str, special: bool = True
-) -> tuple[int, int]:
-    """Token positions of `subject` in tokenizer(prompt) (with its BOS unless not `special`,
-    as batching.encode tokenizes a completion), from the character offsets, so BPE tokens
-    that carry the leading space (" Daphne") still count."""
-    start = prompt.rfind(subject)  # the last mention: the one a question asks about
-    if start < 0:
-        raise ValueError(f"subject {subject!r} not in prompt {prompt!r}")
-    end = start + len(subject)
-    offsets = tokenizer(prompt, return_offsets_mapping=True, add_special_tokens=special)[
-        "offset_mapping"
-    ]
-    inside = [i for i, (s, e) in enumerate(offsets) if e > s and s < end and e > start]
-    if not inside:
-        raise ValueError(f"no token of {subject!r} found in {prompt!r}")
-    return inside[0], inside[-1] + 1
 
 
 def shared_prefix(sequences: Sequence[Sequence[int]]) -> int:

@@ -27,9 +27,8 @@ import torch
 import torch.nn.functional as F
 from rich.table import Table
 
-from revcurse.analysis.queries import subject_span
 from revcurse.facts import GROUPS, Example, Fact
-from revcurse.lm.batching import IGNORE, collate, encode, spans
+from revcurse.lm.batching import IGNORE, collate, encode, spans, subject_span
 from revcurse.lm.hooks import stream_of
 from revcurse.stats import mean_row
 

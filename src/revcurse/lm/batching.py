@@ -44,6 +44,25 @@ def encode(
     ]
 
 
+def subject_span(
+    tokenizer: PreTrainedTokenizerBase, prompt: str, subject: str, special: bool = True
+) -> tuple[int, int]:
+    """Token positions of `subject` in tokenizer(prompt) (with its BOS unless not `special`,
+    as batching.encode tokenizes a completion), from the character offsets, so BPE tokens
+    that carry the leading space (" Daphne") still count."""
+    start = prompt.rfind(subject)  # the last mention: the one a question asks about
+    if start < 0:
+        raise ValueError(f"subject {subject!r} not in prompt {prompt!r}")
+    end = start + len(subject)
+    offsets = tokenizer(prompt, return_offsets_mapping=True, add_special_tokens=special)[
+        "offset_mapping"
+    ]
+    inside = [i for i, (s, e) in enumerate(offsets) if e > s and s < end and e > start]
+    if not inside:
+        raise ValueError(f"no token of {subject!r} found in {prompt!r}")
+    return inside[0], inside[-1] + 1
+
+
 def right_padded(rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     """(ids, mask) of token rows, right-padded with 0 (an empty row: all mask 0)."""
     width = max([1, *map(len, rows)])

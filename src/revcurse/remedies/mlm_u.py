@@ -33,7 +33,7 @@ import torch
 
 from revcurse.config import check
 from revcurse.facts import ONE_WAY
-from revcurse.lm.batching import IGNORE, Collate, Features
+from revcurse.lm.batching import IGNORE, Collate, Features, subject_span
 from revcurse.remedies.setting import Setting, Treatment
 from revcurse.stats import proportion_row
 
@@ -193,32 +193,27 @@ def apply(setting: Setting, method: str) -> Treatment:
 
 def infill_rows(lm: MaskedLM, setting: Setting, method: str) -> list[dict]:
     """The one-way facts' reverse asked as a masked model is asked, beside the questions: a
-    held-out sentence of the trained direction, its subject masked in place
-    (its number of tokens given, a hint no question gives), filled; right when every token
-    is the entity's. An entity the sentence does not tokenize alike is left out."""
+    held-out sentence of the trained direction, its subject masked in place (its number of
+    tokens given, a hint no question gives), filled; right when every token is the
+    subject's."""
     tokenizer, mask = lm.tokenizer, lm.tokenizer.mask_token_id
     rows, spans, groups = [], [], []
     for e in setting.test_examples:
         if e.group not in ONE_WAY or e.sense != "same":
             continue
         fact = setting.facts[e.fact]
-        entity = tokenizer(fact.a if e.direction == "a2b" else fact.b, add_special_tokens=False)
-        sentence = tokenizer(e.prompt + e.completion).input_ids
-        width = len(entity.input_ids)
-        at = next(
-            (i for i in range(len(sentence)) if sentence[i : i + width] == entity.input_ids), None
-        )
-        if at is None:
-            continue
-        rows.append(sentence[:at] + [mask] * width + sentence[at + width :])
-        spans.append(range(at, at + width))
-        groups.append((e.group, entity.input_ids))
+        sentence = e.prompt + e.completion
+        start, end = subject_span(tokenizer, sentence, fact.a if e.direction == "a2b" else fact.b)
+        ids = tokenizer(sentence).input_ids
+        rows.append([*ids[:start], *[mask] * (end - start), *ids[end:]])
+        spans.append(range(start, end))
+        groups.append((e.group, ids[start:end]))
     if not rows:
         return []
     filled = lm.infill(rows, spans)
     hits: dict[str, list[bool]] = {}
-    for row, span, (group, entity_ids) in zip(filled, spans, groups, strict=True):
-        hits.setdefault(group, []).append(row[span.start : span.stop] == entity_ids)
+    for row, span, (group, subject) in zip(filled, spans, groups, strict=True):
+        hits.setdefault(group, []).append(row[span.start : span.stop] == subject)
     return [
         proportion_row(method, group, "reverse", "infill_exact_match", shown)
         for group, shown in hits.items()
