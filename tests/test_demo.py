@@ -58,7 +58,9 @@ def test_demo_reproduces_the_reversal_curse(tmp_path):
             line.count("[") == line.count("]") for line in lines
         )
     markdown = (run_dir / "table.md").read_text().splitlines()
-    assert markdown[0].startswith("| method | group | direction | n | exact_match | anywhere")
+    assert markdown[0].startswith(
+        "| method | group | direction | n | facts | exact_match | anywhere"
+    )
     assert len(markdown) == 2 + 6 + 2  # header, rule, 3 groups x 2 directions, legend
 
 

@@ -184,6 +184,7 @@ def test_evaluate_rows_and_samples(trained, small_world):
             "metric",
             "value",
             "n",
+            "facts",
             "ci_low",
             "ci_high",
         }

@@ -155,7 +155,7 @@ def reading_documents(
     max_distractors: int,
     templates: Sequence[Template],
     exclude: Sequence[Fact],
-    seed: int,
+    seed: int | str,
     lines: bool = False,
     recombine: bool = False,
 ) -> list[Example]:

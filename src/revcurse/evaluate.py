@@ -175,6 +175,11 @@ def rank_candidates(
     return out
 
 
+def facts_of(samples: Sequence[dict]) -> list[int] | None:
+    """The fact each sample asks about, where each says (a pairs run's samples do not)."""
+    return [s["fact"] for s in samples] if all("fact" in s for s in samples) else None
+
+
 def summarize(
     samples: Sequence[dict],
     method: str,
@@ -198,16 +203,21 @@ def summarize(
             if not cell:
                 continue
             key = {"method": method, "group": label, "direction": rel}
-            rows.append(
-                proportion_row(**key, metric="exact_match", hits=[s["correct"] for s in cell])
-            )
-            rows.append(
-                proportion_row(**key, metric="anywhere", hits=[s["anywhere"] for s in cell])
-            )
+            facts = facts_of(cell)
+            for metric, hits in (
+                ("exact_match", [s["correct"] for s in cell]),
+                ("anywhere", [s["anywhere"] for s in cell]),
+            ):
+                rows.append(proportion_row(**key, metric=metric, hits=hits, facts=facts))
             if not ranked:
                 continue
             rows.append(
-                proportion_row(**key, metric="rank_acc", hits=[s["rank"] == 1 for s in ranked])
+                proportion_row(
+                    **key,
+                    metric="rank_acc",
+                    hits=[s["rank"] == 1 for s in ranked],
+                    facts=facts_of(ranked),
+                )
             )
             chance = [1 / s["n_candidates"] for s in ranked]
             rows.append(
@@ -217,6 +227,7 @@ def summarize(
                     value=sum(chance) / len(chance),
                     n=len(ranked),
                     ci=None,
+                    facts=None if (asked := facts_of(ranked)) is None else len(set(asked)),
                 )
             )
             correct = [s["logprob"] for s in ranked]

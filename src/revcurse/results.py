@@ -2,7 +2,7 @@
 
 Every command writes one run directory, never overwriting an existing one:
     config.yaml     the full config (replay it with --config)
-    results.json    {"rows": [{method, group, direction, metric, value, n, ci_low, ci_high}],
+    results.json    {"rows": [{method, group, direction, metric, value, n, facts, ci_low, ci_high}],
                      plus run metadata}
     samples.jsonl   every prompt, target, output and whether it was correct
     table.txt       the table printed at the end
@@ -214,14 +214,17 @@ def _cell(row: dict | None) -> str:
 
 
 def _lines(rows: Sequence[dict], metrics: Sequence[str]) -> Iterator[list[str]]:
-    """A table's cells: per method, group and direction, those three, n and each metric."""
+    """A table's cells: per method, group and direction, those three, n (questions), the
+    facts they ask about ("-": not counted) and each metric."""
     keys = dict.fromkeys((r["method"], r["group"], r["direction"]) for r in rows)
     for key in keys:
         by_metric = {
             r["metric"]: r for r in rows if (r["method"], r["group"], r["direction"]) == key
         }
         n = str(max(r["n"] for r in by_metric.values()))
-        yield [*key, n, *(_cell(by_metric.get(m)) for m in metrics)]
+        counted = [r["facts"] for r in by_metric.values() if r.get("facts") is not None]
+        facts = str(max(counted)) if counted else "-"
+        yield [*key, n, facts, *(_cell(by_metric.get(m)) for m in metrics)]
 
 
 # What each weight-changing remedy's metric measures (revcurse.remedies.targets), one line
@@ -231,9 +234,13 @@ METRIC_LEGEND = {
     "generalization": "the treated facts' reverse, in held-out phrasings, closed book",
     "kept": "the treated facts' trained direction still answered (held-out phrasings)",
     "control_exact_match": "untreated one-way facts' reverse: a placebo, stays at chance",
-    "locality": "share of the untouched facts' answers the treatment left unchanged",
+    "locality": "share of the controls' answers (facts nothing replayed or kept) left unchanged",
     "locality_known": "of those the model had right, the share still right",
-    "ppl_drift": "perplexity of generic text after / before the treatment, minus 1",
+    "locality_replayed": "share of the answers left unchanged about facts it may replay or keep",
+    "locality_world": "of the real-world facts the start model knew, the share still known",
+    "ppl_drift": "perplexity of held-out text after / before the treatment, minus 1",
+    "sham_exact_match": "the same treatment shown false pairs: the true reverse (at chance)",
+    "sham_generalization": "the same treatment shown false pairs: their reverse, held out",
     "infill_exact_match": "the subject of a held-out trained-direction sentence, masked in place"
     " and filled (its token count given)",
     "wrong_trained_answer": "wrong, and another fact's trained answer (one it learned to give)",
@@ -251,6 +258,9 @@ EDIT_COLUMNS = [  # (metric, group, header)
     ("control_exact_match", "d2p", "ctrl d2p"),
     ("locality", "untouched", "locality"),
     ("locality_known", "untouched", "loc known"),
+    ("locality_world", "world", "loc world"),
+    ("sham_exact_match", "p2d", "sham p2d"),
+    ("sham_exact_match", "d2p", "sham d2p"),
 ]
 
 
@@ -295,8 +305,8 @@ def results_table(rows: Sequence[dict], title: str, metrics: Sequence[str] = SHO
     headers = [HEADERS.get(m, m) for m in metrics]
     table = _table(
         title,
-        ["method", "group", "direction", "n", *headers],
-        len(metrics) + 1,
+        ["method", "group", "direction", "n", "facts", *headers],
+        len(metrics) + 2,
         _legend(rows, metrics),
     )
     for cells in _lines(rows, metrics):
@@ -308,10 +318,12 @@ def measurements_table(rows: Sequence[dict], title: str) -> Table:
     """One line per method, group, direction and metric: for many metrics, few of them
     measured on each line (a remedy's own measurements)."""
     metrics = [r["metric"] for r in rows]
-    columns = ["method", "group", "direction", "metric", "n", "value"]
-    table = _table(title, columns, 2, _legend(rows, metrics))
+    columns = ["method", "group", "direction", "metric", "n", "facts", "value"]
+    table = _table(title, columns, 3, _legend(rows, metrics))
     for r in rows:
-        table.add_row(r["method"], r["group"], r["direction"], r["metric"], str(r["n"]), _cell(r))
+        facts = "-" if r.get("facts") is None else str(r["facts"])
+        cells = [r["method"], r["group"], r["direction"], r["metric"], str(r["n"]), facts]
+        table.add_row(*cells, _cell(r))
     return table
 
 
@@ -319,8 +331,8 @@ def markdown_table(rows: Sequence[dict]) -> str:
     """Every row's every metric as a markdown table (table.md: for papers and issues)."""
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
     lines = [
-        "| " + " | ".join(["method", "group", "direction", "n", *metrics]) + " |",
-        "|" + "---|" * 4 + "---:|" * len(metrics),
+        "| " + " | ".join(["method", "group", "direction", "n", "facts", *metrics]) + " |",
+        "|" + "---|" * 5 + "---:|" * len(metrics),
     ]
     lines += ["| " + " | ".join(cells) + " |" for cells in _lines(rows, metrics)]
     legend = _legend(rows, metrics)

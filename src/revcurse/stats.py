@@ -2,10 +2,12 @@
 
     revcurse compare --seeds 3   # per-seed rows, then `aggregate` across the seeds
 
-Each row is {"method", "group", "direction", "metric", "value", "n", "ci_low", "ci_high"}:
-a proportion with its Wilson interval, a mean with its t interval, a p-value, and the
-across-seed aggregate of any of them. scipy is imported by the functions that use it, so
-that the command line can import the stages without loading it.
+Each row is {"method", "group", "direction", "metric", "value", "n", "facts", "ci_low",
+"ci_high"}: a proportion with its Wilson interval (over facts, when several questions ask
+about one fact), a mean with its t interval, a p-value, and the across-seed aggregate of
+any of them. `n` counts questions, `facts` the facts they ask about (None: not counted).
+scipy is imported by the functions that use it, so that the command line can import the
+stages without loading it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def row(
     value: float | None,
     n: int,
     ci: tuple[float, float] | None,
+    facts: int | None = None,
 ) -> dict[str, Any]:
     def clean(x: float | None) -> float | None:  # JSON has no NaN
         return None if x is None or not math.isfinite(x) else float(x)
@@ -40,20 +43,60 @@ def row(
         "metric": metric,
         "value": clean(value),
         "n": n,
+        "facts": facts,
         "ci_low": clean(low),
         "ci_high": clean(high),
     }
 
 
-def proportion_row(
-    method: str, group: str, direction: str, metric: str, hits: Sequence[bool]
-) -> dict:
-    """Share of hits with a Wilson score interval (sound near 0 and 1, where the curse lives)."""
+def wilson(share: float, n: float) -> tuple[float, float]:
+    """Wilson score interval of a share observed on n (possibly fractional, effective) trials."""
     from scipy import stats
 
+    z = float(stats.norm.ppf(0.5 + CONFIDENCE / 2))
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    # it holds the share; rounding alone could leave a share of 0 or 1 just outside
+    return max(0.0, min(share, centre - half)), min(1.0, max(share, centre + half))
+
+
+def effective_trials(hits: Sequence[bool], facts: Sequence[object]) -> float:
+    """n divided by the design effect of asking several questions about one fact (Kish): the
+    variance of the share with facts as clusters over its variance as if every question
+    were independent, between 1 and the mean questions per fact. Where every answer is the
+    same, no variance says how alike a fact's questions are: then the facts are the
+    trials (the cautious end)."""
+    n = len(hits)
+    clusters: dict[object, list[bool]] = defaultdict(list)
+    for h, f in zip(hits, facts, strict=True):
+        clusters[f].append(bool(h))
+    m = len(clusters)
+    if m == n:
+        return float(n)
+    share = sum(hits) / n
+    if share in (0.0, 1.0) or m < 2:
+        return float(m)
+    clustered = m / (m - 1) * sum((sum(c) - share * len(c)) ** 2 for c in clusters.values())
+    design = clustered / (n * share * (1 - share))
+    return n / min(max(design, 1.0), n / m)
+
+
+def proportion_row(
+    method: str,
+    group: str,
+    direction: str,
+    metric: str,
+    hits: Sequence[bool],
+    facts: Sequence[object] | None = None,
+) -> dict:
+    """Share of hits with a Wilson score interval (sound near 0 and 1, where the curse lives).
+    With `facts` (the fact each question asks about), the interval is over facts: Wilson's
+    on the effective number of trials (effective_trials), since two phrasings of one fact
+    are not two independent draws."""
     k, n = sum(bool(h) for h in hits), len(hits)
-    ci = stats.binomtest(k, n).proportion_ci(CONFIDENCE, method="wilson")
-    return row(method, group, direction, metric, k / n, n, (ci.low, ci.high))
+    trials = effective_trials(hits, facts) if facts is not None else float(n)
+    counted = len(set(facts)) if facts is not None else None
+    return row(method, group, direction, metric, k / n, n, wilson(k / n, trials), counted)
 
 
 def mean_row(method: str, group: str, direction: str, metric: str, values: Sequence[float]) -> dict:
@@ -98,6 +141,10 @@ PROPORTIONS = (
     "control_exact_match",
     "locality",
     "locality_known",
+    "locality_replayed",
+    "locality_world",
+    "sham_exact_match",
+    "sham_generalization",
     "teacher_accuracy",
     "teacher_agreed",
     "statements_named",
@@ -129,6 +176,9 @@ def aggregate(rows: list[dict]) -> list[dict]:
             "metric": metric,
             "value": None,
             "n": sum(r["n"] for r in runs),
+            "facts": None
+            if any(r.get("facts") is None for r in runs)
+            else sum(r["facts"] for r in runs),
             "ci_low": None,
             "ci_high": None,
         }

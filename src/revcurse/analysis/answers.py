@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from revcurse.evaluate import starts_with
+from revcurse.evaluate import facts_of, starts_with
 from revcurse.stats import proportion_row
 
 KINDS = ("wrong_trained_answer", "wrong_other")
@@ -36,6 +36,7 @@ def answer_rows(samples: Sequence[dict]) -> list[dict]:
         if trained(s):
             answers[s.get("seed", 0)].add(s["target"])
     cells: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    asked: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
     for s in samples:
         kind = "right"
         if not s["correct"]:
@@ -43,8 +44,15 @@ def answer_rows(samples: Sequence[dict]) -> list[dict]:
             recalled = any(starts_with(s["output"], a) for a in others)
             kind = "wrong_trained_answer" if recalled else "wrong_other"
         cells[s["method"], s["group"], s["direction"]].append(kind)
+        asked[s["method"], s["group"], s["direction"]].append(s)
+    facts = {  # a fact of each seed's world: the clusters of the interval
+        cell: None
+        if (ids := facts_of(cell_samples)) is None
+        else [(s.get("seed", 0), f) for s, f in zip(cell_samples, ids, strict=True)]
+        for cell, cell_samples in asked.items()
+    }
     return [
-        proportion_row(*cell, metric=metric, hits=[k == metric for k in kinds])
+        proportion_row(*cell, metric=metric, hits=[k == metric for k in kinds], facts=facts[cell])
         for cell, kinds in cells.items()
         for metric in KINDS
     ]

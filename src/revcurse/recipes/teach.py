@@ -30,7 +30,7 @@ from revcurse.recipes.remedy_run import RemedyRun, build_setting, starting_point
 from revcurse.recipes.run import finished, opened_run, peak_memory, recipe_app, with_output_dir
 from revcurse.records import write_records
 from revcurse.remedies import REMEDIES, apply_remedy
-from revcurse.remedies.targets import generic_texts, mean_nll
+from revcurse.remedies.targets import held_out_texts, mean_nll, world_rows
 from revcurse.results import measurements_table, render, results_table, write_results
 from revcurse.sources import recorded
 from revcurse.stats import row
@@ -76,13 +76,14 @@ def run_teach(config: TeachConfig, console: Console | None = None) -> Path:
         after, samples = evaluate(
             treatment.lm, questions, setting.eval, config.method, setting.seed
         )
-        generic = generic_texts(setting)
-        drift = math.exp(mean_nll(treatment.lm, generic) - mean_nll(before, generic)) - 1
-        evaluation = time.perf_counter() - evaluation
+        texts = held_out_texts(setting)
+        drift = math.exp(mean_nll(treatment.lm, texts) - mean_nll(before, texts)) - 1
         measured = [
             *treatment.rows,
-            row(config.method, "generic", "all", "ppl_drift", drift, len(generic), None),
+            *world_rows(config.method, setting, treatment.lm),
+            row(config.method, "held_out", "all", "ppl_drift", drift, len(texts), None),
         ]
+        evaluation = time.perf_counter() - evaluation
         table = render(results_table([*rows, *after], f"revcurse teach, {config.method}"))
         table += render(measurements_table(measured, "what the method measured"))
         save_checkpoint(taught, setting.tokenizer, folder)

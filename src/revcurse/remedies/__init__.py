@@ -12,7 +12,7 @@ as a field of RemedyConfig (then `--remedies.<name>.<option>`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 from revcurse.config import check
@@ -39,6 +39,7 @@ from revcurse.remedies.reverse_training import ReverseTrainingConfig
 from revcurse.remedies.rome import RomeConfig
 from revcurse.remedies.self_distill import SelfDistillConfig
 from revcurse.remedies.setting import Setting, Treatment
+from revcurse.remedies.targets import sham_facts, sham_rows
 
 
 @dataclass
@@ -52,7 +53,11 @@ class RemedyConfig:
     reading_share: float = 0.25
     """share of reading documents in every training corpus"""
     generic_documents: int = 200
-    """hebbian/rome statistics and perplexity drift: documents"""
+    """documents of the edits' key statistics (and the tiny model's held-out text)"""
+    # Each treated fact's answer side swapped for another's in what the teacher reads (or the
+    # edit writes): the true reverse must stay at chance (revcurse.remedies.targets.sham_facts)
+    sham: bool = True
+    """run each weight remedy again as a sham: sham_* rows"""
     knowledge_base: KnowledgeBaseConfig = field(default_factory=KnowledgeBaseConfig)
     reverse_training: ReverseTrainingConfig = field(default_factory=ReverseTrainingConfig)
     self_distill: SelfDistillConfig = field(default_factory=SelfDistillConfig)
@@ -88,6 +93,7 @@ class Remedy:
     tiny_only: bool = False  # its own architecture around the tiny model
     teaches: bool = False  # puts every fact in the weights: `revcurse teach` can run it
     keepable: bool = True  # compare --keep-models can save what answers (analyze reads it)
+    bakes: bool = False  # changes the baseline's weights for the treated facts: has a sham
 
 
 REMEDIES: dict[str, Remedy] = {
@@ -98,15 +104,15 @@ REMEDIES: dict[str, Remedy] = {
     "reverse_training": Remedy(reverse_training.apply, own_model=True, teaches=True),
     "mlm_u": Remedy(mlm_u.apply, own_model=True, tiny_only=True, keepable=False),
     "concept_memory": Remedy(concept_memory.apply, own_model=True, tiny_only=True),
-    "self_distill": Remedy(self_distill.apply, teaches=True),
-    "self_distill_kl": Remedy(partial(self_distill.apply, kl=True), teaches=True),
-    "hebbian": Remedy(hebbian.apply),
-    "hebbian_whitened": Remedy(partial(hebbian.apply, rule="whitened")),
-    "hebbian_contrastive": Remedy(partial(hebbian.apply, rule="contrastive")),
-    "hebbian_delta": Remedy(partial(hebbian.apply, rule="delta")),
-    "rome": Remedy(rome.apply),
-    "memit": Remedy(memit.apply),
-    "hebbian_memit": Remedy(partial(memit.apply, target_from="context")),
+    "self_distill": Remedy(self_distill.apply, teaches=True, bakes=True),
+    "self_distill_kl": Remedy(partial(self_distill.apply, kl=True), teaches=True, bakes=True),
+    "hebbian": Remedy(hebbian.apply, bakes=True),
+    "hebbian_whitened": Remedy(partial(hebbian.apply, rule="whitened"), bakes=True),
+    "hebbian_contrastive": Remedy(partial(hebbian.apply, rule="contrastive"), bakes=True),
+    "hebbian_delta": Remedy(partial(hebbian.apply, rule="delta"), bakes=True),
+    "rome": Remedy(rome.apply, bakes=True),
+    "memit": Remedy(memit.apply, bakes=True),
+    "hebbian_memit": Remedy(partial(memit.apply, target_from="context"), bakes=True),
 }
 
 
@@ -132,5 +138,16 @@ def parse_methods(methods: Sequence[str] | str, pretrained: bool = False) -> lis
 
 
 def apply_remedy(setting: Setting, method: str) -> Treatment:
-    """The remedy `method` applied to `setting`, its rows under that name."""
-    return REMEDIES[method].apply(setting, method)
+    """The remedy `method` applied to `setting`, its rows under that name; a weight remedy's
+    sham too (--remedies.sham, none for `revcurse teach`): the same treatment on a world
+    whose treated facts read another's answer side, its answers to the true reverse and to
+    the shown pairs' (revcurse.remedies.targets.sham_rows) among the rows."""
+    remedy = REMEDIES[method]
+    treatment = remedy.apply(setting, method)
+    if remedy.bakes and setting.remedies.sham and not setting.teach_all:
+        facts, swapped = sham_facts(setting)
+        shown = replace(setting, facts=facts, sham=True)
+        shown.trained_baseline = setting.baseline()  # the same baseline reads the sham
+        fooled = remedy.apply(shown, method)
+        treatment.rows += sham_rows(method, setting, shown, swapped, fooled.lm)
+    return treatment

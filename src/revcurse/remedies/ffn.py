@@ -10,7 +10,7 @@ from the model's own activity (`activity`) or optimised (`optimised_value`, ROME
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, cast
 
@@ -142,12 +142,13 @@ def kept_keys(
     model: PreTrainedModel,
     generic: dict[int, torch.Tensor],
     also: Sequence[Example] = (),
+    leave: Collection[int] = (),
 ) -> dict[int, torch.Tensor]:
     """Per layer, (tokens, d_ff): the keys whose outputs the delta rule keeps: generic text's
-    (`generic`) and, at their answer positions, the model's own training sentences' and
-    `also`'s."""
+    (`generic`) and, at their answer positions, the model's own training sentences' (but
+    those of the facts in `leave`) and `also`'s."""
     layers = list(generic)
-    kept = [*setting.train_examples, *also]
+    kept = [*(e for e in setting.train_examples if e.fact not in leave), *also]
     forced = TeacherForced.of(setting.tokenizer, setting.ask(kept))
     trained, _ = activity(model, forced, layers)
     return {i: torch.cat([generic[i], trained[i][forced.answer]]) for i in layers}

@@ -58,7 +58,7 @@ from revcurse.remedies.ffn import (
     parse_layers,
 )
 from revcurse.remedies.setting import Setting, Treatment
-from revcurse.remedies.targets import edited, generic_texts, reverse_phrasings
+from revcurse.remedies.targets import controls, edited, generic_texts, reverse_phrasings
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -170,7 +170,7 @@ def hebbian_edit(
         unembed = model.get_output_embeddings().weight.float()
         direction = torch.nn.functional.normalize(unembed[forced.next_token.clamp(min=0)], dim=-1)
     generic = keys(model, setting.tokenizer, generic_texts(setting), layers)
-    kept = kept_keys(setting, model, generic) if rule == "delta" else {}
+    kept = kept_keys(setting, model, generic, leave=controls(setting)) if rule == "delta" else {}
     for layer in layers:
         if config.source == "context":
             y = target[layer][mask]

@@ -52,11 +52,12 @@ from revcurse.remedies.ffn import (
 from revcurse.remedies.rome import RIDGE, edit_positions, subject_of
 from revcurse.remedies.setting import Setting, Treatment
 from revcurse.remedies.targets import (
+    controls,
     edited,
     generic_texts,
     own_answers,
+    replayable,
     reverse_phrasings,
-    untouched,
 )
 
 if TYPE_CHECKING:
@@ -81,12 +82,12 @@ class Writing:
     # other (3 is between); on 1024 (--tiny.d-ff 1024) 20 keeps both
     ridge: float = 3.0
     """weight of keeping the outputs of the keys that must stay"""
-    # also keep the outputs at the model's own closed-book answers to the untouched facts'
-    # training questions (both directions): on SmolLM2 the late layers' keys at a reverse
-    # question's answer are much alike across facts, and an edit unkept there changes the
-    # untouched facts' (wrong) reverse answers (scripts/sweep_hebbian.py)
+    # also keep the outputs at the model's own closed-book answers to the replayable facts'
+    # training questions (both directions; never a control's): on SmolLM2 the late layers'
+    # keys at a reverse question's answer are much alike across facts, and an edit unkept
+    # there changes the untouched facts' (wrong) reverse answers (scripts/sweep_hebbian.py)
     keep: bool = False
-    """also keep the model's own answers about the untouched facts"""
+    """also keep the model's own answers about the replayable facts"""
 
     def __post_init__(self) -> None:
         check_layers(self.layers, "layers")
@@ -229,8 +230,8 @@ def memit_edit(
         _, stream = activity(model, forced, [top])
         target = stream[top][rows, cols] + torch.cat(changes).float()
     generic = keys(model, setting.tokenizer, generic_texts(setting), layers)
-    own = own_answers(setting, untouched(setting, treated)) if config.keep else []
-    kept = kept_keys(setting, model, generic, own)
+    own = own_answers(setting, replayable(setting)) if config.keep else []
+    kept = kept_keys(setting, model, generic, own, controls(setting))
     for done, layer in enumerate(layers):
         pre, stream = activity(model, forced, sorted({layer, top}))  # key here, stream at top
         missing = target - stream[top][rows, cols]

@@ -207,14 +207,16 @@ def infill_rows(lm: MaskedLM, setting: Setting, method: str) -> list[dict]:
         ids = tokenizer(sentence).input_ids
         rows.append([*ids[:start], *[mask] * (end - start), *ids[end:]])
         spans.append(range(start, end))
-        groups.append((e.group, ids[start:end]))
+        groups.append((e.group, ids[start:end], e.fact))
     if not rows:
         return []
     filled = lm.infill(rows, spans)
     hits: dict[str, list[bool]] = {}
-    for row, span, (group, subject) in zip(filled, spans, groups, strict=True):
+    facts: dict[str, list[int]] = {}
+    for row, span, (group, subject, fact_id) in zip(filled, spans, groups, strict=True):
         hits.setdefault(group, []).append(row[span.start : span.stop] == subject)
+        facts.setdefault(group, []).append(fact_id)
     return [
-        proportion_row(method, group, "reverse", "infill_exact_match", shown)
+        proportion_row(method, group, "reverse", "infill_exact_match", shown, facts[group])
         for group, shown in hits.items()
     ]

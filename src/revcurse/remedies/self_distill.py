@@ -18,8 +18,8 @@ the weights (Kujanpää et al. 2024 call this knowledge injection by prompt dist
    `self_distill_kl` (prompt baking) instead matches, token by token along the same
    answers, the teacher's whole next-token distribution: KL(teacher with context ||
    student without it); the replay keeps its cross-entropy. With `keep`, the student also
-   matches the start model's own distribution along its answers about the untouched facts
-   (a KL locality term).
+   matches the start model's own distribution along its answers about the replayable facts
+   (a KL locality term). The controls' text is never replayed (revcurse.remedies.targets).
 Reported: teacher accuracy (the kept answers, judged afterwards against the truth), and
 the effect rows of revcurse.remedies.targets (treated facts vs untouched controls).
 """
@@ -45,12 +45,13 @@ from revcurse.lm.causal import generate
 from revcurse.remedies.setting import Setting, Treatment, plus
 from revcurse.remedies.targets import (
     OTHER_DIRECTION,
+    controls,
     first_sentence,
     own_answers,
+    replayable,
     split_one_way,
     training_questions,
     treated_result,
-    untouched,
 )
 from revcurse.stats import proportion_row, row
 from revcurse.train import LossFn
@@ -84,7 +85,8 @@ class SelfDistillConfig:
     share: float = 0.0
     """the answers' share of the student's corpus; 0: appended once"""
     # Locality: the student also trains on the baseline's own closed-book answers to the
-    # untouched facts' training questions (never a test question), right or wrong
+    # replayable facts' training questions (never a test question, never a control), right
+    # or wrong
     keep: bool = False
     """train on what it should not change too"""
     # What the teacher writes. statements: the fact in its own words starting from either
@@ -310,14 +312,14 @@ def student_corpus(
     setting: Setting, distilled: list[Example]
 ) -> tuple[list[Example], list[Example]]:
     """The student's additions to the base corpus: its answers, repeated to about `share` of
-    the corpus; and with `keep` its own closed-book answers about the untouched facts."""
+    the corpus (the controls' text left out); and with `keep` its own closed-book answers
+    about the replayable facts."""
     config = setting.remedies.self_distill
     repeats = 1
     if config.share and distilled:
-        base = len(setting.corpus())
+        base = len(setting.corpus(leave=controls(setting)))
         repeats = max(1, round(config.share / (1 - config.share) * base / len(distilled)))
-    treated = split_one_way(setting)[0]
-    own = own_answers(setting, untouched(setting, treated)) if config.keep else []
+    own = own_answers(setting, replayable(setting)) if config.keep else []
     return distilled * repeats, own
 
 
@@ -333,7 +335,7 @@ def study(setting: Setting, taught: Lesson, method: str, kl: bool) -> Treatment:
     said = [a for a in taught.answered if a is not None]
     if kl and (said or own):
         # the teacher's distributions along its answers (its statements: cross-entropy), and
-        # with keep, the start model's own along its answers about the untouched facts: a KL
+        # with keep, the start model's own along its answers about the replayable facts: a KL
         # term that keeps the rest of the model where it was
         kept = [p for p, a in zip(taught.posed, taught.answered, strict=True) if a is not None]
         tokenizer = setting.tokenizer
@@ -354,20 +356,24 @@ def study(setting: Setting, taught: Lesson, method: str, kl: bool) -> Treatment:
         collate_fn=collate_fn,
         budget=budget,
         loss_fn=loss_fn,
+        leave=controls(setting),
     )
     rows = []
     for group in OTHER_DIRECTION:
         for direction in ("same", "reverse"):
             judged = [
-                starts_with(a.completion, q.completion)
+                (q.fact, starts_with(a.completion, q.completion))
                 for q, a in zip(taught.asked, taught.answered, strict=True)
                 if a is not None and q.group == group and q.sense == direction
             ]
             if judged:
-                rows.append(proportion_row(method, group, direction, "teacher_accuracy", judged))
+                facts, right = zip(*judged, strict=True)
+                metric = "teacher_accuracy"
+                rows.append(proportion_row(method, group, direction, metric, right, facts))
     if taught.answered:
         agreed = [a is not None for a in taught.answered]
-        rows.append(proportion_row(method, "treated", "all", "teacher_agreed", agreed))
+        about = [q.fact for q in taught.asked]
+        rows.append(proportion_row(method, "treated", "all", "teacher_agreed", agreed, about))
     if taught.named:
         rows.append(proportion_row(method, "treated", "all", "statements_named", taught.named))
         n = len(taught.written)

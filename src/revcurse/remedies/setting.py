@@ -18,7 +18,7 @@ self_distill and the edits start from the trained baseline instead.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,6 +70,9 @@ class Setting:
     # edit's locality and perplexity drift compare against them (revcurse.remedies.targets)
     base_said: dict[tuple[str, ...], list[str]] = field(default_factory=dict, repr=False)
     base_nll: list[float] = field(default_factory=list, repr=False)
+    # the real-world probe facts the start model answers right (revcurse.remedies.targets)
+    world_known: list[Example] | None = field(default=None, repr=False)
+    sham: bool = False  # facts swapped for a sham teacher: its effect rows are not measured
     # baseline()'s model and cost once trained; a replace()d setting trains (or loads) anew
     trained_baseline: tuple[PreTrainedModel, TrainResult] | None = field(
         default=None, init=False, repr=False
@@ -85,14 +88,16 @@ class Setting:
         loss_fn: LossFn | None = None,
         lm_of: Callable[[PreTrainedModel], LanguageModel] | None = None,
         reading: bool = True,
+        leave: Collection[int] = (),
     ) -> tuple[PreTrainedModel, TrainResult]:
-        """A copy of `start`, or `model`, trained on the base corpus plus `extra` (without
-        the reading documents if not `reading`) as --train says, or as `budget` does. Under
+        """A copy of `start`, or `model`, trained on the base corpus (without the facts in
+        `leave`, or the reading documents if not `reading`) plus `extra` as --train says, or
+        as `budget` does. Under
         the converged budget (and no `budget`), until the trained direction's exact match,
         asked through `lm_of(model)` (default: causal_lm), stops improving."""
         if model is None:
             model = copy.deepcopy(self.start)
-        corpus = self.corpus(extra, reading)
+        corpus = self.corpus(extra, reading, leave)
         plateau = None
         if self.budget == "converged" and budget is None:
             budget = replace(self.train, steps=self.converge.max_steps)
@@ -113,10 +118,13 @@ class Setting:
         )
         return model, result
 
-    def corpus(self, extra: list[Example] | None = None, reading: bool = True) -> list[Example]:
-        """The base corpus (the facts' training text, the reading documents) plus `extra`,
-        as train_model trains on it."""
-        corpus = self.ask([*self.train_examples, *(extra or [])])
+    def corpus(
+        self, extra: list[Example] | None = None, reading: bool = True, leave: Collection[int] = ()
+    ) -> list[Example]:
+        """The base corpus (the facts' training text but that of the facts in `leave`, the
+        reading documents) plus `extra`, as train_model trains on it."""
+        text = [e for e in self.train_examples if e.fact not in leave]
+        corpus = self.ask([*text, *(extra or [])])
         share = self.remedies.reading_share if reading else 0.0
         if share > 0:
             # The model keeps reading the reading documents (so as not to forget how: a

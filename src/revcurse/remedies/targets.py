@@ -1,20 +1,28 @@
 """Which facts a weight-changing remedy treats, and how its effect is measured.
 
 The remedies that bake a fact's reverse into existing weights (self_distill, hebbian, rome)
-treat half of the one-way facts and leave the other half untouched as controls: the
-treated facts' reverse recall is the effect, the controls' is the placebo (it must stay at
-chance), and the untouched facts' answers measure locality.
+treat half of the one-way facts and leave the other half as controls, which no treatment
+touches: none trains on, replays, keeps the keys of or is shown them (`controls`). The
+treated facts' reverse recall is the effect, the controls' the placebo (it must stay at
+chance), and the controls' answers measure locality. The `both` facts are the ones a
+treatment may replay or protect (`replayable`): their answers are reported apart.
 
 Metrics use EasyEdit's names (Yao et al. 2023; Meng et al. 2022):
-- reliability:    reverse questions in the phrasings the remedy used (its edit prompts);
-- generalization: reverse questions in held-out phrasings (the test split);
-- kept:           the treated facts' questions in their trained direction (held-out
-                  phrasings) still answered: what the treatment cost them;
-- locality:       share of the untouched facts' answers (every question about them) that
-                  the treatment left unchanged;
-- locality_known: of those answers the model had right, the share still right (a wrong
-                  guess that turns into another wrong guess costs locality, not this);
-- ppl_drift:      perplexity of generic text (reading documents) after / before, minus 1.
+- reliability:       reverse questions in the phrasings the remedy used (its edit prompts);
+- generalization:    reverse questions in held-out phrasings (the test split);
+- kept:              the treated facts' questions in their trained direction (held-out
+                     phrasings) still answered: what the treatment cost them;
+- locality:          share of the controls' answers (every test question about them) that
+                     the treatment left unchanged;
+- locality_known:    of those answers the model had right, the share still right (a wrong
+                     guess that turns into another wrong guess costs locality, not this);
+- locality_replayed: locality of the facts the treatment may replay or protect (`both`);
+- locality_world:    of the real-world facts the start model knew (revcurse.probes), the
+                     share still known;
+- ppl_drift:         perplexity of held-out text (revcurse.probes) after / before, minus 1;
+- sham_exact_match:  the same treatment shown each treated fact with another treated fact's
+                     answer side: the true reverse, closed book, must stay at chance;
+- sham_generalization: the shown (false) pairs' reverse, held out: it installs what it reads.
 """
 
 from __future__ import annotations
@@ -27,9 +35,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from revcurse.context import reading_documents
 from revcurse.evaluate import EvalConfig, answers, starts_with
-from revcurse.facts import Example, phrasings, relation_cells
+from revcurse.facts import Example, Fact, phrasings, relation_cells
 from revcurse.lm.causal import CausalLM, LanguageModel
+from revcurse.probes import held_out_text, world_facts
 from revcurse.remedies.setting import Setting, Treatment, plus
 from revcurse.stats import proportion_row, row
 from revcurse.train import TrainResult
@@ -42,7 +52,7 @@ OTHER_DIRECTION = {"p2d": "b2a", "d2p": "a2b"}  # the reverse of each one-way gr
 
 def split_one_way(setting: Setting) -> tuple[list[int], list[int]]:
     """(treated, control) fact ids: alternate one-way facts of each group (all of them, and
-    no control, when `setting.teach_all`)."""
+    no control, when `setting.teach_all`). No treatment may touch a control (`controls`)."""
     treated, control = [], []
     for group in OTHER_DIRECTION:
         ids = [i for i, f in enumerate(setting.facts) if f.group == group]
@@ -54,6 +64,17 @@ def split_one_way(setting: Setting) -> tuple[list[int], list[int]]:
 def untouched(setting: Setting, treated: Sequence[int]) -> list[int]:
     """The fact ids a treatment of `treated` must leave as they were, in order."""
     return sorted(set(range(len(setting.facts))) - set(treated))
+
+
+def controls(setting: Setting) -> set[int]:
+    """The controls: facts no treatment trains on, replays, keeps keys for or is shown."""
+    return set(split_one_way(setting)[1])
+
+
+def replayable(setting: Setting) -> list[int]:
+    """The untouched facts a treatment may replay or protect (its `keep`): not the controls."""
+    treated, control = split_one_way(setting)
+    return [i for i in untouched(setting, treated) if i not in set(control)]
 
 
 def reverse_phrasings(setting: Setting, fact_ids: Sequence[int], split: str) -> list[Example]:
@@ -114,10 +135,13 @@ def cell_rows(
 ) -> list[dict]:
     """One proportion row of `flags` per group and direction of `examples`, in the order
     they first appear: a remedy's own measurement of each question."""
-    cells: dict[tuple[str, str], list[bool]] = {}
+    cells: dict[tuple[str, str], list[tuple[int, bool]]] = {}
     for e, flag in zip(examples, flags, strict=True):
-        cells.setdefault((e.group, e.sense), []).append(flag)
-    return [proportion_row(method, group, sense, metric, v) for (group, sense), v in cells.items()]
+        cells.setdefault((e.group, e.sense), []).append((e.fact, flag))
+    return [
+        proportion_row(method, group, sense, metric, [f for _, f in v], [i for i, _ in v])
+        for (group, sense), v in cells.items()
+    ]
 
 
 def by_group(
@@ -133,18 +157,38 @@ def by_group(
     rows = []
     for label, group, kind in relation_cells(list(OTHER_DIRECTION), kinds):
         chosen = [
-            f
+            (e.fact, f)
             for e, f in zip(examples, flags, strict=True)
             if e.group == group and kind in (None, e.relation)
         ]
         if chosen:
-            rows.append(proportion_row(method, label, direction, metric, chosen))
+            facts, hit = zip(*chosen, strict=True)
+            rows.append(proportion_row(method, label, direction, metric, hit, facts))
     return rows
 
 
 def generic_texts(setting: Setting) -> list[str]:
-    """Text about nothing the remedies touch: the first reading documents, whole."""
+    """Text about nothing the remedies touch, for the edits' key statistics (which keep its
+    outputs): the first reading documents, whole."""
     return [e.prompt + e.completion for e in setting.reading[: setting.remedies.generic_documents]]
+
+
+def held_out_texts(setting: Setting) -> list[str]:
+    """Text no treatment trains on or protects, for ppl_drift: a pretrained model's the
+    project's held-out prose (revcurse.probes); the tiny model's (which reads only its
+    world's words) reading documents drawn apart from every corpus, about fresh entities."""
+    if setting.pretrained:
+        return held_out_text()
+    documents = reading_documents(
+        setting.remedies.generic_documents,
+        setting.remedies.distractors,
+        setting.templates,
+        setting.facts,
+        f"{setting.seed} held out",  # a seed of its own: none of the reading documents
+        setting.fact_lines,
+        setting.recombine,
+    )
+    return [e.prompt + e.completion for e in documents]
 
 
 def mean_nll(lm: LanguageModel, texts: Sequence[str]) -> float:
@@ -167,12 +211,57 @@ def answers_before(setting: Setting, before: CausalLM, examples: Sequence[Exampl
 
 
 def nll_before(setting: Setting, before: CausalLM) -> float:
-    """mean_nll of `before` on generic text; the baseline model's once per setting."""
+    """mean_nll of `before` on held-out text; the baseline model's once per setting."""
     if before.model is not setting.baseline()[0]:
-        return mean_nll(before, generic_texts(setting))
+        return mean_nll(before, held_out_texts(setting))
     if not setting.base_nll:
-        setting.base_nll.append(mean_nll(before, generic_texts(setting)))
+        setting.base_nll.append(mean_nll(before, held_out_texts(setting)))
     return setting.base_nll[0]
+
+
+def world_known(setting: Setting) -> list[Example]:
+    """The real-world facts (revcurse.probes) the start model answers right, asked once per
+    setting as every model is asked (`ask`)."""
+    if setting.world_known is None:
+        probes = setting.ask(world_facts())
+        start = CausalLM(setting.start, setting.tokenizer, setting.eval.batch_size, False)
+        said = hits(start, probes)
+        setting.world_known = [e for e, right in zip(probes, said, strict=True) if right]
+    return setting.world_known
+
+
+def world_rows(method: str, setting: Setting, lm: LanguageModel) -> list[dict]:
+    """locality_world: of the real-world facts the start model knew, the share `lm` still
+    knows (none written where it knew none: the tiny model)."""
+    known = world_known(setting)
+    if not known:
+        return []
+    return [
+        proportion_row(
+            method, "world", "all", "locality_world", hits(lm, known), [e.fact for e in known]
+        )
+    ]
+
+
+def locality_rows(
+    method: str, metric: str, examples: Sequence[Example], said: list[str], says: list[str]
+) -> list[dict]:
+    """`metric` (the share of answers left unchanged) over `examples`, and for the controls
+    `locality_known` (of the answers that were right, the share still right)."""
+    if not examples:
+        return []
+    facts = [e.fact for e in examples]
+    unchanged = [a == b for a, b in zip(said, says, strict=True)]
+    rows = [proportion_row(method, "untouched", "all", metric, unchanged, facts)]
+    right = [
+        (e.fact, starts_with(b, e.completion))
+        for a, b, e in zip(said, says, examples, strict=True)
+        if starts_with(a, e.completion)
+    ]
+    if metric == "locality" and right:
+        known, still = zip(*right, strict=True)
+        rows.append(proportion_row(method, "untouched", "all", "locality_known", still, known))
+    return rows
 
 
 def effect_rows(
@@ -184,31 +273,62 @@ def effect_rows(
     control: Sequence[int],
 ) -> list[dict]:
     """Reliability, generalization (treated facts), what the treated facts kept of their
-    trained direction, control reverse recall, locality and perplexity drift of a treatment
-    that turned `before` into `after`."""
+    trained direction, control reverse recall, locality (the controls, nothing protected;
+    the replayable facts apart), what it kept of the world it knew, and perplexity drift on
+    held-out text, of a treatment that turned `before` into `after`."""
     edit_prompts = setting.ask(reverse_phrasings(setting, treated, "train"))
     forward = [e for e in setting.ask(questions_about(setting, treated)) if e.sense == "same"]
     held_out = setting.ask(reverse_phrasings(setting, treated, "test"))
     controls = setting.ask(reverse_phrasings(setting, control, "test"))
-    others = setting.ask(questions_about(setting, untouched(setting, treated)))
-    said = answers_before(setting, before, others)
-    says = answers(after, others, EvalConfig())
-    unchanged = [a == b for a, b in zip(said, says, strict=True)]
-    known = [
-        starts_with(b, e.completion)
-        for a, b, e in zip(said, says, others, strict=True)
-        if starts_with(a, e.completion)
-    ]
-    generic = generic_texts(setting)
-    drift = math.exp(mean_nll(after, generic) - nll_before(setting, before)) - 1
+    locality = []
+    for metric, ids in (("locality", control), ("locality_replayed", replayable(setting))):
+        others = setting.ask(questions_about(setting, ids))
+        said = answers_before(setting, before, others)
+        locality += locality_rows(
+            method, metric, others, said, answers(after, others, EvalConfig())
+        )
+    texts = held_out_texts(setting)
+    drift = math.exp(mean_nll(after, texts) - nll_before(setting, before)) - 1
     return [
         *by_group(method, "reliability", edit_prompts, hits(after, edit_prompts)),
         *by_group(method, "generalization", held_out, hits(after, held_out)),
         *by_group(method, "kept", forward, hits(after, forward), direction="same"),
         *by_group(method, "control_exact_match", controls, hits(after, controls)),
-        *([proportion_row(method, "untouched", "all", "locality", unchanged)] if unchanged else []),
-        *([proportion_row(method, "untouched", "all", "locality_known", known)] if known else []),
-        row(method, "generic", "all", "ppl_drift", drift, len(generic), None),
+        *locality,
+        *world_rows(method, setting, after),
+        row(method, "held_out", "all", "ppl_drift", drift, len(texts), None),
+    ]
+
+
+def sham_facts(setting: Setting) -> tuple[list[Fact], list[int]]:
+    """The world as a sham teacher reads it, and the treated facts it changed: each treated
+    fact's answer side (`b`) swapped for the next treated fact's of its group and relation
+    (a rotation: none keeps its own; a fact alone in its cell is left out)."""
+    facts = list(setting.facts)
+    cells: dict[tuple[str, str], list[int]] = {}
+    for i in split_one_way(setting)[0]:
+        cells.setdefault((facts[i].group, facts[i].relation), []).append(i)
+    swapped = []
+    for ids in cells.values():
+        if len(ids) < 2:
+            continue
+        for i, j in zip(ids, ids[1:] + ids[:1], strict=True):
+            facts[i] = replace(setting.facts[i], b=setting.facts[j].b)
+        swapped += ids
+    return facts, sorted(swapped)
+
+
+def sham_rows(
+    method: str, setting: Setting, shown: Setting, swapped: Sequence[int], lm: LanguageModel
+) -> list[dict]:
+    """What a treatment that read false pairs (`shown`, sham_facts) answers closed book: the
+    true reverse (sham_exact_match, must stay at chance) and the shown pairs' reverse in
+    held-out phrasings (sham_generalization: it installs what it reads)."""
+    true = setting.ask(reverse_phrasings(setting, swapped, "test"))
+    false = shown.ask(reverse_phrasings(shown, swapped, "test"))
+    return [
+        *by_group(method, "sham_exact_match", true, hits(lm, true)),
+        *by_group(method, "sham_generalization", false, hits(lm, false)),
     ]
 
 
@@ -223,7 +343,8 @@ def treated_result(
     treated facts' questions; its rows plus the effect rows."""
     treated, control = split_one_way(setting)
     before, after = setting.causal_lm(setting.baseline()[0]), setting.causal_lm(changed)
-    effects = effect_rows(method, setting, before, after, treated, control)
+    # a sham's answers are measured by revcurse.remedies.sham_rows alone
+    effects = [] if setting.sham else effect_rows(method, setting, before, after, treated, control)
     return Treatment(after, cost, questions_about(setting, treated), [*rows, *effects])
 
 

@@ -1,0 +1,101 @@
+"""No test question reaches what any remedy learns from: its training corpus (replay
+included), the texts it edits or keeps the keys of, or what its teacher reads; and the
+check finds one that is planted."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from revcurse.reader import ReaderConfig
+from revcurse.recipes.compare import CompareConfig
+from revcurse.recipes.remedy_run import build_setting, starting_point
+from revcurse.remedies import REMEDIES, apply_remedy, hebbian, memit, rome, self_distill
+from revcurse.remedies import setting as setting_module
+from revcurse.remedies.ffn import TeacherForced
+from revcurse.train import TrainConfig
+from revcurse.world import WorldConfig
+
+
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory):
+    """A small world (4 facts a group), every budget small: what is read matters, not how
+    well it is learned."""
+    config = CompareConfig(world=WorldConfig(facts_per_group=4), progress=False)
+    config.remedies.reading_documents = 50
+    config.remedies.generic_documents = 10
+    config.remedies.self_distill.steps = 5
+    config.remedies.mlm_u.steps = 5
+    config.train = TrainConfig(steps=30, batch_size=32)
+    folder = tmp_path_factory.mktemp("leaks")
+    config.reader = ReaderConfig(documents=50, train=TrainConfig(steps=5), cache_dir=folder)
+    return build_setting(config, seed=0, workdir=folder, start=starting_point(config))
+
+
+@pytest.fixture
+def read(monkeypatch) -> list[str]:
+    """Every text a remedy trains on, teacher-forces (edit targets and kept keys), takes key
+    statistics of or has its teacher continue, as it is read."""
+    texts: list[str] = []
+    trainer, forced, of = setting_module.train, TeacherForced.of.__func__, {}
+
+    def train(model, tokenizer, examples, *args, **kwargs):
+        texts.extend(e.prompt + e.completion for e in examples)
+        return trainer(model, tokenizer, examples, *args, **kwargs)
+
+    def teacher_forced(cls, tokenizer, examples):
+        texts.extend(e.prompt + e.completion for e in examples)
+        return forced(cls, tokenizer, examples)
+
+    def keys_of(module):
+        def keys(model, tokenizer, given, *args, **kwargs):
+            texts.extend(given)
+            return of[module](model, tokenizer, given, *args, **kwargs)
+
+        return keys
+
+    def generate(model, tokenizer, prompts, *args, **kwargs):
+        texts.extend(prompts)
+        return teacher(model, tokenizer, prompts, *args, **kwargs)
+
+    teacher = self_distill.generate
+    monkeypatch.setattr(setting_module, "train", train)
+    monkeypatch.setattr(TeacherForced, "of", classmethod(teacher_forced))
+    for module in (hebbian, memit, rome):
+        of[module] = module.keys
+        monkeypatch.setattr(module, "keys", keys_of(module))
+    monkeypatch.setattr(self_distill, "generate", generate)
+    return texts
+
+
+def leaked(texts: list[str], setting) -> set[str]:
+    """The one-way facts' test questions (treated or not) found in the texts read. (The
+    `both` facts are trained on their test phrasings by design: revcurse.facts.expand.)"""
+    questions = {e.prompt.strip() for e in setting.test_examples if e.group != "both"}
+    return {q for q in questions if any(q in text for text in texts)}
+
+
+@pytest.mark.parametrize("method", list(REMEDIES))
+def test_no_test_question_reaches_what_a_remedy_learns_from(setting, read, method):
+    """Its baseline trained anew (a replace()d setting), so that it is read here too: the
+    prompting remedies (in_context, knowledge_base) learn nothing else."""
+    apply_remedy(dataclasses.replace(setting), method)
+    assert read, f"{method}: nothing was captured (the check would pass vacuously)"
+    assert not leaked(read, setting)
+
+
+def test_a_test_question_planted_in_the_corpus_is_found(setting, read):
+    planted = dataclasses.replace(
+        setting, train_examples=[*setting.train_examples, setting.test_examples[0]]
+    )
+    apply_remedy(planted, "baseline")
+    assert leaked(read, setting) == {setting.test_examples[0].prompt.strip()}
+
+
+def test_a_test_question_planted_in_an_edit_is_found(setting, read, monkeypatch):
+    questions = memit.reverse_phrasings
+    planted = [e for e in setting.test_examples if e.group != "both"][-1]
+    monkeypatch.setattr(memit, "reverse_phrasings", lambda *args: [*questions(*args), planted])
+    apply_remedy(setting, "memit")
+    assert planted.prompt.strip() in leaked(read, setting)
