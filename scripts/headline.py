@@ -4,10 +4,12 @@
     .venv/bin/python scripts/headline.py --runs "tiny=runs/a:baseline,in_context" ...
 
 For each panel, methods from finished `revcurse compare` runs: the one-way facts' exact match
-in the direction they were trained (same) and the other (reverse), each group with its 95%
-interval, as a figure (docs/headline.png) and a table, both put into the README's
-`headline` block. A run is named by a glob (the newest folder that matches); a method is
-taken from the first run of its panel that has it.
+in the direction they were trained (same) and the other (reverse), each group pooled over the
+run's seeds with its 95% Wilson interval over facts (revcurse.stats.proportion_row), as a
+figure (docs/headline.png) and a table, both put into the README's `headline` block. A
+remedy that treated some of the facts (the baking remedies: half of each one-way group) is
+shown beside the baseline of the same run on those same facts. A run is named by a glob
+(the newest folder that matches).
 """
 
 from __future__ import annotations
@@ -19,22 +21,17 @@ from pathlib import Path
 
 from revcurse.report import one_way_bars, with_interval
 from revcurse.results import pyplot
+from revcurse.stats import proportion_row
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURE = "docs/headline.png"
-# (panel, run folder glob, methods): the tiny world's compare (3 seeds; concept_memory from
-# make readme-concept, mlm_u at its own budget from make readme-compare), SmolLM2 at 30 facts
-# a group (in context; self-distillation) and at 10 (the Hebbian edit, seed 0's world),
-# Gemma-3-270M at 30 (make readme-gemma)
+# (panel, run folder glob, methods): the tiny world's compare (3 seeds) and SmolLM2's on 3
+# fresh worlds no sweep used (seeds 100-102), 30 facts a group (make readme-headline)
 RUNS = [
-    "tiny model (3 seeds), 30 facts a group=runs/headline-tiny-*:"
+    "tiny model, 30 facts a group=runs/headline-tiny-*:"
     "baseline,in_context,bidirectional,self_distill,hebbian_memit",
-    "tiny model (3 seeds), 30 facts a group=runs/readme-concept-*/compare*:concept_memory",
-    "tiny model (3 seeds), 30 facts a group=runs/readme-compare-*-mlm-u:mlm_u",
-    "SmolLM2-135M, 30 facts a group=runs/headline-smollm2-context*:baseline,in_context",
-    "SmolLM2-135M, 30 facts a group=runs/readme-smollm2-distill-*:self_distill",
-    "SmolLM2-135M, 10 facts a group=runs/readme-smollm2-edits-*:hebbian_memit",
-    "Gemma-3-270M, 30 facts a group=runs/readme-gemma-*:baseline,in_context,self_distill",
+    "SmolLM2-135M, 30 facts a group=runs/headline-smollm2-fresh-*:"
+    "baseline,self_distill,hebbian_memit",
 ]
 CELLS = [("p2d", "same"), ("p2d", "reverse"), ("d2p", "same"), ("d2p", "reverse")]
 
@@ -46,41 +43,64 @@ def newest(pattern: str) -> Path:
     return max(found, key=lambda p: p.stat().st_mtime)
 
 
+def cells_of(method: str, samples: list[dict]) -> dict[tuple[str, str], dict]:
+    """{(group, direction): exact-match row} of these samples, pooled over seeds, its
+    interval over facts (a fact of each seed's world)."""
+    cells = {}
+    for group, direction in CELLS:
+        cell = [s for s in samples if (s["group"], s["direction"]) == (group, direction)]
+        if cell:
+            hits = [s["correct"] for s in cell]
+            facts = [(s.get("seed", 0), s["fact"]) for s in cell]
+            cells[group, direction] = proportion_row(
+                method, group, direction, "exact_match", hits, facts
+            )
+    return cells
+
+
 def collect(specs: list[str]) -> list[tuple[str, str, Path, dict[tuple[str, str], dict]]]:
-    """(panel, method, run, {(group, direction): exact-match row}) in the specs' order."""
+    """(panel, method, run, {(group, direction): exact-match row}) in the specs' order; before
+    a remedy that treated only some of the facts, `baseline, same facts`."""
     out = []
     for spec in specs:
         panel, rest = spec.split("=", 1)
         pattern, methods = rest.rsplit(":", 1)
         run = newest(pattern)
-        rows = json.loads((run / "results.json").read_text())["rows"]
+        lines = (run / "samples.jsonl").read_text().splitlines()
+        samples = [json.loads(line) for line in lines if line.strip()]
+        by_method: dict[str, list[dict]] = {}
+        for s in samples:
+            by_method.setdefault(s["method"], []).append(s)
+        base = by_method.get("baseline", [])
         for method in methods.split(","):
-            cells = {
-                (r["group"], r["direction"]): r
-                for r in rows
-                if r["method"] == method and r["metric"] == "exact_match"
-            }
+            own = by_method.get(method, [])
+            cells = cells_of(method, own)
             if not all(cell in cells for cell in CELLS):
-                raise SystemExit(f"{run}: no one-way exact match rows for {method}")
+                raise SystemExit(f"{run}: no one-way samples for {method}")
+            treated = {(s.get("seed", 0), s["fact"]) for s in own}
+            same = [s for s in base if (s.get("seed", 0), s["fact"]) in treated]
+            if method != "baseline" and base and len(same) < len(base):
+                out.append((panel, "baseline, same facts", run, cells_of("baseline", same)))
             out.append((panel, method, run, cells))
     return out
 
 
 def table(found: list) -> list[str]:
-    head = "| model | method | " + " | ".join(f"{g} {d}" for g, d in CELLS) + " |"
-    lines = [head, "|---|---|" + "---|" * len(CELLS)]
+    head = "| model | method | facts | " + " | ".join(f"{g} {d}" for g, d in CELLS) + " |"
+    lines = [head, "|---|---|---:|" + "---|" * len(CELLS)]
     for panel, method, _, cells in found:
         shown = " | ".join(with_interval(cells[c]) for c in CELLS)
-        lines.append(f"| {panel} | {method} | {shown} |")
+        facts = sum(cells[group, "same"]["facts"] for group in ("p2d", "d2p"))
+        lines.append(f"| {panel} | {method} | {facts} | {shown} |")
     return lines
 
 
 def figure(found: list, path: Path) -> None:
-    """One panel per model (the panel name up to its comma), compare's bars in each; a
-    method's label says how many facts a group its run had."""
+    """One panel per panel name, compare's bars in each; one legend above the panels, where
+    it covers no bar."""
     plt = pyplot()
-    panels = list(dict.fromkeys(p.split(",")[0] for p, *_ in found))
-    methods = [sum(p.split(",")[0] == panel for p, *_ in found) for panel in panels]
+    panels = list(dict.fromkeys(p for p, *_ in found))
+    methods = [sum(p == panel for p, *_ in found) for panel in panels]
     fig, axes = plt.subplots(
         1,
         len(panels),
@@ -91,15 +111,18 @@ def figure(found: list, path: Path) -> None:
     )
     for ax, panel in zip(axes[0], panels, strict=True):
         rows = [
-            {**row, "method": f"{method}\n{p.split(', ')[1].replace(' facts a group', ' a group')}"}
+            {**row, "method": method.replace(", ", ",\n")}
             for p, method, _, cells in found
-            if p.split(",")[0] == panel
+            if p == panel
             for row in cells.values()
         ]
         one_way_bars(ax, rows)
+        handles, labels = ax.get_legend_handles_labels()
+        ax.get_legend().remove()
         ax.set_title(panel, fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
-    fig.tight_layout()
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

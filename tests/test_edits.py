@@ -17,6 +17,7 @@ from revcurse.reader import ReaderConfig
 from revcurse.recipes.compare import CompareConfig
 from revcurse.recipes.remedy_run import build_setting, starting_point
 from revcurse.remedies import apply_remedy, memit
+from revcurse.remedies import targets as remedy_targets
 from revcurse.remedies.ffn import (
     TeacherForced,
     activity,
@@ -541,3 +542,17 @@ def test_a_teacher_writing_statements_too_reports_them_and_trains_a_kl_student(
     said = [a for a in taught.answered if a is not None]
     encoded = encode(setting.tokenizer, [(e.prompt, e.completion) for e in own + said], eos=True)
     assert own and {tuple(ids) for ids, _ in encoded} <= set(targets)
+
+
+def test_locality_world_asks_what_the_start_model_knew(setting, monkeypatch):
+    """With the world's own trained facts as the probes and the baseline as the start, the
+    baseline keeps all it knew and an untrained model none of it."""
+    known = [e for e in setting.train_examples if e.group == "p2d"]
+    monkeypatch.setattr(remedy_targets, "world_facts", lambda: known)
+    model = setting.baseline()[0]
+    probing = dataclasses.replace(setting, start=model)
+    [kept] = remedy_targets.world_rows("m", probing, setting.causal_lm(model))
+    assert kept["metric"] == "locality_world" and kept["value"] == 1.0
+    assert kept["n"] == len(probing.world_known) > 0
+    [lost] = remedy_targets.world_rows("m", probing, setting.causal_lm(setting.start))
+    assert lost["value"] < 0.5

@@ -11,7 +11,7 @@ import pytest
 from revcurse.reader import ReaderConfig
 from revcurse.recipes.compare import CompareConfig
 from revcurse.recipes.remedy_run import build_setting, starting_point
-from revcurse.remedies import REMEDIES, apply_remedy, hebbian, memit, rome, self_distill
+from revcurse.remedies import REMEDIES, apply_remedy, hebbian, memit, rome, self_distill, targets
 from revcurse.remedies import setting as setting_module
 from revcurse.remedies.ffn import TeacherForced
 from revcurse.train import TrainConfig
@@ -99,3 +99,38 @@ def test_a_test_question_planted_in_an_edit_is_found(setting, read, monkeypatch)
     monkeypatch.setattr(memit, "reverse_phrasings", lambda *args: [*questions(*args), planted])
     apply_remedy(setting, "memit")
     assert planted.prompt.strip() in leaked(read, setting)
+
+
+@pytest.mark.parametrize("method", ["self_distill", "self_distill_kl", "hebbian_delta", "memit"])
+def test_no_control_fact_is_replayed_or_kept(setting, read, method):
+    """What `locality` asks about, nothing protects: a treatment (once the baseline has
+    learned every fact) reads none of the controls' training sentences."""
+    setting.baseline()
+    read.clear()
+    apply_remedy(setting, method)
+    controls = targets.controls(setting)
+    sentences = {e.prompt + e.completion for e in setting.train_examples if e.fact in controls}
+    assert read and sentences
+    assert not [s for s in sentences if any(s in text for text in read)]
+    replayed = [e.prompt + e.completion for e in setting.train_examples if e.fact not in controls]
+    if method.startswith("self_distill"):  # its replay still holds the other facts
+        assert any(s in read for s in replayed)
+
+
+def test_a_sham_world_gives_each_treated_fact_another_ones_answer_side(setting):
+    facts, swapped = targets.sham_facts(setting)
+    treated = targets.split_one_way(setting)[0]
+    assert swapped == sorted(treated)
+    for i, (true, shown) in enumerate(zip(setting.facts, facts, strict=True)):
+        assert shown.a == true.a and shown.group == true.group
+        assert (shown.b != true.b) == (i in treated)
+    for group in ("p2d", "d2p"):  # the same answers, dealt to other facts
+        ids = [i for i in treated if setting.facts[i].group == group]
+        assert sorted(facts[i].b for i in ids) == sorted(setting.facts[i].b for i in ids)
+
+
+def test_held_out_text_is_read_by_no_corpus(setting):
+    texts = targets.held_out_texts(setting)
+    corpus = {e.prompt + e.completion for e in setting.corpus()}
+    assert texts and not corpus.intersection(texts)
+    assert not set(targets.generic_texts(setting)).intersection(texts)

@@ -6,7 +6,9 @@ A pretrained LLM answers from a passage because it has read the web; a tiny mode
 from scratch has read nothing. So that the in-context remedies (in_context, knowledge_base,
 self_distill's teacher) can be measured on it, it first reads `documents` reading documents
 (revcurse.context): statements about fictitious people, a question in either direction and
-its answer. Then every causal remedy fine-tunes a copy of this reader on the world's facts.
+its answer; and, among them, the real-world probe facts (revcurse.probes) `world_facts`
+times each, so that it knows some of the world as a pretrained model does. Then every
+causal remedy fine-tunes a copy of this reader on the world's facts.
 
 The reader depends on its config, the model size and the world's vocabulary, never on a
 seed's facts (its documents use fresh pairings of names and descriptions), so it is
@@ -31,6 +33,7 @@ from revcurse.config import CACHE, check
 from revcurse.context import reading_documents
 from revcurse.lm.models import load_checkpoint, save_checkpoint
 from revcurse.lm.tiny import TinyModelConfig, build_tiny_model
+from revcurse.probes import world_facts
 from revcurse.results import RunDirExists, run_directory
 from revcurse.train import TrainConfig, train
 from revcurse.world import TEMPLATES
@@ -49,6 +52,10 @@ class ReaderConfig:
     # (choosing the right statement), a 2-4 layer reader is at 0.1-0.35 after 3000 steps
     distractors: int = 0
     """up to this many other statements beside the one asked about"""
+    # so that, as a pretrained model does, it knows some of the world before any fact is
+    # taught: locality_world asks what a treatment leaves of it (revcurse.remedies.targets)
+    world_facts: int = 20
+    """times it reads each real-world probe fact (revcurse.probes); 0: none"""
     seed: int = 0
     """the documents and initial weights (not the world's seed: one reader)"""
     # 3e-3 (the facts' rate) never learns to copy from the context; 1e-3 does
@@ -61,6 +68,7 @@ class ReaderConfig:
     def __post_init__(self) -> None:
         check(self.documents >= 1, "documents", f"must be at least 1, got {self.documents}")
         check(self.distractors >= 0, "distractors", f"must be 0 or more, got {self.distractors}")
+        check(self.world_facts >= 0, "world_facts", f"must be 0 or more, got {self.world_facts}")
 
 
 def cache_key(
@@ -102,6 +110,7 @@ def train_reader(
             config.seed,
             recombine=not world.generated,
         )
+    documents += world_facts() * config.world_facts
     torch.manual_seed(config.seed)
     model = build_tiny_model(tiny, tokenizer)
     train(model, tokenizer, documents, config.train, config.seed, progress)

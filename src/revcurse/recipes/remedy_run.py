@@ -24,6 +24,7 @@ from revcurse.facts import expand
 from revcurse.lm.pretrained import check_model_option, load_pretrained
 from revcurse.lm.tiny import TinyModelConfig
 from revcurse.lm.tokenizer import build_word_tokenizer
+from revcurse.probes import world_facts
 from revcurse.reader import ReaderConfig, load_or_train_reader
 from revcurse.remedies import RemedyConfig
 from revcurse.remedies.reverse_training import SEGMENT_MARKER
@@ -154,13 +155,16 @@ def world_of(config: RemedyRun, seed: int) -> World:
 
 def starting_point(config: RemedyRun, console: Console | None = None) -> Start:
     """The weights every causal remedy starts from: the pretrained model, or for `tiny` the
-    cached reader (revcurse.reader) with the tokenizer of the world's whole vocabulary (a
-    world of your own: its words too, and a reader that read about its relations)."""
+    cached reader (revcurse.reader) with the tokenizer of the world's whole vocabulary and
+    the real-world probe facts' (a world of your own: its words too, and a reader that read
+    about its relations)."""
     if config.model != "tiny":
         return load_pretrained(config.model)
     world = world_of(config, config.seed)
     train, test = expand(world.facts, world.templates)  # words vocabulary() may not hold
-    texts = [*vocabulary(), SEGMENT_MARKER, *(e.prompt + e.completion for e in [*train, *test])]
+    known = world_facts()  # the reader reads them (revcurse.reader.ReaderConfig.world_facts)
+    shown = [*train, *test, *known]
+    texts = [*vocabulary(), SEGMENT_MARKER, *(e.prompt + e.completion for e in shown)]
     tokenizer = build_word_tokenizer(texts)
     reader = load_or_train_reader(
         config.reader,
