@@ -159,10 +159,19 @@ readme-sweep-distill: $(BIN)/revcurse
 # The README's headline figure and table: a tiny compare (~5 min), SmolLM2 in context (~10 min
 # with the 30-fact baseline cached), and the newest runs of readme-smollm2-distill and
 # readme-smollm2-edits (run those first)
+# The README's headline and docs/remedies.md's measured-honestly blocks: the tiny world (3
+# seeds, ~3 min) and SmolLM2-135M on 3 fresh worlds no sweep used (seeds 100-102, 30 facts a
+# group; ~90 min on 2 cores, resumable: run it again to finish a stopped run)
+HEADLINE_TINY = baseline,in_context,bidirectional,self_distill,hebbian_memit
+HEADLINE_SMOLLM2 = --model smollm2-135m --seed 100 --seeds 3 \
+	--methods baseline,self_distill,hebbian_memit
 readme-headline: $(BIN)/revcurse
-	$(BIN)/revcurse compare --no-progress --output-dir runs/headline-tiny-$$(date +%Y%m%d-%H%M%S) \
-	&& $(BIN)/python scripts/compare_or_resume.py runs/headline-smollm2-context \
-		--model smollm2-135m --seeds 1 --methods baseline,in_context > /dev/null \
+	dir=runs/headline-tiny-$$(date +%Y%m%d-%H%M%S) \
+	&& $(BIN)/revcurse compare --no-progress --methods $(HEADLINE_TINY) --output-dir $$dir \
+	&& $(BIN)/python scripts/update_readme.py --compare $$dir compare-honest-tiny \
+	&& smol=$$($(BIN)/python scripts/compare_or_resume.py runs/headline-smollm2-fresh \
+		$(HEADLINE_SMOLLM2)) \
+	&& $(BIN)/python scripts/update_readme.py --compare $$smol compare-honest-smollm2 \
 	&& $(BIN)/python scripts/headline.py
 
 # hebbian_memit's defaults (chosen by sweep_hebbian.py on seed 0's world) on a fresh world,

@@ -387,7 +387,8 @@ def compare_block(run_dir: Path, name: str, brief: bool = False) -> str:
     parts = [
         f"![Exact match per method]({figure})",
         "",
-        f"{command} (means over seeds, 95% t intervals across seeds; one seed: Wilson intervals):",
+        f"{command} (shares pooled over seeds, 95% Wilson intervals over facts; other values:"
+        " means over seeds, 95% t intervals across seeds):",
         "",
         markdown_table(main, main_metrics),
     ]

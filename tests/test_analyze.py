@@ -206,7 +206,18 @@ def test_analyze_end_to_end(demo_run, tmp_path):
         "roles.png",
     }
     rows = json.loads((out / "results.json").read_text())["rows"]
-    keys = {"method", "group", "direction", "metric", "value", "n", "facts", "ci_low", "ci_high"}
+    keys = {
+        "method",
+        "group",
+        "direction",
+        "metric",
+        "value",
+        "n",
+        "facts",
+        "trials",
+        "ci_low",
+        "ci_high",
+    }
     assert all(set(r) == keys for r in rows)
     roles = [r for r in rows if r["direction"] == "roles"]  # the demo's model: a baseline
     assert {r["method"] for r in roles} == {"baseline"}

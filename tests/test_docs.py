@@ -46,30 +46,50 @@ def test_the_demo_and_analysis_blocks_are_somewhere():
 
 
 def test_the_headline_takes_each_method_from_the_newest_finished_run(tmp_path, monkeypatch):
+    """Its cells pool the newest finished run's samples over seeds, with intervals over facts;
+    a remedy that treated some facts comes after the baseline on those same facts."""
     from conftest import script
-
-    from revcurse.stats import row
 
     headline = script("headline")
     monkeypatch.setattr(headline, "ROOT", tmp_path)
     cells = headline.CELLS
-    for age, (name, value) in enumerate((("runs/x-1", 0.0), ("runs/x-2", 1.0), ("runs/x-3", None))):
+
+    def samples(method: str, right: bool, facts: range) -> list[dict]:
+        return [
+            {
+                "method": method,
+                "seed": seed,
+                "fact": f,
+                "group": g,
+                "direction": d,
+                "correct": right,
+            }
+            for seed in (0, 1)
+            for f in facts
+            for g, d in cells
+            for _ in range(2)  # two phrasings of each fact
+        ]
+
+    for age, (name, right) in enumerate(
+        (("runs/x-1", False), ("runs/x-2", True), ("runs/x-3", None))
+    ):
         run = tmp_path / name
         run.mkdir(parents=True)
-        if value is not None:  # else not finished: no results.json
-            rows = [
-                row("baseline", g, d, "exact_match", value, 10, (value, value)) for g, d in cells
-            ]
-            (run / "results.json").write_text(json.dumps({"rows": rows}))
+        if right is not None:  # else not finished: no results.json
+            (run / "results.json").write_text(json.dumps({"rows": []}))
+            lines = samples("baseline", right, range(10)) + samples("rome", not right, range(5))
+            (run / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in lines))
         os.utime(run, (1000 + age, 1000 + age))  # x-3 newest, x-2 the newest finished
-    found = headline.collect(["tiny, 3 facts a group=runs/x-*:baseline"])
+    found = headline.collect(["tiny, 3 facts a group=runs/x-*:baseline,rome"])
     assert [(panel, method, run.name) for panel, method, run, _ in found] == [
-        ("tiny, 3 facts a group", "baseline", "x-2")
+        ("tiny, 3 facts a group", "baseline", "x-2"),
+        ("tiny, 3 facts a group", "baseline, same facts", "x-2"),
+        ("tiny, 3 facts a group", "rome", "x-2"),
     ]
     lines = headline.table(found)
-    assert (
-        lines[2]
-        == "| tiny, 3 facts a group | baseline | " + " | ".join(["1.00 [1.00, 1.00]"] * 4) + " |"
-    )
-    with pytest.raises(SystemExit, match="no one-way exact match rows for in_context"):
+    # 20 facts a cell (two seeds'), their 40 questions agreeing in pairs: Wilson on 20
+    assert lines[2].startswith("| tiny, 3 facts a group | baseline | 40 | 1.00 [0.84, 1.00] |")
+    assert lines[3].startswith("| tiny, 3 facts a group | baseline, same facts | 20 | 1.00 [0.72")
+    assert lines[4].startswith("| tiny, 3 facts a group | rome | 20 | 0.00 [0.00, 0.28] |")
+    with pytest.raises(SystemExit, match="no one-way samples for in_context"):
         headline.collect(["tiny, 3 facts a group=runs/x-*:in_context"])

@@ -185,6 +185,7 @@ def test_evaluate_rows_and_samples(trained, small_world):
             "value",
             "n",
             "facts",
+            "trials",
             "ci_low",
             "ci_high",
         }

@@ -40,3 +40,18 @@ def test_an_interval_over_facts_is_wider_when_a_facts_questions_agree():
     none_right = proportion_row("m", "g", "d", "x", [False] * 30, list(range(15)) * 2)
     as_facts = proportion_row("m", "g", "d", "x", [False] * 15, list(range(15)))
     assert none_right["ci_high"] == pytest.approx(as_facts["ci_high"])
+
+
+def test_shares_counted_over_facts_pool_over_seeds():
+    """Each seed's world has facts of its own: the aggregate is the pooled share, its Wilson
+    interval on the seeds' effective trials summed (not a t interval over three values)."""
+    from revcurse.stats import aggregate, wilson
+
+    seeds = [
+        proportion_row("m", "p2d", "reverse", "exact_match", [True] * k + [False] * (20 - k), facts)
+        for k, facts in ((20, list(range(20))), (10, [i // 2 for i in range(20)]))
+    ]
+    [pooled] = aggregate(seeds)
+    assert pooled["value"] == pytest.approx(0.75) and pooled["facts"] == 30
+    assert pooled["trials"] == pytest.approx(seeds[0]["trials"] + seeds[1]["trials"])
+    assert (pooled["ci_low"], pooled["ci_high"]) == pytest.approx(wilson(0.75, pooled["trials"]))

@@ -222,12 +222,14 @@ def summarize(
             chance = [1 / s["n_candidates"] for s in ranked]
             rows.append(
                 row(
-                    **key,
-                    metric="rank_chance",
-                    value=sum(chance) / len(chance),
-                    n=len(ranked),
-                    ci=None,
-                    facts=None if (asked := facts_of(ranked)) is None else len(set(asked)),
+                    method,
+                    label,
+                    rel,
+                    "rank_chance",
+                    sum(chance) / len(chance),
+                    len(ranked),
+                    None,
+                    None if (asked := facts_of(ranked)) is None else len(set(asked)),
                 )
             )
             correct = [s["logprob"] for s in ranked]

@@ -197,8 +197,10 @@ def report(setup: str, rows: list[dict], costs: list[dict]) -> str:
     lines = [
         "# revcurse compare",
         "",
-        f"{setup} Values are means over seeds with 95% t intervals across seeds (one seed: "
-        "the run's own interval); p-values are combined with Fisher's method.",
+        f"{setup} Shares are pooled over seeds with 95% Wilson intervals over facts (each "
+        "seed's world its own facts); other values are means over seeds with 95% t intervals "
+        "across seeds (one seed: the run's own interval); p-values are combined with "
+        "Fisher's method.",
         "",
         "![exact match per method](chart.png)",
         "",

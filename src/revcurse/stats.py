@@ -2,10 +2,11 @@
 
     revcurse compare --seeds 3   # per-seed rows, then `aggregate` across the seeds
 
-Each row is {"method", "group", "direction", "metric", "value", "n", "facts", "ci_low",
-"ci_high"}: a proportion with its Wilson interval (over facts, when several questions ask
-about one fact), a mean with its t interval, a p-value, and the across-seed aggregate of
-any of them. `n` counts questions, `facts` the facts they ask about (None: not counted).
+Each row is {"method", "group", "direction", "metric", "value", "n", "facts", "trials",
+"ci_low", "ci_high"}: a proportion with its Wilson interval (over facts, when several
+questions ask about one fact), a mean with its t interval, a p-value, and the across-seed
+aggregate of any of them. `n` counts questions, `facts` the facts they ask about and
+`trials` a proportion's effective number of independent draws (None: not counted).
 scipy is imported by the functions that use it, so that the command line can import the
 stages without loading it.
 """
@@ -31,6 +32,7 @@ def row(
     n: int,
     ci: tuple[float, float] | None,
     facts: int | None = None,
+    trials: float | None = None,
 ) -> dict[str, Any]:
     def clean(x: float | None) -> float | None:  # JSON has no NaN
         return None if x is None or not math.isfinite(x) else float(x)
@@ -44,6 +46,7 @@ def row(
         "value": clean(value),
         "n": n,
         "facts": facts,
+        "trials": clean(trials),
         "ci_low": clean(low),
         "ci_high": clean(high),
     }
@@ -96,7 +99,7 @@ def proportion_row(
     k, n = sum(bool(h) for h in hits), len(hits)
     trials = effective_trials(hits, facts) if facts is not None else float(n)
     counted = len(set(facts)) if facts is not None else None
-    return row(method, group, direction, metric, k / n, n, wilson(k / n, trials), counted)
+    return row(method, group, direction, metric, k / n, n, wilson(k / n, trials), counted, trials)
 
 
 def mean_row(method: str, group: str, direction: str, metric: str, values: Sequence[float]) -> dict:
@@ -159,8 +162,10 @@ def is_proportion(metric: str) -> bool:
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
-    """One row per method, group, direction and metric: the mean over seeds with a t interval
-    across seeds (with one seed, that run's own interval); p-values combined by Fisher."""
+    """One row per method, group, direction and metric: a share counted over facts (every
+    seed's world its own facts) pooled over seeds, with the Wilson interval of their summed
+    effective trials; any other value the mean over seeds with a t interval across seeds
+    (with one seed, that run's own interval); p-values combined by Fisher."""
     from scipy import stats
 
     by_key: dict[tuple, list[dict]] = defaultdict(list)
@@ -179,12 +184,22 @@ def aggregate(rows: list[dict]) -> list[dict]:
             "facts": None
             if any(r.get("facts") is None for r in runs)
             else sum(r["facts"] for r in runs),
+            "trials": None,
             "ci_low": None,
             "ci_high": None,
         }
         if metric == "p_value" and len(values) > 1:
             tiny = [max(v, sys.float_info.min) for v in values]  # a p-value that underflowed to 0
             row["value"] = float(stats.combine_pvalues(tiny, method="fisher").pvalue)
+        elif (
+            is_proportion(metric)
+            and len(values) == len(runs)
+            and all(r.get("trials") is not None for r in runs)
+        ):
+            share = sum(r["value"] * r["n"] for r in runs) / row["n"]
+            trials = sum(r["trials"] for r in runs)
+            low, high = wilson(share, trials)
+            row.update(value=share, trials=trials, ci_low=low, ci_high=high)
         elif len(values) == 1:
             row.update(value=values[0], ci_low=runs[0]["ci_low"], ci_high=runs[0]["ci_high"])
         elif values:
