@@ -30,7 +30,7 @@ FIGURE = "docs/headline.png"
 RUNS = [
     "tiny model, 30 facts a group=runs/headline-tiny-*:"
     "baseline,in_context,bidirectional,self_distill,hebbian_memit",
-    "SmolLM2-135M, 30 facts a group=runs/headline-smollm2-fresh-*:"
+    "SmolLM2-135M, fresh worlds, 30 facts a group=runs/headline-smollm2-fresh-*:"
     "baseline,self_distill,hebbian_memit",
 ]
 CELLS = [("p2d", "same"), ("p2d", "reverse"), ("d2p", "same"), ("d2p", "reverse")]

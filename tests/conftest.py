@@ -59,7 +59,9 @@ def small_compare(tmp_path) -> Callable[[list[str]], dict[tuple[str, str, str], 
         config.remedies.reading_documents = 0
         config.train = TrainConfig(steps=250, batch_size=64)
         config.seeds, config.progress, config.output_dir = 1, False, tmp_path / "run"
-        config.reader = ReaderConfig(documents=10, train=TrainConfig(steps=2), cache_dir=tmp_path)
+        config.reader = ReaderConfig(
+            documents=10, world_facts=0, train=TrainConfig(steps=2), cache_dir=tmp_path
+        )
         rows = json.loads((run_compare(config) / "results.json").read_text())["rows"]
         return {
             (r["method"], r["group"], r["direction"]): r["value"]

@@ -189,6 +189,7 @@ def test_a_remedys_own_value_error_is_an_internal_error_not_bad_input(
     monkeypatch.setattr(revcurse.cli, "LOGS", tmp_path / "logs")
     tiny = ["--seeds", "1", "--world.facts-per-group", "2", "--train.steps", "2", "--no-progress"]
     tiny += ["--remedies.reading-documents", "10", "--reader.documents", "10"]
+    tiny += ["--reader.world-facts", "0"]
     tiny += ["--reader.train.steps", "1", "--reader.cache-dir", str(tmp_path / "reader")]
     command = [
         "revcurse",

@@ -24,7 +24,9 @@ from revcurse.world import WorldConfig
 def small_setting(tmp_path):
     config = CompareConfig(world=WorldConfig(facts_per_group=4), progress=False)
     config.train = TrainConfig(steps=3, batch_size=16)
-    config.reader = ReaderConfig(documents=20, train=TrainConfig(steps=2), cache_dir=tmp_path)
+    config.reader = ReaderConfig(
+        documents=20, world_facts=0, train=TrainConfig(steps=2), cache_dir=tmp_path
+    )
     return build_setting(config, seed=0, workdir=tmp_path, start=starting_point(config))
 
 

@@ -550,7 +550,7 @@ def test_locality_world_asks_what_the_start_model_knew(setting, monkeypatch):
     known = [e for e in setting.train_examples if e.group == "p2d"]
     monkeypatch.setattr(remedy_targets, "world_facts", lambda: known)
     model = setting.baseline()[0]
-    probing = dataclasses.replace(setting, start=model)
+    probing = dataclasses.replace(setting, start=model, world_known=None)
     [kept] = remedy_targets.world_rows("m", probing, setting.causal_lm(model))
     assert kept["metric"] == "locality_world" and kept["value"] == 1.0
     assert kept["n"] == len(probing.world_known) > 0

@@ -36,6 +36,7 @@ def compare_command(out: Path, cache: Path, steps: int) -> list[str]:
     args = ["--seeds", str(SEEDS), "--workers", "2", "--world.facts-per-group", "4"]
     args += ["--train.steps", str(steps), "--methods", ",".join(METHODS), "--no-progress"]
     args += ["--remedies.reading-documents", "40", "--reader.documents", "20"]
+    args += ["--reader.world-facts", "0"]
     args += ["--reader.train.steps", "2", "--reader.cache-dir", str(cache)]
     return [sys.executable, "-m", "revcurse.cli", "compare", "--output-dir", str(out), *args]
 

@@ -44,7 +44,9 @@ def small_setting(tmp_path, **remedies):
         assert hasattr(config.remedies, key), key  # setattr would add a field nobody reads
         setattr(config.remedies, key, value)
     config.train = TrainConfig(steps=3, batch_size=16)
-    config.reader = ReaderConfig(documents=20, train=TrainConfig(steps=2), cache_dir=tmp_path)
+    config.reader = ReaderConfig(
+        documents=20, world_facts=0, train=TrainConfig(steps=2), cache_dir=tmp_path
+    )
     return build_setting(config, seed=0, workdir=tmp_path, start=starting_point(config))
 
 
@@ -371,7 +373,9 @@ def test_converged_budget_trains_each_method_until_its_own_plateau(tmp_path):
     config.converge.every, config.converge.max_steps, config.converge.patience = 2, 8, 1
     config.remedies.reading_documents = 10
     config.train = TrainConfig(steps=4, batch_size=16)
-    config.reader = ReaderConfig(documents=10, train=TrainConfig(steps=2), cache_dir=tmp_path)
+    config.reader = ReaderConfig(
+        documents=10, world_facts=0, train=TrainConfig(steps=2), cache_dir=tmp_path
+    )
     run_compare(config)
     costs = json.loads((tmp_path / "run" / "results.json").read_text())["costs"]
     for cost in costs:
@@ -409,6 +413,7 @@ def test_chat_template_poses_every_prompt_as_a_user_turn(tmp_path, monkeypatch):
 
 def test_chat_template_needs_a_template(tmp_path):
     small_reader = ["--reader.documents", "10", "--reader.train.steps", "2"]
+    small_reader += ["--reader.world-facts", "0"]
     args = ["--reader.cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path / "r")]
     result = runner.invoke(app, ["compare", "--chat-template", *small_reader, *args])
     assert result.exit_code == 2 and "no chat template" in result.output
@@ -439,7 +444,9 @@ def test_workers_change_the_speed_not_the_results(tmp_path):
         )
         config.remedies.reading_documents = 40
         config.train = TrainConfig(steps=30, batch_size=16)
-        config.reader = ReaderConfig(documents=20, train=TrainConfig(steps=2), cache_dir=tmp_path)
+        config.reader = ReaderConfig(
+            documents=20, world_facts=0, train=TrainConfig(steps=2), cache_dir=tmp_path
+        )
         results = json.loads((run_compare(config) / "results.json").read_text())
         assert [(c["seed"], c["method"]) for c in results["costs"]] == [
             (seed, method) for seed in (0, 1) for method in config.methods
@@ -483,7 +490,9 @@ def test_a_cached_baseline_is_trained_once_and_loaded_after(tmp_path):
         )
         config.remedies.reading_documents = 40
         config.train = TrainConfig(steps=steps, batch_size=16)
-        config.reader = ReaderConfig(documents=20, train=TrainConfig(steps=2), cache_dir=tmp_path)
+        config.reader = ReaderConfig(
+            documents=20, world_facts=0, train=TrainConfig(steps=2), cache_dir=tmp_path
+        )
         return json.loads((run_compare(config) / "results.json").read_text())
 
     first, second = run("first", 60), run("second", 60)

@@ -162,7 +162,7 @@ def starting_point(config: RemedyRun, console: Console | None = None) -> Start:
         return load_pretrained(config.model)
     world = world_of(config, config.seed)
     train, test = expand(world.facts, world.templates)  # words vocabulary() may not hold
-    known = world_facts()  # the reader reads them (revcurse.reader.ReaderConfig.world_facts)
+    known = world_facts() if config.reader.world_facts else []  # the reader reads them
     shown = [*train, *test, *known]
     texts = [*vocabulary(), SEGMENT_MARKER, *(e.prompt + e.completion for e in shown)]
     tokenizer = build_word_tokenizer(texts)
