@@ -23,6 +23,12 @@ from revcurse.lm.tokenizer import build_word_tokenizer
 from revcurse.train import TrainConfig, train
 from revcurse.world import TEMPLATES, WorldConfig, generate_facts
 
+# every result row's keys (revcurse.stats.row)
+ROW_KEYS = {
+    *("method", "group", "direction", "metric"),
+    *("value", "n", "facts", "trials", "ci_low", "ci_high"),
+}
+
 
 @pytest.fixture(scope="session")
 def small_world():

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import script
+from conftest import ROW_KEYS, script
 from typer.testing import CliRunner
 
 from revcurse.analysis import (
@@ -206,19 +206,7 @@ def test_analyze_end_to_end(demo_run, tmp_path):
         "roles.png",
     }
     rows = json.loads((out / "results.json").read_text())["rows"]
-    keys = {
-        "method",
-        "group",
-        "direction",
-        "metric",
-        "value",
-        "n",
-        "facts",
-        "trials",
-        "ci_low",
-        "ci_high",
-    }
-    assert all(set(r) == keys for r in rows)
+    assert all(set(r) == ROW_KEYS for r in rows)
     roles = [r for r in rows if r["direction"] == "roles"]  # the demo's model: a baseline
     assert {r["method"] for r in roles} == {"baseline"}
     said = [r for r in rows if r["metric"] in ANSWER_KINDS]  # the demo's answers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import ROW_KEYS
 
 from revcurse.evaluate import EvalConfig, alternatives, anywhere, evaluate, starts_with
 from revcurse.lm.batching import encode
@@ -177,18 +178,7 @@ def test_evaluate_rows_and_samples(trained, small_world):
             for metric in ("exact_match", "rank_acc", "rank_chance", "logprob_margin", "p_value"):
                 assert (group, direction, metric) in keys
     for row in rows:
-        assert set(row) == {
-            "method",
-            "group",
-            "direction",
-            "metric",
-            "value",
-            "n",
-            "facts",
-            "trials",
-            "ci_low",
-            "ci_high",
-        }
+        assert set(row) == ROW_KEYS
         if row["metric"] in ("exact_match", "rank_acc"):
             assert 0 <= row["ci_low"] <= row["value"] <= row["ci_high"] <= 1
         if row["metric"] == "rank_chance":
