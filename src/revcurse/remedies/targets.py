@@ -73,8 +73,8 @@ def controls(setting: Setting) -> set[int]:
 
 def replayable(setting: Setting) -> list[int]:
     """The untouched facts a treatment may replay or protect (its `keep`): not the controls."""
-    treated, control = split_one_way(setting)
-    return [i for i in untouched(setting, treated) if i not in set(control)]
+    left = controls(setting)
+    return [i for i in untouched(setting, split_one_way(setting)[0]) if i not in left]
 
 
 def reverse_phrasings(setting: Setting, fact_ids: Sequence[int], split: str) -> list[Example]:
