@@ -15,10 +15,11 @@ shown beside the baseline of the same run on those same facts. A run is named by
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from revcurse.evaluate import seeded_facts
+from revcurse.records import read_records
 from revcurse.report import one_way_bars, with_interval
 from revcurse.results import pyplot
 from revcurse.stats import proportion_row
@@ -51,7 +52,7 @@ def cells_of(method: str, samples: list[dict]) -> dict[tuple[str, str], dict]:
         cell = [s for s in samples if (s["group"], s["direction"]) == (group, direction)]
         if cell:
             hits = [s["correct"] for s in cell]
-            facts = [(s.get("seed", 0), s["fact"]) for s in cell]
+            facts = seeded_facts(cell)
             cells[group, direction] = proportion_row(
                 method, group, direction, "exact_match", hits, facts
             )
@@ -66,10 +67,8 @@ def collect(specs: list[str]) -> list[tuple[str, str, Path, dict[tuple[str, str]
         panel, rest = spec.split("=", 1)
         pattern, methods = rest.rsplit(":", 1)
         run = newest(pattern)
-        lines = (run / "samples.jsonl").read_text().splitlines()
-        samples = [json.loads(line) for line in lines if line.strip()]
         by_method: dict[str, list[dict]] = {}
-        for s in samples:
+        for _, s in read_records(run / "samples.jsonl"):
             by_method.setdefault(s["method"], []).append(s)
         base = by_method.get("baseline", [])
         for method in methods.split(","):
@@ -77,8 +76,10 @@ def collect(specs: list[str]) -> list[tuple[str, str, Path, dict[tuple[str, str]
             cells = cells_of(method, own)
             if not all(cell in cells for cell in CELLS):
                 raise SystemExit(f"{run}: no one-way samples for {method}")
-            treated = {(s.get("seed", 0), s["fact"]) for s in own}
-            same = [s for s in base if (s.get("seed", 0), s["fact"]) in treated]
+            treated = set(seeded_facts(own) or ())
+            same = [
+                s for s, key in zip(base, seeded_facts(base) or (), strict=True) if key in treated
+            ]
             if method != "baseline" and base and len(same) < len(base):
                 out.append((panel, "baseline, same facts", run, cells_of("baseline", same)))
             out.append((panel, method, run, cells))

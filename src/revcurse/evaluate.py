@@ -180,6 +180,17 @@ def facts_of(samples: Sequence[dict]) -> list[int] | None:
     return [s["fact"] for s in samples] if all("fact" in s for s in samples) else None
 
 
+def seeded_facts(samples: Sequence[dict]) -> list[tuple[int, int]] | None:
+    """(seed, fact) of each sample: samples of several seeds ask about a fact of each seed's
+    world (facts_of's None where one does not say)."""
+    facts = facts_of(samples)
+    return (
+        None
+        if facts is None
+        else [(s.get("seed", 0), f) for s, f in zip(samples, facts, strict=True)]
+    )
+
+
 def summarize(
     samples: Sequence[dict],
     method: str,

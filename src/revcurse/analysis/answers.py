@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from revcurse.evaluate import facts_of, starts_with
+from revcurse.evaluate import seeded_facts, starts_with
 from revcurse.stats import proportion_row
 
 KINDS = ("wrong_trained_answer", "wrong_other")
@@ -35,24 +35,21 @@ def answer_rows(samples: Sequence[dict]) -> list[dict]:
     for s in samples:
         if trained(s):
             answers[s.get("seed", 0)].add(s["target"])
-    cells: dict[tuple[str, str, str], list[str]] = defaultdict(list)
-    asked: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+    cells: dict[tuple[str, str, str], list[tuple[dict, str]]] = defaultdict(list)
     for s in samples:
         kind = "right"
         if not s["correct"]:
             others = answers[s.get("seed", 0)] - {s["target"]}
             recalled = any(starts_with(s["output"], a) for a in others)
             kind = "wrong_trained_answer" if recalled else "wrong_other"
-        cells[s["method"], s["group"], s["direction"]].append(kind)
-        asked[s["method"], s["group"], s["direction"]].append(s)
-    facts = {  # a fact of each seed's world: the clusters of the interval
-        cell: None
-        if (ids := facts_of(cell_samples)) is None
-        else [(s.get("seed", 0), f) for s, f in zip(cell_samples, ids, strict=True)]
-        for cell, cell_samples in asked.items()
-    }
+        cells[s["method"], s["group"], s["direction"]].append((s, kind))
     return [
-        proportion_row(*cell, metric=metric, hits=[k == metric for k in kinds], facts=facts[cell])
-        for cell, kinds in cells.items()
+        proportion_row(
+            *cell,
+            metric=metric,
+            hits=[k == metric for _, k in judged],
+            facts=seeded_facts([s for s, _ in judged]),
+        )
+        for cell, judged in cells.items()
         for metric in KINDS
     ]

@@ -224,8 +224,7 @@ def world_known(setting: Setting) -> list[Example]:
     setting as every model is asked (`ask`)."""
     if setting.world_known is None:
         probes = setting.ask(world_facts())
-        start = CausalLM(setting.start, setting.tokenizer, setting.eval.batch_size, False)
-        said = hits(start, probes)
+        said = hits(setting.causal_lm(setting.start, progress=False), probes)
         setting.world_known = [e for e, right in zip(probes, said, strict=True) if right]
     return setting.world_known
 
