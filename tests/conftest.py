@@ -124,6 +124,12 @@ def processes_left(session: int, seconds: float) -> list[int]:
     return left
 
 
+def interruptible() -> None:
+    """SIGINT back to its default in a child about to run a command (a Python one then
+    raises KeyboardInterrupt on it, as it does when started from a terminal)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def start_command() -> Iterator[Callable[..., subprocess.Popen]]:
     """Start a command (subprocess.Popen's arguments) in a session of its own, as a shell
@@ -133,8 +139,13 @@ def start_command() -> Iterator[Callable[..., subprocess.Popen]]:
     started: list[subprocess.Popen] = []
 
     def start(command: list[str], **options) -> subprocess.Popen:
-        started.append(subprocess.Popen(command, start_new_session=True, **options))
-        return started[-1]
+        # Ctrl-C reaches it as from a terminal, even when the suite runs from a background
+        # job (`nohup make test &`), whose children inherit an ignored SIGINT
+        process = subprocess.Popen(
+            command, start_new_session=True, preexec_fn=interruptible, **options
+        )
+        started.append(process)
+        return process
 
     yield start
     left = {process.pid: processes_left(process.pid, 10) for process in started}

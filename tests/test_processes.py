@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -99,7 +100,16 @@ def test_ctrl_c_ends_a_parallel_compare_at_any_moment(
     assert all(f"partial run kept: revcurse compare --resume {p}\n" in stderr for p in kept)
 
 
-def test_ctrl_c_as_the_workers_pool_shuts_down_waits_for_its_end(monkeypatch):
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """This process raises KeyboardInterrupt on SIGINT, as from a terminal, even when the
+    suite runs from a background job (`nohup make test &`), which ignores SIGINT."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_as_the_workers_pool_shuts_down_waits_for_its_end(monkeypatch, ctrl_c_raises):
     """Ctrl-C as the pool shuts down (every unit done, the results being written) is raised
     once the shutdown is over, not in its midst, whichever thread it reached: cut short,
     the shutdown leaves the pool's thread closing its pipe while Python exits, and CPython
