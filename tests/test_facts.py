@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from revcurse.cli import app
 from revcurse.facts import Fact, expand, load_facts, load_templates, validate
 from revcurse.records import write_records
+from revcurse.sources import load_world
 from revcurse.world import TEMPLATES, WorldConfig, capacity, generate_facts
 
 runner = CliRunner()
@@ -80,6 +81,32 @@ BAD_INPUTS = [
         "group,a,b\np2d,Ada Crane,the pilot\nd2p,Bo Vance\n",
         3,
         "2 columns, header has 3",
+    ),
+    (
+        "textnames.jsonl",
+        _jsonl({**GOOD_FACT, "text": "Ada Crane flies."}),
+        1,
+        "text does not name b ('the pilot of the glass river')",
+    ),
+    (
+        "textorder.jsonl",
+        _jsonl({**GOOD_FACT, "text": "The pilot of the glass river is Ada Crane."}),
+        1,
+        "text names b first, but group p2d trains a first",
+    ),
+    (
+        "textboth.jsonl",
+        _jsonl(
+            {**GOOD_FACT, "group": "both", "text": "Ada Crane is the pilot of the glass river."}
+        ),
+        1,
+        "a fact with text is one-way",
+    ),
+    (
+        "textbreak.jsonl",
+        _jsonl({**GOOD_FACT, "text": "Ada Crane is\nthe pilot of the glass river."}),
+        1,
+        "field 'text' holds a line break",
     ),
     ("header.csv", "group,a,b\n", 1, "a header but no records"),
     ("csvgroup.csv", "group,a,b\np2d,Ada Crane,the pilot\nboth,Bo Vance,\n", 3, "empty field 'b'"),
@@ -177,3 +204,49 @@ def test_expand_trains_each_group_in_its_own_direction_and_tests_both():
     # without teaching, no reversed phrasing of the test set is ever trained
     train_plain, _ = expand(facts, TEMPLATES, teach_test_phrasings=False)
     assert not any(e.split == "test" for e in train_plain)
+
+
+def test_a_fact_with_text_trains_on_that_sentence_alone_split_before_its_later_side():
+    facts = [
+        Fact("p2d", "Ada Crane", "the pilot", text="Ada Crane flew as the pilot, they say."),
+        Fact("d2p", "Bo Vance", "the keeper", text="The keeper was Bo Vance."),
+    ]
+    tests = [t for t in TEMPLATES if t.split == "test"]
+    train, test = expand(facts, tests)
+    assert [(e.prompt, e.completion, e.direction) for e in train] == [
+        ("Ada Crane flew as", " the pilot, they say.", "a2b"),
+        ("The keeper was", " Bo Vance.", "b2a"),
+    ]
+    assert len(test) == 2 * len(tests)  # every fact asked both ways in every test phrasing
+    assert expand(facts, TEMPLATES)[0] == train  # a fact with text ignores the templates
+
+
+def test_a_world_of_statements_has_no_both_group_and_only_test_phrasings():
+
+    config = WorldConfig(facts_per_group=5, statements=True)
+    world = load_world(None, None, None, config, seed=2)
+    plain = generate_facts(WorldConfig(facts_per_group=5), seed=2)
+    assert [(f.a, f.b) for f in world.facts] == [(f.a, f.b) for f in plain if f.group != "both"]
+    assert world.facts[0].text == f"{world.facts[0].a} is {world.facts[0].b}."
+    assert (
+        world.facts[-1].text
+        == f"{world.facts[-1].b[:1].upper()}{world.facts[-1].b[1:]} is {world.facts[-1].a}."
+    )
+    assert {t.split for t in world.templates} == {"test"}
+    train, _ = expand(world.facts, world.templates)
+    assert [e.prompt + e.completion for e in train] == [f.text for f in world.facts]
+
+
+def test_facts_with_text_need_only_test_templates(tmp_path):
+
+    facts = tmp_path / "facts.jsonl"
+    facts.write_text(_jsonl({**GOOD_FACT, "text": "Ada Crane is the pilot of the glass river."}))
+    templates = tmp_path / "templates.jsonl"
+    test = {**GOOD_TEMPLATE, "split": "test"}
+    templates.write_text(
+        _jsonl(test, {**test, "direction": "b2a", "prompt": "{b} is", "completion": " {a}."})
+    )
+    world = load_world(facts, templates, None, WorldConfig(), seed=0)
+    assert [f.text for f in world.facts] == ["Ada Crane is the pilot of the glass river."]
+    with_train = load_world(facts, None, None, WorldConfig(), seed=0)  # the built-in phrasings
+    assert {t.split for t in with_train.templates} == {"test"}  # its train ones are dropped

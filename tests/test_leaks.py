@@ -8,6 +8,7 @@ import dataclasses
 
 import pytest
 
+from revcurse.errors import UserError
 from revcurse.reader import ReaderConfig
 from revcurse.recipes.compare import CompareConfig
 from revcurse.recipes.remedy_run import build_setting, starting_point
@@ -134,3 +135,61 @@ def test_held_out_text_is_read_by_no_corpus(setting):
     corpus = {e.prompt + e.completion for e in setting.corpus()}
     assert texts and not corpus.intersection(texts)
     assert not set(targets.generic_texts(setting)).intersection(texts)
+
+
+@pytest.fixture(scope="module")
+def statements(tmp_path_factory):
+    """A world of statements (each fact one plain sentence, the phrasings only test), every
+    budget small; its teacher restates the facts (source statements)."""
+    config = CompareConfig(world=WorldConfig(facts_per_group=4, statements=True), progress=False)
+    config.remedies.reading_documents = 50
+    config.remedies.generic_documents = 10
+    config.remedies.self_distill.steps = 5
+    config.remedies.self_distill.source = "statements"
+    config.train = TrainConfig(steps=30, batch_size=32)
+    folder = tmp_path_factory.mktemp("statements")
+    config.reader = ReaderConfig(
+        documents=50, train=TrainConfig(steps=5), cache_dir=folder, world_facts=0
+    )
+    return build_setting(config, seed=0, workdir=folder, start=starting_point(config))
+
+
+def phrased(texts: list[str], setting) -> set[str]:
+    """The world's phrasings (their words between the entities, two words or more) found in
+    the texts read."""
+    parts = {
+        part.strip()
+        for t in setting.templates
+        for side in (t.prompt, t.completion)
+        for part in side.replace("{b}", "{a}").split("{a}")
+    }
+    wordy = {p for p in parts if len(p.split()) >= 2}
+    return {p for p in wordy if any(p in text for text in texts)}
+
+
+@pytest.mark.parametrize("method", ["baseline", "self_distill", "self_distill_kl"])
+def test_no_world_phrasing_reaches_what_learns_from_statements(statements, read, method):
+    """In a world of statements, every fact trains on its own sentence: the baseline, the
+    reading documents and every remedy's training and teacher read no word of a phrasing."""
+    assert {t.split for t in statements.templates} == {"test"}
+    apply_remedy(dataclasses.replace(statements), method)
+    assert read and phrased(["The trailblazer known as Ada was once"], statements)
+    assert not phrased(read, statements)
+    facts = {f.text for f in statements.facts}
+    assert facts <= {text for text in read}  # each sentence trained as written
+
+
+def test_a_phrasing_planted_in_a_world_of_statements_is_found(statements, read):
+    planted = dataclasses.replace(
+        statements, train_examples=[*statements.train_examples, statements.test_examples[0]]
+    )
+    apply_remedy(planted, "baseline")
+    assert phrased(read, statements)
+
+
+@pytest.mark.parametrize("method", ["bidirectional", "hebbian_memit", "rome"])
+def test_a_remedy_that_writes_in_training_phrasings_refuses_a_world_of_statements(
+    statements, method
+):
+    with pytest.raises(UserError, match="a world of statements has none"):
+        apply_remedy(statements, method)

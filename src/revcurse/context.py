@@ -18,15 +18,23 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from revcurse.facts import DIRECTIONS, SAME_DIRECTION, Example, Fact, Template
+from revcurse.facts import (
+    DIRECTIONS,
+    SAME_DIRECTION,
+    STATEMENTS,
+    Example,
+    Fact,
+    Template,
+    stated_relations,
+)
 from revcurse.world import ADJECTIVES, FIRST_NAMES, LAST_NAMES, ROLES, THINGS
-
-# One statement form per direction: name first ("a is b") or description first ("b is a").
-STATEMENTS = {"a2b": "{a} is {b}.", "b2a": "{b} is {a}."}
 
 
 def statement(fact: Fact, direction: str | None = None) -> str:
-    """The fact in words; by default in the direction its group was trained (one-way form)."""
+    """The fact in words; by default its own `text`, or in the direction its group was
+    trained (one-way form)."""
+    if fact.text and direction is None:
+        return fact.text
     return STATEMENTS[direction or SAME_DIRECTION[fact.group]].format(a=fact.a, b=fact.b)
 
 
@@ -150,6 +158,19 @@ def worked_examples(
     return [replace(e, prompt=prefixes[e.template] + e.prompt) for e in examples]
 
 
+def reading_templates(templates: Sequence[Template], facts: Sequence[Fact]) -> list[Template]:
+    """The questions reading documents ask: the world's phrasings; for a relation whose facts
+    are each stated in their own `text` (a world of statements, whose templates only test),
+    the statement forms, "{a} is" -> " {b}." and back: no test phrasing is ever trained."""
+    stated = stated_relations(facts)
+    forms = []
+    for relation in sorted(stated):
+        for direction in DIRECTIONS:
+            prompt, answer = STATEMENTS[direction].rsplit(" ", 1)
+            forms.append(Template(direction, "train", prompt, " " + answer, relation))
+    return [*(t for t in templates if t.relation not in stated), *forms]
+
+
 def reading_documents(
     n: int,
     max_distractors: int,
@@ -159,11 +180,13 @@ def reading_documents(
     lines: bool = False,
     recombine: bool = False,
 ) -> list[Example]:
-    """n documents: 1 + U{0..max_distractors} fresh statements, then a question (any template,
-    either direction) about one of them. Names and descriptions of `exclude` are never used.
+    """n documents: 1 + U{0..max_distractors} fresh statements, then a question (any of
+    `reading_templates`, either direction) about one of them. Names and descriptions of
+    `exclude` are never used.
     `lines`: the statements as `Fact:` lines, the layout a pretrained model is asked in."""
     rng = random.Random(seed)
     pools = fresh_entities(exclude, recombine)
+    templates = reading_templates(templates, exclude)
     kinds = list(dict.fromkeys(t.relation for t in templates))
     pick = random.Random(f"{seed} relation")  # apart, so one relation draws as it always did
     documents = []

@@ -140,6 +140,8 @@ def evaluate(
 
 def answers(lm: LanguageModel, examples: Sequence[Example], config: EvalConfig) -> list[str]:
     """Greedy answers to the examples' prompts, as long as `answer_tokens` allows."""
+    if not examples:  # e.g. the replayable facts of a world without a `both` group
+        return []
     max_new = answer_tokens(lm.tokenizer, [e.completion for e in examples], config)
     return lm.generate([e.prompt for e in examples], max_new)
 

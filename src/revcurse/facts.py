@@ -32,6 +32,8 @@ GROUP_ALIASES = {"a2b": "p2d", "b2a": "d2p"}
 GROUP_LEGEND = "p2d = trained a first (a2b), d2p = trained b first (b2a), both = both ways"
 DIRECTIONS = ("a2b", "b2a")
 SPLITS = ("train", "test")
+# One statement form per direction: name first ("a is b") or description first ("b is a").
+STATEMENTS = {"a2b": "{a} is {b}.", "b2a": "{b} is {a}."}
 # The direction each group's training text uses; results call it "same", the other "reverse".
 # (`both` trains both ways; its a2b side is reported as "same" so its rows line up with p2d.)
 SAME_DIRECTION = {"p2d": "a2b", "d2p": "b2a", "both": "a2b"}
@@ -55,6 +57,34 @@ class Fact:
     a: str
     b: str
     relation: str = ""  # what kind of fact; "" in files that name none
+    # the fact as its user wrote it, one sentence naming a and b: with it, the fact trains on
+    # this sentence alone, no template (its group: which side the sentence names first)
+    text: str = ""
+
+    def stated(self, fact_id: int) -> Example:
+        """The fact's `text` as a training example: up to the side it names last, then that
+        side and the rest of the sentence (the completion, as a template's is)."""
+        direction = text_direction(self)
+        later = self.b if direction == "a2b" else self.a
+        cut = self.text.casefold().index(later.casefold())
+        if cut and self.text[cut - 1] == " ":
+            cut -= 1  # a completion starts with its space, as a template's does
+        return Example(
+            fact=fact_id,
+            group=self.group,
+            direction=direction,
+            split="train",
+            template=-1,
+            prompt=self.text[:cut],
+            completion=self.text[cut:],
+            relation=self.relation,
+        )
+
+
+def text_direction(fact: Fact) -> str:
+    """a2b when the fact's text names a first, else b2a."""
+    text = fact.text.casefold()
+    return "a2b" if text.index(fact.a.casefold()) <= text.index(fact.b.casefold()) else "b2a"
 
 
 @dataclass(frozen=True)
@@ -87,6 +117,12 @@ def phrasings(templates: Sequence[Template], fact: Fact) -> list[tuple[int, Temp
 
 def relations(facts: Sequence[Fact]) -> list[str]:
     return list(dict.fromkeys(f.relation for f in facts))
+
+
+def stated_relations(facts: Sequence[Fact]) -> set[str]:
+    """The relations each of whose facts is stated in its own `text`: a world of statements,
+    whose templates only test (none trains, and no remedy asks in them)."""
+    return {f.relation for f in facts if f.text} - {f.relation for f in facts if not f.text}
 
 
 def relation_cells(
@@ -129,7 +165,7 @@ def kind_of(records: Records) -> Kind:
     return "templates" if keys & {"prompt", "completion", "direction"} else "facts"
 
 
-OPTIONAL = ("relation",)  # fields a record may leave out (or empty)
+OPTIONAL = ("relation", "text")  # fields a record may leave out (or empty)
 
 
 def _check_fields(
@@ -162,9 +198,11 @@ def _parse_facts(path: Path, records: Records, problems: list[Problem]) -> list[
             allowed = ", ".join([*GROUPS, *GROUP_ALIASES])
             msg = f"unknown group '{record['group']}' (expected one of {allowed})"
             found.append(Problem(str(path), number, msg))
-        for name in ("a", "b"):  # an entity is one line of text: a prompt holds it inline
-            if not found and any(c in record[name] for c in "\n\r\x00"):
+        for name in ("a", "b", "text"):  # one line of text: a prompt holds it inline
+            if not found and any(c in record.get(name, "") for c in "\n\r\x00"):
                 found.append(Problem(str(path), number, f"field '{name}' holds a line break"))
+        if not found and record.get("text", "").strip():
+            found += _text_problems(path, number, record)
         if found:
             problems += found
             continue
@@ -195,6 +233,28 @@ def _parse_facts(path: Path, records: Records, problems: list[Problem]) -> list[
     if problems:
         raise DataError(sorted(problems, key=lambda p: p.line))
     return facts
+
+
+def _text_problems(path: Path, number: int, record: dict[str, Any]) -> list[Problem]:
+    """What is wrong with a fact's `text`: it must name both sides, apart, the one its group
+    trains first (p2d: a; d2p: b) first; a fact stated once is one-way, never `both`."""
+    text, a, b = (record[k].strip().casefold() for k in ("text", "a", "b"))
+    group = GROUP_ALIASES.get(record["group"], record["group"])
+    missing = [k for k, side in (("a", a), ("b", b)) if side not in text]
+    if missing:
+        names = " and ".join(f"{k} ({record[k].strip()!r})" for k in missing)
+        return [Problem(str(path), number, f"text does not name {names}")]
+    if a in b or b in a:
+        return [Problem(str(path), number, "text: a and b must not hold one another")]
+    if group == "both":
+        msg = "a fact with text is one-way: group p2d (text names a first) or d2p (b first)"
+        return [Problem(str(path), number, msg)]
+    first = "a" if text.index(a) < text.index(b) else "b"
+    if first != ("a" if group == "p2d" else "b"):
+        trained = "a" if group == "p2d" else "b"
+        msg = f"text names {first} first, but group {record['group']} trains {trained} first"
+        return [Problem(str(path), number, msg)]
+    return []
 
 
 # Which placeholder each side of a template must hold, by direction.
@@ -280,18 +340,21 @@ def validate(path: str | Path) -> tuple[Kind, int]:
 
 
 def check_phrased(facts: Sequence[Fact], templates: Sequence[Template], source: str) -> None:
-    """Every relation of the facts has train and test templates of its own."""
+    """Every relation of the facts has test templates of its own, and train templates unless
+    each of its facts is stated in its own `text` (which it trains on instead)."""
     problems = []
     for rel in relations(facts):
         splits = {t.split for t in templates if t.relation == rel}
-        if splits != set(SPLITS):
+        stated = all(f.text for f in facts if f.relation == rel)
+        wanted = {"test"} if stated else set(SPLITS)
+        if not splits >= wanted:
             named = ", ".join(repr(r) for r in dict.fromkeys(t.relation for t in templates))
             what = f"relation {rel!r}" if rel else "facts without a relation"
             problems.append(
                 Problem(
                     source,
                     0,
-                    f"no {' or '.join(sorted(set(SPLITS) - splits))} templates "
+                    f"no {' or '.join(sorted(wanted - splits))} templates "
                     f"for {what} (the templates' relations: {named})",
                 )
             )
@@ -305,21 +368,26 @@ def expand(
     """Fill templates with facts: (train, test) examples.
 
     Each group trains on the train templates of its own direction(s), in its relation's
-    phrasings. Every fact is tested on the held-out test templates of both directions. A
-    reverse question is only a fair test when the model knows its phrasing from other
-    facts, so with `teach_test_phrasings` the `both` group is also trained on the test
-    phrasings (its test rows then measure recall of trained text, a ceiling); without it a
-    0% reverse score is guaranteed by construction and says nothing about the curse.
+    phrasings; a fact with `text` on that sentence alone. Every fact is tested on the
+    held-out test templates of both directions. A reverse question is only a fair test when
+    the model knows its phrasing from other facts, so with `teach_test_phrasings` the `both`
+    group is also trained on the test phrasings (its test rows then measure recall of
+    trained text, a ceiling); without it a 0% reverse score is guaranteed by construction
+    and says nothing about the curse.
     """
     trained = {"p2d": ("a2b",), "d2p": ("b2a",), "both": DIRECTIONS}
     train, test = [], []
     for fact_id, fact in enumerate(facts):
+        if fact.text:  # its own sentence, no template
+            train.append(fact.stated(fact_id))
         for template_id, template in phrasings(templates, fact):
             example = template.fill(fact, fact_id, template_id)
             if template.split == "test":
                 test.append(example)
-            if template.direction in trained[fact.group] and (
-                template.split == "train" or (teach_test_phrasings and fact.group == "both")
+            if (
+                not fact.text
+                and template.direction in trained[fact.group]
+                and (template.split == "train" or (teach_test_phrasings and fact.group == "both"))
             ):
                 train.append(example)
     return train, test

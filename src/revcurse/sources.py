@@ -16,7 +16,15 @@ from pathlib import Path
 
 from revcurse import berglund
 from revcurse.config import check
-from revcurse.facts import GROUPS, Fact, Template, check_phrased, load_facts, load_templates
+from revcurse.facts import (
+    GROUPS,
+    Fact,
+    Template,
+    check_phrased,
+    load_facts,
+    load_templates,
+    stated_relations,
+)
 from revcurse.world import TEMPLATES, WorldConfig, capacity, generate_facts
 
 
@@ -52,6 +60,8 @@ def load_world(
         return World(drawn.facts, phrasings, False, f"Berglund et al. ({source})")
     chosen = load_facts(facts) if facts else generate_facts(world, seed)
     phrasings = load_templates(templates) if templates else list(TEMPLATES)
+    stated = stated_relations(chosen)  # facts in their own sentences: the phrasings only test
+    phrasings = [t for t in phrasings if not (t.split == "train" and t.relation in stated)]
     check_phrased(chosen, phrasings, str(templates or "the built-in templates"))
     source = str(facts) if facts else f"the generated world (seed {seed})"
     return World(chosen, phrasings, facts is None, source)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import itertools
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from revcurse.config import check
-from revcurse.facts import GROUPS, Fact, Template
+from revcurse.facts import GROUPS, ONE_WAY, SAME_DIRECTION, STATEMENTS, Fact, Template
 
 FIRST_NAMES = """Ada Alden Alma Amos Anya Arlo Aurora Basil Beatrix Bram Calla Cassius Cleo Cyrus
 Dahlia Dorian Edda Elio Elsa Emrys Enzo Esme Ezra Faye Felix Flora Gideon Greta Hale Hazel
@@ -64,6 +64,10 @@ class WorldConfig:
     # Without it no reversed phrasing is ever seen and reverse 0% is guaranteed by construction.
     teach_test_phrasings: bool = True
     """train `both` facts on the test phrasings too (facts.expand)"""
+    # A practitioner's notes: each fact once, in a plain sentence that names its group's
+    # side first; no both group; the phrasings only test (revcurse.facts.Fact.text)
+    statements: bool = False
+    """each fact one plain sentence ("{a} is {b}." p2d, "{b} is {a}." d2p), no both group"""
 
     def __post_init__(self) -> None:
         most = capacity() // len(GROUPS)
@@ -81,11 +85,11 @@ def capacity() -> int:
 
 
 def generate_facts(config: WorldConfig, seed: int) -> list[Fact]:
-    n = config.facts_per_group * len(GROUPS)
+    n = config.facts_per_group * len(GROUPS)  # drawn alike with statements: the same people
     rng = random.Random(seed)
     names = rng.sample(list(itertools.product(FIRST_NAMES, LAST_NAMES)), n)
     descriptions = rng.sample(list(itertools.product(ROLES, ADJECTIVES, THINGS)), n)
-    return [
+    facts = [
         Fact(
             group=GROUPS[i // config.facts_per_group],
             a=f"{first} {last}",
@@ -95,6 +99,15 @@ def generate_facts(config: WorldConfig, seed: int) -> list[Fact]:
             zip(names, descriptions, strict=True)
         )
     ]
+    if config.statements:
+        return [replace(f, text=sentence(f)) for f in facts if f.group in ONE_WAY]
+    return facts
+
+
+def sentence(fact: Fact) -> str:
+    """The fact in one plain sentence, its group's side first, capitalised."""
+    text = STATEMENTS[SAME_DIRECTION[fact.group]].format(a=fact.a, b=fact.b)
+    return text[:1].upper() + text[1:]
 
 
 def vocabulary() -> list[str]:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from revcurse.facts import Example
 from revcurse.remedies.setting import Setting, Treatment
-from revcurse.remedies.targets import OTHER_DIRECTION, reverse_phrasings
+from revcurse.remedies.targets import OTHER_DIRECTION, reverse_to_write
 
 
 def reversed_phrasings(setting: Setting) -> list[Example]:
     """Every one-way fact in the training phrasings of its other direction."""
     one_way = [i for i, fact in enumerate(setting.facts) if fact.group in OTHER_DIRECTION]
-    return reverse_phrasings(setting, one_way, "train")
+    return reverse_to_write(setting, one_way)
 
 
 def apply(setting: Setting, method: str) -> Treatment:

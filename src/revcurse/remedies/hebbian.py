@@ -58,7 +58,7 @@ from revcurse.remedies.ffn import (
     parse_layers,
 )
 from revcurse.remedies.setting import Setting, Treatment
-from revcurse.remedies.targets import controls, edited, generic_texts, reverse_phrasings
+from revcurse.remedies.targets import controls, edited, generic_texts, reverse_to_write
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -158,7 +158,7 @@ def hebbian_edit(
 ) -> None:
     config = setting.remedies.hebbian
     choice(rule, "rule", RULES)
-    asked = reverse_phrasings(setting, treated, "train")
+    asked = reverse_to_write(setting, treated)
     chosen = config.delta_layers if rule == "delta" else config.layers
     layers = parse_layers(chosen, len(decoder_layers(model)))
     forced = TeacherForced.of(setting.tokenizer, setting.ask(asked))

@@ -57,7 +57,7 @@ from revcurse.remedies.targets import (
     generic_texts,
     own_answers,
     replayable,
-    reverse_phrasings,
+    reverse_to_write,
 )
 
 if TYPE_CHECKING:
@@ -196,7 +196,7 @@ def memit_edit(
     asked: list[Example] = []
     sites, changes = [], []  # ROME's value changes, or the in-context stream itself
     for fact_id in treated:
-        raw = reverse_phrasings(setting, [fact_id], "train")
+        raw = reverse_to_write(setting, [fact_id])
         questions = setting.ask(raw)
         forced = TeacherForced.of(setting.tokenizer, questions)
         where, slot = edit_sites(setting, fact_id, questions, forced, config.position)

@@ -36,7 +36,7 @@ from revcurse.remedies.ffn import (
     parse_layers,
 )
 from revcurse.remedies.setting import Setting, Treatment
-from revcurse.remedies.targets import edited, generic_texts, reverse_phrasings
+from revcurse.remedies.targets import edited, generic_texts, reverse_to_write
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -122,7 +122,7 @@ def rome_edit(setting: Setting, model: PreTrainedModel, treated: list[int]) -> N
     (layer,) = parse_layers(setting.remedies.rome.layer, len(decoder_layers(model)))
     inverse_moment = torch.linalg.inv(second_moment(model, setting, layer))
     for fact_id in treated:
-        asked = setting.ask(reverse_phrasings(setting, [fact_id], "train"))
+        asked = setting.ask(reverse_to_write(setting, [fact_id]))
         fact = setting.facts[fact_id]
         subjects = [subject_of(fact, e) for e in asked]
         edit_fact(

@@ -38,6 +38,7 @@ import torch
 
 from revcurse.config import check, choice
 from revcurse.context import fresh_entities, fresh_facts, posed_in_context, statement
+from revcurse.errors import UserError
 from revcurse.evaluate import EvalConfig, answer_tokens, starts_with
 from revcurse.facts import DIRECTIONS, Example, Fact
 from revcurse.lm.batching import IGNORE, Collate, Features, collate, encode
@@ -299,6 +300,12 @@ def lesson(setting: Setting) -> Lesson:
     source = setting.remedies.self_distill.source
     treated = split_one_way(setting)[0]
     asked = training_questions(setting, treated) if source != "statements" else []
+    if source == "questions" and not asked:
+        raise UserError(
+            "self_distill: the treated facts have no training phrasing to ask (each is stated "
+            "in its own text); --remedies.self-distill.source statements has the model "
+            "restate them"
+        )
     posed, answered = teach(setting, setting.baseline()[0], asked) if asked else ([], [])
     written, named = (
         own_statements(setting, setting.baseline()[0], treated)

@@ -36,6 +36,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from revcurse.context import reading_documents
+from revcurse.errors import UserError
 from revcurse.evaluate import EvalConfig, answers, starts_with
 from revcurse.facts import Example, Fact, phrasings, relation_cells
 from revcurse.lm.causal import CausalLM, LanguageModel
@@ -79,12 +80,26 @@ def replayable(setting: Setting) -> list[int]:
 
 def reverse_phrasings(setting: Setting, fact_ids: Sequence[int], split: str) -> list[Example]:
     """The reverse-direction questions of these one-way facts in the given template split."""
-    return [
+    asked = [
         template.fill(setting.facts[i], i, t)
         for i in fact_ids
         for t, template in phrasings(setting.templates, setting.facts[i])
         if template.split == split and template.direction == OTHER_DIRECTION[setting.facts[i].group]
     ]
+    return asked
+
+
+def reverse_to_write(setting: Setting, fact_ids: Sequence[int]) -> list[Example]:
+    """The reverse questions a remedy writes these facts' reverse in: the training phrasings'
+    (a world of statements has none, and says so)."""
+    asked = reverse_phrasings(setting, fact_ids, "train")
+    if fact_ids and not asked:
+        raise UserError(
+            "this remedy writes the reverse in the world's training phrasings, and a world of "
+            "statements has none (its facts train on their own text): self_distill "
+            "--remedies.self-distill.source statements has the model write it"
+        )
+    return asked
 
 
 def questions_about(setting: Setting, fact_ids: Sequence[int]) -> list[Example]:
