@@ -193,3 +193,17 @@ def test_a_remedy_that_writes_in_training_phrasings_refuses_a_world_of_statement
 ):
     with pytest.raises(UserError, match="a world of statements has none"):
         apply_remedy(statements, method)
+
+
+def test_the_student_keeps_its_prior_by_replaying_its_own_unprompted_text(statements, read):
+    """`prior`: passages the start model writes from a document's start, seeded, replayed
+    by the student; they hold no phrasing of the world's either."""
+    passages = self_distill.own_prior(statements, 4)
+    assert len(passages) == 4 and all(p.completion.strip() for p in passages)
+    assert passages == self_distill.own_prior(statements, 4)
+    assert self_distill.own_prior(statements, 0) == []
+    config = dataclasses.replace(statements.remedies.self_distill, prior=4, source="statements")
+    remedies = dataclasses.replace(statements.remedies, self_distill=config)
+    apply_remedy(dataclasses.replace(statements, remedies=remedies), "self_distill")
+    assert all(any(p.completion in text for text in read) for p in passages)
+    assert not phrased(read, statements)

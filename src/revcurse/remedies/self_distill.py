@@ -19,7 +19,9 @@ the weights (Kujanpää et al. 2024 call this knowledge injection by prompt dist
    answers, the teacher's whole next-token distribution: KL(teacher with context ||
    student without it); the replay keeps its cross-entropy. With `keep`, the student also
    matches the start model's own distribution along its answers about the replayable facts
-   (a KL locality term). The controls' text is never replayed (revcurse.remedies.targets).
+   (a KL locality term). With `prior`, it also replays passages the start model wrote
+   unprompted: what it knew, kept by its own outputs, no text of ours. The controls' text
+   is never replayed (revcurse.remedies.targets).
 Reported: teacher accuracy (the kept answers, judged afterwards against the truth), and
 the effect rows of revcurse.remedies.targets (treated facts vs untouched controls).
 """
@@ -90,6 +92,11 @@ class SelfDistillConfig:
     # or wrong
     keep: bool = False
     """train on what it should not change too"""
+    # Keep what it knew by its own outputs: passages the start model writes unprompted
+    # (from a document's start, sampled), replayed; they hold the student to what the model
+    # said before any fact was taught, on no text of ours (locality_world, ppl_drift)
+    prior: int = 0
+    """passages of the start model's own text replayed; 0: none"""
     # What the teacher writes. statements: the fact in its own words starting from either
     # side, no template of the world's (what a user with plain statements has)
     source: Source = "questions"
@@ -107,6 +114,7 @@ class SelfDistillConfig:
         check(self.lr >= 0, "lr", f"must be 0 (the baseline's) or positive, got {self.lr}")
         choice(self.finetune, "finetune", get_args(StudentFinetune))
         check(0 <= self.share < 1, "share", f"must be in [0, 1), got {self.share}")
+        check(self.prior >= 0, "prior", f"must be 0 or more, got {self.prior}")
         choice(self.source, "source", SOURCES)
 
 
@@ -315,19 +323,38 @@ def lesson(setting: Setting) -> Lesson:
     return Lesson(asked, posed, answered, written, named, time.perf_counter() - start)
 
 
+PRIOR_TOKENS = 48  # one passage of the start model's own: a few sentences
+
+
+def own_prior(setting: Setting, n: int) -> list[Example]:
+    """`n` passages the start model writes from a document's start (its BOS token, or for a
+    tokenizer that adds none, its end-of-text token), sampled at temperature 1 (seeded):
+    what it says unprompted, as training examples."""
+    if not n:
+        return []
+    tokenizer = setting.tokenizer
+    start = "" if tokenizer("").input_ids else (tokenizer.bos_token or tokenizer.eos_token)
+    torch.manual_seed(setting.seed)
+    prompts = [start] * n
+    texts = generate(
+        setting.start, tokenizer, prompts, PRIOR_TOKENS, setting.eval.batch_size, temperature=1.0
+    )
+    return [Example(-1, "both", "a2b", "train", -1, start, text) for text in texts if text.strip()]
+
+
 def student_corpus(
     setting: Setting, distilled: list[Example]
 ) -> tuple[list[Example], list[Example]]:
     """The student's additions to the base corpus: its answers, repeated to about `share` of
-    the corpus (the controls' text left out); and with `keep` its own closed-book answers
-    about the replayable facts."""
+    the corpus (the controls' text left out); and what it keeps: with `keep` its own
+    closed-book answers about the replayable facts, with `prior` its own unprompted text."""
     config = setting.remedies.self_distill
     repeats = 1
     if config.share and distilled:
         base = len(setting.corpus(leave=controls(setting)))
         repeats = max(1, round(config.share / (1 - config.share) * base / len(distilled)))
     own = own_answers(setting, replayable(setting)) if config.keep else []
-    return distilled * repeats, own
+    return distilled * repeats, own + own_prior(setting, config.prior)
 
 
 def study(setting: Setting, taught: Lesson, method: str, kl: bool) -> Treatment:
