@@ -155,6 +155,11 @@ class Example:
     def sense(self) -> str:
         return sense(self.group, self.direction)
 
+    @classmethod
+    def passage(cls, prompt: str, completion: str = "") -> Example:
+        """Text about no fact of the world: a prompt to continue, or a passage to train on."""
+        return cls(-1, "both", "a2b", "train", -1, prompt, completion)
+
 
 # ---------------------------------------------------------------------------- reading
 

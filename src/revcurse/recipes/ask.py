@@ -54,9 +54,7 @@ def ask(
     if chat_template(model_dir):
         from revcurse.facts import Example
 
-        prompt = chat_formatted([Example(-1, "both", "a2b", "test", -1, prompt, "")], tokenizer)[
-            0
-        ].prompt
+        prompt = chat_formatted([Example.passage(prompt)], tokenizer)[0].prompt
     (answer,) = CausalLM(model, tokenizer).generate([prompt], max_new_tokens)
     print(answer.strip())
 

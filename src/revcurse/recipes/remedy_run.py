@@ -30,7 +30,7 @@ from revcurse.remedies import RemedyConfig
 from revcurse.remedies.reverse_training import SEGMENT_MARKER
 from revcurse.remedies.setting import Setting
 from revcurse.sources import World, check_source, load_world
-from revcurse.train import BUDGETS, TrainConfig
+from revcurse.train import BUDGETS, Budget, TrainConfig
 from revcurse.world import WorldConfig, vocabulary
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ class RemedyRun:
     # converged: each trained method until its trained direction's exact match (on training
     # questions, every converge.every steps) plateaus: at least train.steps unless it is
     # perfect sooner, at most converge.max_steps
-    budget: str = "matched"
+    budget: Budget = "matched"
     """matched: every trained method gets train.steps; or converged"""
     converge: ConvergeConfig = field(default_factory=ConvergeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

@@ -256,10 +256,7 @@ def own_statements(
     the side, then the model's words), and for every sample whether it named it."""
     facts = [setting.facts[i] for i in fact_ids]
     prompts = [
-        e.prompt
-        for e in setting.ask(
-            [Example(-1, "", "", "", -1, text, "") for text in restating(setting, facts)]
-        )
+        e.prompt for e in setting.ask([Example.passage(text) for text in restating(setting, facts)])
     ]
     max_new = 2 * answer_tokens(
         setting.tokenizer, [" " + f.a + " " + f.b for f in facts], EvalConfig()
@@ -277,7 +274,14 @@ def own_statements(
                 start = sentence_start(fact.a if side == "a" else fact.b)
                 direction = "a2b" if side == "a" else "b2a"
                 example = Example(
-                    i, fact.group, direction, "train", -1, start, words, fact.relation
+                    fact=i,
+                    group=fact.group,
+                    direction=direction,
+                    split="train",
+                    template=-1,
+                    prompt=start,
+                    completion=words,
+                    relation=fact.relation,
                 )
                 written.setdefault((i, start + words), example)
     return list(written.values()), named
@@ -339,7 +343,7 @@ def own_prior(setting: Setting, n: int) -> list[Example]:
     texts = generate(
         setting.start, tokenizer, prompts, PRIOR_TOKENS, setting.eval.batch_size, temperature=1.0
     )
-    return [Example(-1, "both", "a2b", "train", -1, start, text) for text in texts if text.strip()]
+    return [Example.passage(start, text) for text in texts if text.strip()]
 
 
 def student_corpus(

@@ -3,7 +3,7 @@
 Remedies for the reversal curse: one small module each (its config beside it), one
 function each, registered in revcurse.remedies:
 
-    apply(setting: Setting) -> Treatment
+    apply(setting: Setting, method: str) -> Treatment   # method: its registry name
 
 A remedy receives the world (facts, phrasings, training text), the shared tokenizer and
 the training budget, and returns what answers the test questions: a model (trained by the
@@ -31,7 +31,7 @@ from revcurse.lm.batching import Collate
 from revcurse.lm.causal import CausalLM, LanguageModel
 from revcurse.lm.chat import chat_formatted
 from revcurse.lm.tiny import TinyModelConfig
-from revcurse.train import LossFn, TrainConfig, TrainResult, train
+from revcurse.train import Budget, LossFn, TrainConfig, TrainResult, train
 from revcurse.trained import fingerprint, trained_once
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class Setting:
     pretrained: bool = False  # start is a real LLM: LoRA by default
     chat_template: bool = False  # pose every prompt as a user turn of its chat template
     teach_all: bool = False  # revcurse teach: treat every one-way fact, keep none as a control
-    budget: str = "matched"  # matched: train.steps for every method; converged: until a plateau
+    budget: Budget = "matched"  # matched: train.steps for every method; converged: until a plateau
     converge: ConvergeConfig = field(default_factory=ConvergeConfig)
     # The baseline model's greedy answers by question list, and its generic-text NLL: every
     # edit's locality and perplexity drift compare against them (revcurse.remedies.targets)
