@@ -52,16 +52,17 @@ CHECKPOINT = "train_state.pt"  # the file in the checkpoint folder
 
 @dataclass
 class TrainConfig:
+    # enough for 100% recall of the trained facts at lr 3e-3
     steps: int = 400
-    """enough for 100% recall of the trained facts at lr 3e-3"""
-    lr: float = 3e-3
-    """AdamW; tiny models from scratch tolerate (and need) a high rate"""
-    batch_size: int = 256
-    """examples per step (0 = all); 8x cheaper than all, same recall"""
-    weight_decay: float = 0.0
-    """decay erodes memorised facts; the curse needs none"""
-    warmup_steps: int = 20
-    """linear warm-up keeps the first high-lr steps stable"""
+    """optimizer steps"""
+    lr: float = 3e-3  # tiny models from scratch tolerate (and need) a high rate
+    """AdamW's peak learning rate"""
+    batch_size: int = 256  # 8x cheaper than all, same recall
+    """examples per step (0 = all)"""
+    weight_decay: float = 0.0  # decay erodes memorised facts; the curse needs none
+    """AdamW's weight decay"""
+    warmup_steps: int = 20  # keeps the first high-lr steps stable
+    """steps of linear warm-up from 0 to lr"""
     decay: Decay = "none"
     """lr after warm-up: none (constant), linear or cosine (to 0 at the end)"""
     finetune: Finetune = "auto"

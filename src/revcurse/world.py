@@ -59,8 +59,8 @@ TEMPLATES = [
 
 @dataclass
 class WorldConfig:
-    facts_per_group: int = 100
-    """300 facts: enough for tight CIs, small enough for ~30 s"""
+    facts_per_group: int = 100  # 300 facts: enough for tight CIs, small enough for ~30 s
+    """facts generated in each group (p2d, d2p, both)"""
     # Without it no reversed phrasing is ever seen and reverse 0% is guaranteed by construction.
     teach_test_phrasings: bool = True
     """train `both` facts on the test phrasings too (facts.expand)"""
