@@ -43,7 +43,7 @@ readme: $(BIN)/revcurse
 
 readme-compare: $(BIN)/revcurse
 	dir=runs/readme-compare-$$(date +%Y%m%d-%H%M%S) \
-	&& $(BIN)/revcurse compare --no-progress --output-dir $$dir \
+	&& $(BIN)/revcurse compare --no-progress --methods all --output-dir $$dir \
 	&& $(BIN)/python scripts/update_readme.py --compare $$dir \
 	&& $(BIN)/revcurse compare --no-progress --methods baseline,reverse_training,mlm_u \
 		--budget converged --output-dir $$dir-converged \

@@ -124,7 +124,7 @@ CASES = [
     ("resume-missing", ["demo", "--resume", "{d}/gone"], {}, "config.yaml: cannot read config"),
     # compare
     ("compare-decay", [*COMPARE, "--train.decay", "nope"], {}, "--train.decay: must be one of"),
-    ("methods", [*COMPARE, "--methods", "nope"], {}, "--methods: unknown nope (known: all,"),
+    ("methods", [*COMPARE, "--methods", "nope"], {}, "unknown nope (known: thesis, all,"),
     ("methods-empty", [*COMPARE, "--methods", ""], {}, "--methods: unknown"),
     ("seeds", [*COMPARE, "--seeds", "0"], {}, "--seeds: must be at least 1, got 0"),
     ("workers", [*COMPARE, "--workers", "-1"], {}, "--workers: must be 0 (auto) or more"),

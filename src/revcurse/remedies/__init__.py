@@ -116,18 +116,35 @@ REMEDIES: dict[str, Remedy] = {
 }
 
 
+# compare's default: the thesis in one table. The baseline, the context remedies, and one
+# of each family that installs the reverse on the tiny model (data, baking, a weight edit,
+# an architecture); `all` adds every variant a researcher comparing them needs
+THESIS = (
+    "baseline",
+    "in_context",
+    "knowledge_base",
+    "bidirectional",
+    "self_distill",
+    "hebbian_delta",
+    "concept_memory",
+)
+PRESETS = {"thesis": THESIS, "all": tuple(REMEDIES)}
+
+
 def parse_methods(methods: Sequence[str] | str, pretrained: bool = False) -> list[str]:
-    """['all'] (for a pretrained model: all that apply to one) or known names (a list, or
-    comma-separated); ValueError for an unknown name or one that does not apply."""
+    """A preset, ['thesis'] or ['all'] (for a pretrained model: those of it that apply to
+    one), or known names (a list, or comma-separated); ValueError for an unknown name or one
+    that does not apply."""
     words = methods.split(",") if isinstance(methods, str) else methods
     names = [m.strip() for m in words]
-    if names == ["all"]:
-        return [name for name, r in REMEDIES.items() if not (pretrained and r.tiny_only)]
+    if len(names) == 1 and names[0] in PRESETS:
+        chosen = PRESETS[names[0]]
+        return [name for name in chosen if not (pretrained and REMEDIES[name].tiny_only)]
     unknown = [m for m in names if m not in REMEDIES]
     if unknown or not names:
         raise UserError(
             f"--methods: unknown {', '.join(unknown) or 'empty list'} "
-            f"(known: all, {', '.join(REMEDIES)})"
+            f"(known: {', '.join(PRESETS)}, {', '.join(REMEDIES)})"
         )
     tiny = [m for m in names if pretrained and REMEDIES[m].tiny_only]
     if tiny:
