@@ -6,7 +6,8 @@
 Each command runs in a fresh process (imports included) on the embedded defaults and is
 timed against its target: demo 60 s, analyze 60 s, compare 120 s (its default methods).
 The demo's result is also checked against the issue's bar: p2d/d2p same-direction exact
-match >= 0.95, reverse <= 0.05 with rank accuracy within 2 standard errors of chance, `both` reverse >= 0.9.
+match >= 0.95, reverse <= 0.05 with rank accuracy within 2 standard errors of chance,
+`both` reverse >= 0.9.
 compare runs twice: first with an empty reader cache (it trains the tiny reader, a one-off
 per machine), then with the reader cached; its result is checked against issue 4's bar:
 baseline reverse at chance as above, in_context, knowledge_base and bidirectional reverse
