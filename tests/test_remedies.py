@@ -392,8 +392,18 @@ def test_unknown_method_is_an_error(tmp_path):
     result = runner.invoke(
         app, ["compare", "--methods", "nope", "--output-dir", str(tmp_path / "r")]
     )
-    assert result.exit_code == 2 and "known: all, baseline" in result.output
+    assert result.exit_code == 2 and "known: thesis, all, baseline" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_compare_runs_the_thesis_by_default_and_every_method_with_all():
+    from revcurse.recipes.compare import CompareConfig
+
+    thesis = parse_methods(CompareConfig().methods)
+    assert thesis[0] == "baseline" and set(thesis) < set(REMEDIES)
+    assert parse_methods("all") == list(REMEDIES)
+    tiny_only = {name for name, remedy in REMEDIES.items() if remedy.tiny_only}
+    assert parse_methods("thesis", pretrained=True) == [m for m in thesis if m not in tiny_only]
 
 
 def test_chat_template_poses_every_prompt_as_a_user_turn(tmp_path, monkeypatch):
