@@ -175,7 +175,7 @@ def saved_runs(partial: Path) -> dict[tuple[int, str], MethodRun]:
     return runs
 
 
-def setup(config: CompareConfig) -> str:
+def setup_in_words(config: CompareConfig) -> str:
     """What was compared, in words (report.md's first paragraph)."""
     start = "the tiny reader" if config.model == "tiny" else config.model
     world = world_of(config, config.seed)
@@ -216,7 +216,7 @@ def write_outputs(
     chart(rows, folder / "chart.png")
     spent = summarize_costs(costs, rows)
     efficiency_chart(spent, folder / "efficiency.png")
-    (folder / "report.md").write_text(report(setup(config), rows, spent), encoding="utf-8")
+    (folder / "report.md").write_text(report(setup_in_words(config), rows, spent), encoding="utf-8")
     write_results(
         folder,
         rows,
