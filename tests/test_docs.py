@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from revcurse.errors import UserError
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)")  # markdown links and images
@@ -93,3 +95,42 @@ def test_the_headline_takes_each_method_from_the_newest_finished_run(tmp_path, m
     assert lines[4].startswith("| tiny, 3 facts a group | rome | 20 | 0.00 [0.00, 0.28] |")
     with pytest.raises(SystemExit, match="no one-way samples for in_context"):
         headline.collect(["tiny, 3 facts a group=runs/x-*:in_context"])
+
+
+def test_the_python_api_example_runs(tmp_path, monkeypatch):
+    """docs/your-facts.md's API block, as written, on small budgets (a keyword the block gives
+    wins): it returns the results and the taught transformers model."""
+    import revcurse
+    from revcurse import api
+
+    text = (ROOT / "docs" / "your-facts.md").read_text(encoding="utf-8")
+    block = text.split("<!-- api-example:start -->")[1].split("<!-- api-example:end -->")[0]
+    code = block.split("```python\n")[1].split("```")[0]
+    small = {
+        "world__facts_per_group": 4,
+        "train__steps": 30,
+        "train__batch_size": 32,
+        "remedies__reading_documents": 20,
+        "reader__documents": 20,
+        "reader__world_facts": 0,
+        "reader__train__steps": 2,
+        "reader__cache_dir": tmp_path / "reader",
+    }
+    runs = iter(["compare", "teach"])
+
+    def smaller(command):
+        def run(*args, **options):
+            return command(*args, **{**small, "output_dir": tmp_path / next(runs), **options})
+
+        return run
+
+    monkeypatch.setattr(revcurse, "compare", smaller(api.compare), raising=False)
+    monkeypatch.setattr(revcurse, "teach", smaller(api.teach), raising=False)
+    namespace: dict = {}
+    exec(compile(code, "docs/your-facts.md", "exec"), namespace)
+    assert 0 <= namespace["curse"] <= 1 and 0 <= namespace["cured"] <= 1
+    assert namespace["model"].num_parameters() > 0 and namespace["tokenizer"] is not None
+    assert (tmp_path / "teach" / "model.safetensors").is_file()
+    assert "baseline" in namespace["results"].table
+    with pytest.raises(UserError, match=r"--train\.steps: must be at least 1"):
+        api.compare("baseline", train__steps=0)

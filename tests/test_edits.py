@@ -212,7 +212,7 @@ def test_teacher_uses_no_ground_truth(setting, monkeypatch):
     base, _ = setting.baseline()
     asked = training_questions(setting, split_one_way(setting)[0])[:6]
     monkeypatch.setattr(
-        "revcurse.remedies.self_distill.generate",
+        "revcurse.remedies.own_words.generate",
         lambda model, tokenizer, prompts, *args, **kwargs: [" Zed Quux. more"] * len(prompts),
     )
     posed, answered = teach(setting, base, asked)
@@ -245,7 +245,7 @@ def test_own_statements_start_from_either_side_and_keep_those_naming_the_other(
     def says(model, tokenizer, prompts, *args, **kwargs):  # names the other side, then doesn't
         return [f" was {others[k]}. Then" if k % 2 == 0 else " was nobody." for k in range(4)]
 
-    monkeypatch.setattr("revcurse.remedies.self_distill.generate", says)
+    monkeypatch.setattr("revcurse.remedies.own_words.generate", says)
     written, named = own_statements(setting, setting.baseline()[0], treated)
     samples = setting.remedies.self_distill.samples
     assert named == [k % 2 == 0 for k in range(4) for _ in range(samples)]

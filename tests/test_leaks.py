@@ -12,7 +12,15 @@ from revcurse.errors import UserError
 from revcurse.reader import ReaderConfig
 from revcurse.recipes.compare import CompareConfig
 from revcurse.recipes.remedy_run import build_setting, starting_point
-from revcurse.remedies import REMEDIES, apply_remedy, hebbian, memit, rome, self_distill, targets
+from revcurse.remedies import (
+    REMEDIES,
+    apply_remedy,
+    hebbian,
+    memit,
+    own_words,
+    rome,
+    targets,
+)
 from revcurse.remedies import setting as setting_module
 from revcurse.remedies.ffn import TeacherForced
 from revcurse.train import TrainConfig
@@ -60,13 +68,13 @@ def read(monkeypatch) -> list[str]:
         texts.extend(prompts)
         return teacher(model, tokenizer, prompts, *args, **kwargs)
 
-    teacher = self_distill.generate
+    teacher = own_words.generate
     monkeypatch.setattr(setting_module, "train", train)
     monkeypatch.setattr(TeacherForced, "of", classmethod(teacher_forced))
     for module in (hebbian, memit, rome):
         of[module] = module.keys
         monkeypatch.setattr(module, "keys", keys_of(module))
-    monkeypatch.setattr(self_distill, "generate", generate)
+    monkeypatch.setattr(own_words, "generate", generate)
     return texts
 
 
@@ -198,10 +206,10 @@ def test_a_remedy_that_writes_in_training_phrasings_refuses_a_world_of_statement
 def test_the_student_keeps_its_prior_by_replaying_its_own_unprompted_text(statements, read):
     """`prior`: passages the start model writes from a document's start, seeded, replayed
     by the student; they hold no phrasing of the world's either."""
-    passages = self_distill.own_prior(statements, 4)
+    passages = own_words.own_prior(statements, 4)
     assert len(passages) == 4 and all(p.completion.strip() for p in passages)
-    assert passages == self_distill.own_prior(statements, 4)
-    assert self_distill.own_prior(statements, 0) == []
+    assert passages == own_words.own_prior(statements, 4)
+    assert own_words.own_prior(statements, 0) == []
     config = dataclasses.replace(statements.remedies.self_distill, prior=4, source="statements")
     remedies = dataclasses.replace(statements.remedies, self_distill=config)
     apply_remedy(dataclasses.replace(statements, remedies=remedies), "self_distill")

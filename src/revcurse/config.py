@@ -292,7 +292,7 @@ def load_yaml(cls: type[C], path: Path) -> C:
         ) from None
 
 
-def _set(values: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+def set_leaf(values: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     for key in path[:-1]:
         values = values.setdefault(key, {})
     values[path[-1]] = value
@@ -315,7 +315,7 @@ def default_values(cls: type, model: str = "tiny") -> dict[str, Any]:
     values = to_dict(cls())
     if model != "tiny":
         for path, value in pretrained_defaults(cls, model).items():
-            _set(values, path, value)
+            set_leaf(values, path, value)
     return values
 
 
@@ -388,7 +388,7 @@ def command_from_config(cls: type[C], run: Callable[[C], None], doc: str) -> Cal
             for path, *_ in leaves:
                 value = kwargs["__".join(path)]
                 if value is not None:
-                    _set(base, path, value)
+                    set_leaf(base, path, value)
             config = from_dict(cls, base)
         except ValueError as error:  # every check, before the recipe does anything
             fail(str(error))
