@@ -29,6 +29,7 @@ from revcurse.remedies.ffn import (
 )
 from revcurse.remedies.hebbian import contrasted, hebbian_edit, whitened
 from revcurse.remedies.memit import HebbianMemitConfig, edit_sites, in_context_stream, memit_edit
+from revcurse.remedies.own_words import own_statements, restating
 from revcurse.remedies.rome import (
     RomeConfig,
     edit_fact,
@@ -40,8 +41,6 @@ from revcurse.remedies.self_distill import (
     SelfDistillConfig,
     kl_objective,
     lesson,
-    own_statements,
-    restating,
     student_corpus,
     study,
     teach,

@@ -103,9 +103,9 @@ def test_a_test_question_planted_in_the_corpus_is_found(setting, read):
 
 
 def test_a_test_question_planted_in_an_edit_is_found(setting, read, monkeypatch):
-    questions = memit.reverse_phrasings
+    questions = memit.reverse_to_write
     planted = [e for e in setting.test_examples if e.group != "both"][-1]
-    monkeypatch.setattr(memit, "reverse_phrasings", lambda *args: [*questions(*args), planted])
+    monkeypatch.setattr(memit, "reverse_to_write", lambda *args: [*questions(*args), planted])
     apply_remedy(setting, "memit")
     assert planted.prompt.strip() in leaked(read, setting)
 

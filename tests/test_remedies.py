@@ -316,6 +316,8 @@ def test_compare_end_to_end_writes_everything(tmp_path):
     out = tmp_path / "run"
     args = [
         "compare",
+        "--methods",
+        "all",
         "--seeds",
         "2",
         "--world.facts-per-group",
