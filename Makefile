@@ -9,7 +9,7 @@ BIN = $(VENV)/bin
 
 .PHONY: demo test lint docs readme readme-compare readme-worlds readme-teach readme-smollm2 \
 	readme-smollm2-edits readme-smollm2-distill readme-sweep-distill readme-sweep-hebbian \
-	readme-smollm2-hebbian-seed1 readme-headline readme-gemma readme-concept clean
+	readme-smollm2-hebbian-seed1 readme-headline readme-statements readme-gemma readme-concept clean
 
 $(BIN)/revcurse: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -173,6 +173,19 @@ readme-headline: $(BIN)/revcurse
 		$(HEADLINE_SMOLLM2)) \
 	&& $(BIN)/python scripts/update_readme.py --compare $$smol compare-honest-smollm2 \
 	&& $(BIN)/python scripts/headline.py
+
+# A world of plain statements (each fact one sentence, the phrasings only test) on SmolLM2,
+# one fresh world (seed 300), 20 facts a group: the teacher restates each fact itself
+# (~40 min on 2 cores, then ~12 for the variant that also replays the model's own text)
+STATEMENTS_SMOLLM2 = --model smollm2-135m --world.statements --seed 300 --seeds 1 \
+	--world.facts-per-group 20 --remedies.self-distill.source statements --remedies.no-sham
+readme-statements: $(BIN)/revcurse
+	dir=$$($(BIN)/python scripts/compare_or_resume.py runs/statements-smollm2 \
+		$(STATEMENTS_SMOLLM2) --methods baseline,in_context,self_distill) \
+	&& $(BIN)/python scripts/update_readme.py --compare $$dir statements-smollm2 \
+	&& dir=$$($(BIN)/python scripts/compare_or_resume.py runs/statements-smollm2-prior \
+		$(STATEMENTS_SMOLLM2) --methods self_distill --remedies.self-distill.prior 200) \
+	&& $(BIN)/python scripts/update_readme.py --compare $$dir statements-smollm2-prior
 
 # hebbian_memit's defaults (chosen by sweep_hebbian.py on seed 0's world) on a fresh world,
 # seed 1 (~15 min, a baseline to train for that world)
