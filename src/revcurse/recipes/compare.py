@@ -70,7 +70,7 @@ class CompareConfig(RemedyRun):
     """the first seed; the others follow it"""
     methods: list[str] = field(default_factory=lambda: ["thesis"])
     """methods (comma-separated); thesis: baseline, in_context, knowledge_base,
-    bidirectional, self_distill, hebbian_delta, concept_memory; all: every one"""
+    bidirectional, self_distill, hebbian_delta; all: every one"""
     workers: int = 0
     """processes running seeds and methods side by side; 0: one per core (tiny)"""
     keep_models: list[str] = field(default_factory=list)
