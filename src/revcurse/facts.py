@@ -255,8 +255,8 @@ def _text_problems(path: Path, number: int, record: dict[str, Any]) -> list[Prob
         msg = "a fact with text is one-way: group p2d (text names a first) or d2p (b first)"
         return [Problem(str(path), number, msg)]
     first = "a" if text.index(a) < text.index(b) else "b"
-    if first != ("a" if group == "p2d" else "b"):
-        trained = "a" if group == "p2d" else "b"
+    trained = "a" if group == "p2d" else "b"
+    if first != trained:
         msg = f"text names {first} first, but group {record['group']} trains {trained} first"
         return [Problem(str(path), number, msg)]
     return []
@@ -348,10 +348,10 @@ def check_phrased(facts: Sequence[Fact], templates: Sequence[Template], source: 
     """Every relation of the facts has test templates of its own, and train templates unless
     each of its facts is stated in its own `text` (which it trains on instead)."""
     problems = []
+    stated = stated_relations(facts)
     for rel in relations(facts):
         splits = {t.split for t in templates if t.relation == rel}
-        stated = all(f.text for f in facts if f.relation == rel)
-        wanted = {"test"} if stated else set(SPLITS)
+        wanted = {"test"} if rel in stated else set(SPLITS)
         if not splits >= wanted:
             named = ", ".join(repr(r) for r in dict.fromkeys(t.relation for t in templates))
             what = f"relation {rel!r}" if rel else "facts without a relation"
