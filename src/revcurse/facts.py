@@ -46,6 +46,11 @@ def words(text: str) -> list[str]:
     return re.findall(r"\w+|[^\w\s]", text)
 
 
+def capitalised(text: str) -> str:
+    """The text with its first letter upper case (a sentence's start), the rest as it is."""
+    return text[:1].upper() + text[1:]
+
+
 def sense(group: str, direction: str) -> str:
     """'same' when `direction` is the one the group's training text uses, else 'reverse'."""
     return "same" if SAME_DIRECTION[group] == direction else "reverse"

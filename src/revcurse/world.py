@@ -15,7 +15,15 @@ import random
 from dataclasses import dataclass, replace
 
 from revcurse.config import check
-from revcurse.facts import GROUPS, ONE_WAY, SAME_DIRECTION, STATEMENTS, Fact, Template
+from revcurse.facts import (
+    GROUPS,
+    ONE_WAY,
+    SAME_DIRECTION,
+    STATEMENTS,
+    Fact,
+    Template,
+    capitalised,
+)
 
 FIRST_NAMES = """Ada Alden Alma Amos Anya Arlo Aurora Basil Beatrix Bram Calla Cassius Cleo Cyrus
 Dahlia Dorian Edda Elio Elsa Emrys Enzo Esme Ezra Faye Felix Flora Gideon Greta Hale Hazel
@@ -106,8 +114,7 @@ def generate_facts(config: WorldConfig, seed: int) -> list[Fact]:
 
 def sentence(fact: Fact) -> str:
     """The fact in one plain sentence, its group's side first, capitalised."""
-    text = STATEMENTS[SAME_DIRECTION[fact.group]].format(a=fact.a, b=fact.b)
-    return text[:1].upper() + text[1:]
+    return capitalised(STATEMENTS[SAME_DIRECTION[fact.group]].format(a=fact.a, b=fact.b))
 
 
 def vocabulary() -> list[str]:

@@ -14,7 +14,7 @@ import torch
 
 from revcurse.context import fresh_entities, fresh_facts, statement
 from revcurse.evaluate import EvalConfig, answer_tokens
-from revcurse.facts import DIRECTIONS, Example, Fact
+from revcurse.facts import DIRECTIONS, Example, Fact, capitalised
 from revcurse.lm.causal import generate
 from revcurse.remedies.setting import Setting
 from revcurse.remedies.targets import first_sentence
@@ -49,7 +49,7 @@ def sentence_start(side: str) -> str:
     After a bare entity the fine-tuned SmolLM2 teacher ends the sentence (".", 179 of 180
     samples), as every answer it trained on ends after an entity; after the verb it names
     the other side (11 of 12 greedy)."""
-    return side[:1].upper() + side[1:] + " is"
+    return capitalised(side) + " is"
 
 
 def restating(setting: Setting, facts: Sequence[Fact]) -> list[str]:
@@ -65,8 +65,7 @@ def restating(setting: Setting, facts: Sequence[Fact]) -> list[str]:
         given = DIRECTIONS[k % 2]
         other = DIRECTIONS[1 - k % 2]
         side = fresh.b if other == "b2a" else fresh.a
-        again = statement(fresh, other)
-        again = again[:1].upper() + again[1:]
+        again = capitalised(statement(fresh, other))
         blocks.append(f'Fact: {statement(fresh, given)}\nStarting from "{side}": {again}\n\n')
     prefix = "".join(blocks)
     return [
