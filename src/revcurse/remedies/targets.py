@@ -80,13 +80,12 @@ def replayable(setting: Setting) -> list[int]:
 
 def reverse_phrasings(setting: Setting, fact_ids: Sequence[int], split: str) -> list[Example]:
     """The reverse-direction questions of these one-way facts in the given template split."""
-    asked = [
+    return [
         template.fill(setting.facts[i], i, t)
         for i in fact_ids
         for t, template in phrasings(setting.templates, setting.facts[i])
         if template.split == split and template.direction == OTHER_DIRECTION[setting.facts[i].group]
     ]
-    return asked
 
 
 def reverse_to_write(setting: Setting, fact_ids: Sequence[int]) -> list[Example]:
