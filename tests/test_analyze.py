@@ -27,7 +27,7 @@ from revcurse.analysis.answers import KINDS as ANSWER_KINDS
 from revcurse.analysis.answers import answer_rows
 from revcurse.cli import app
 from revcurse.config import load_yaml
-from revcurse.facts import load_facts, load_templates
+from revcurse.fact_files import load_facts, load_templates
 from revcurse.lm.hooks import KINDS, residual_stream
 from revcurse.lm.models import load_checkpoint
 from revcurse.recipes.analyze import AnalyzeConfig

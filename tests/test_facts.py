@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from revcurse.cli import app
-from revcurse.facts import Fact, expand, load_facts, load_templates, validate
+from revcurse.fact_files import load_facts, load_templates, validate
+from revcurse.facts import Fact, expand
 from revcurse.records import write_records
 from revcurse.sources import load_world
 from revcurse.world import TEMPLATES, WorldConfig, capacity, generate_facts

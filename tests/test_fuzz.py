@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 from revcurse.berglund import load_berglund
 from revcurse.config import load_yaml
-from revcurse.facts import Fact, Template, load_facts, load_templates, validate
+from revcurse.fact_files import load_facts, load_templates, validate
+from revcurse.facts import Fact, Template
 from revcurse.kb import KnowledgeBase
 from revcurse.recipes.analyze import demo_seed
 from revcurse.recipes.ask import chat_template

@@ -14,7 +14,8 @@ from revcurse.berglund import PUBLISHED, TEST_TEMPLATES, TRAIN_TEMPLATES, load_t
 from revcurse.cli import app
 from revcurse.context import fresh_entities, fresh_facts, reading_documents
 from revcurse.evaluate import alternatives, summarize
-from revcurse.facts import expand, load_facts, phrasings
+from revcurse.fact_files import load_facts
+from revcurse.facts import expand, phrasings
 from revcurse.records import DataError, read_records
 from revcurse.sources import load_world
 from revcurse.world import WorldConfig

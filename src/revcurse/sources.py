@@ -16,13 +16,12 @@ from pathlib import Path
 
 from revcurse import berglund
 from revcurse.config import check
+from revcurse.fact_files import load_facts, load_templates
 from revcurse.facts import (
     GROUPS,
     Fact,
     Template,
     check_phrased,
-    load_facts,
-    load_templates,
     stated_relations,
 )
 from revcurse.world import TEMPLATES, WorldConfig, capacity, generate_facts

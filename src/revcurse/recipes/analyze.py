@@ -48,7 +48,8 @@ from revcurse.analysis.rows import summary_table
 from revcurse.analysis.tracing import POSITIONS, TraceConfig, trace_rows
 from revcurse.config import check, to_dict
 from revcurse.errors import UserError
-from revcurse.facts import Fact, Template, expand, load_facts, load_templates
+from revcurse.fact_files import load_facts, load_templates
+from revcurse.facts import Fact, Template, expand
 from revcurse.lm.causal import CausalLM
 from revcurse.lm.hooks import decoder_layers
 from revcurse.lm.models import load_checkpoint

@@ -30,7 +30,8 @@ from rich.console import Console
 from revcurse.config import to_dict
 from revcurse.errors import UserError
 from revcurse.evaluate import EvalConfig, check_no_shots, evaluate
-from revcurse.facts import Example, Fact, Template, expand, load_facts, load_templates
+from revcurse.fact_files import load_facts, load_templates
+from revcurse.facts import Example, Fact, Template, expand
 from revcurse.lm.causal import CausalLM
 from revcurse.lm.chat import chat_formatted
 from revcurse.lm.models import count_parameters, make_model, save_checkpoint

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from revcurse.config import EXIT_BAD_INPUT, ConfigError, fail
-from revcurse.facts import validate
+from revcurse.fact_files import validate
 from revcurse.records import DataError, write_records
 from revcurse.results import check_writable
 from revcurse.world import TEMPLATES, WorldConfig, generate_facts

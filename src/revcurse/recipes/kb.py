@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from revcurse.config import fail
-from revcurse.facts import load_facts
+from revcurse.fact_files import load_facts
 from revcurse.kb import KnowledgeBase
 from revcurse.records import DataError
 
