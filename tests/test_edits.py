@@ -29,7 +29,14 @@ from revcurse.remedies.ffn import (
 )
 from revcurse.remedies.hebbian import contrasted, hebbian_edit, whitened
 from revcurse.remedies.memit import HebbianMemitConfig, edit_sites, in_context_stream, memit_edit
-from revcurse.remedies.own_words import own_statements, restating
+from revcurse.remedies.own_words import (
+    about,
+    asking,
+    own_questions,
+    own_replies,
+    own_statements,
+    restating,
+)
 from revcurse.remedies.rome import (
     RomeConfig,
     edit_fact,
@@ -252,6 +259,41 @@ def test_own_statements_start_from_either_side_and_keep_those_naming_the_other(
         (i, "a2b", f.a[0].upper() + f.a[1:] + " is", f" was {f.b}.")
         for i, f in zip(treated, facts, strict=True)
     ]
+
+
+def test_own_questions_are_the_models_and_name_one_side(setting, monkeypatch):
+    """The model writes a question about each side after worked examples of fictional facts
+    (no phrasing of the world's); a question is kept when it names one side of its fact and
+    asks something, labelled by the side it names, whichever side it was asked about."""
+    treated = split_one_way(setting)[0][:2]
+    facts = [setting.facts[i] for i in treated]
+    prompts = asking(setting, facts)
+    pieces = [x for t in setting.templates for x in re.split(r"\{\w+\}", t.prompt) if len(x) > 8]
+    assert len(prompts) == 4 and not any(piece in p for p in prompts for piece in pieces)
+    assert prompts[1].endswith(
+        f'Fact: {facts[0].a} is {facts[0].b}.\nQuestion about "{facts[0].b}":'
+    ) or prompts[1].endswith(f'Fact: {facts[0].b} is {facts[0].a}.\nQuestion about "{facts[0].b}":')
+    f = facts[0]
+    written = [f" Who is {f.b}?", f" Who is {f.a} and {f.b}?", f" Who is {f.b}", " Who is Zed?"]
+
+    def says(model, tokenizer, prompts, *args, **kwargs):
+        return written
+
+    monkeypatch.setattr("revcurse.remedies.own_words.generate", says)
+    questions = own_questions(setting, setting.baseline()[0], treated)
+    assert [(q.fact, q.direction, q.prompt, q.completion) for q in questions] == [
+        (treated[0], "b2a", f"Who is {f.b}?", " " + f.a)
+    ]
+    assert about(f, f"What is {f.a} known for?") == "a2b"
+
+    def answers(model, tokenizer, prompts, *args, **kwargs):
+        return [f" {f.a}\n", " nobody"][: len(prompts)]
+
+    monkeypatch.setattr("revcurse.remedies.own_words.generate", answers)
+    asked = [*questions, dataclasses.replace(questions[0], prompt=f"Is {f.a} {f.b}?")]
+    replies = own_replies(setting, setting.baseline()[0], asked)
+    assert replies[0] is not None and replies[0].completion == f" {f.a}"
+    assert replies[1] is None  # not from the fact, and the question named it anyway
 
 
 def test_student_corpus_repeats_answers_to_their_share_and_keeps_the_untouched_ones(setting):

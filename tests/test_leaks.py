@@ -175,12 +175,23 @@ def phrased(texts: list[str], setting) -> set[str]:
     return {p for p in wordy if any(p in text for text in texts)}
 
 
-@pytest.mark.parametrize("method", ["baseline", "self_distill", "self_distill_kl"])
-def test_no_world_phrasing_reaches_what_learns_from_statements(statements, read, method):
+@pytest.mark.parametrize(
+    ("method", "source"),
+    [
+        ("baseline", "statements"),
+        ("self_distill", "statements"),
+        ("self_distill", "own"),
+        ("self_distill_kl", "statements"),
+    ],
+)
+def test_no_world_phrasing_reaches_what_learns_from_statements(statements, read, method, source):
     """In a world of statements, every fact trains on its own sentence: the baseline, the
-    reading documents and every remedy's training and teacher read no word of a phrasing."""
+    reading documents and every remedy's training and teacher read no word of a phrasing
+    (the teacher writing its own questions too)."""
     assert {t.split for t in statements.templates} == {"test"}
-    apply_remedy(dataclasses.replace(statements), method)
+    config = dataclasses.replace(statements.remedies.self_distill, source=source)
+    remedies = dataclasses.replace(statements.remedies, self_distill=config)
+    apply_remedy(dataclasses.replace(statements, remedies=remedies), method)
     assert read and phrased(["The trailblazer known as Ada was once"], statements)
     assert not phrased(read, statements)
     facts = {f.text for f in statements.facts}

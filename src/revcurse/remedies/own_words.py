@@ -1,20 +1,23 @@
 """What the model writes in its own words, for self_distill to train on: its samples at the
-teacher's temperature, each fact restated from its other side, and its own unprompted text.
+teacher's temperature, each fact restated from its other side, its own questions about each
+fact answered with the fact in context, and its own unprompted text.
 
-    revcurse compare --methods baseline,self_distill --remedies.self-distill.source statements
+    revcurse compare --methods baseline,self_distill --remedies.self-distill.source own
 """
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import torch
 
 from revcurse.context import fresh_entities, fresh_facts, statement
 from revcurse.evaluate import EvalConfig, answer_tokens
-from revcurse.facts import DIRECTIONS, Example, Fact, capitalised
+from revcurse.facts import DIRECTIONS, Example, Fact, capitalised, words
 from revcurse.lm.causal import generate
 from revcurse.remedies.setting import Setting
 from revcurse.remedies.targets import first_sentence
@@ -112,6 +115,134 @@ def own_statements(
                 )
                 written.setdefault((i, start + words), example)
     return list(written.values()), named
+
+
+# Worked examples of the model's own questions: fictional facts of three relations (none the
+# world's), each asked from both sides. They show the task, Question/Answer lines; what the
+# model asks about a user's fact, and how, is its own.
+QUESTION_EXAMPLES = (
+    (
+        "Orla Penhallow designed the Saltmere Bridge.",
+        ("Orla Penhallow", "What did Orla Penhallow design?", "the Saltmere Bridge"),
+        ("the Saltmere Bridge", "Who designed the Saltmere Bridge?", "Orla Penhallow"),
+    ),
+    (
+        "The Velnor Prize is awarded by the Cassini Society.",
+        ("the Cassini Society", "Which prize does the Cassini Society award?", "the Velnor Prize"),
+        ("the Velnor Prize", "Who awards the Velnor Prize?", "the Cassini Society"),
+    ),
+    (
+        "The keeper of the amber lighthouse is Tomas Greer.",
+        ("Tomas Greer", "What is Tomas Greer known as?", "the keeper of the amber lighthouse"),
+        (
+            "the keeper of the amber lighthouse",
+            "Who is the keeper of the amber lighthouse?",
+            "Tomas Greer",
+        ),
+    ),
+)
+
+
+def _unclaimed(facts: Sequence[Fact]) -> list[tuple[str, *tuple[tuple[str, str, str], ...]]]:
+    """The worked examples that name no entity of these facts (a user's world might)."""
+    named = {e.casefold() for f in facts for e in (f.a, f.b)}
+    return [
+        example
+        for example in QUESTION_EXAMPLES
+        if not any(e in example[0].casefold() for e in named)
+    ]
+
+
+def asking(setting: Setting, facts: Sequence[Fact]) -> list[str]:
+    """For each fact and each of its sides, the prompt that has the model, reading the fact
+    after worked examples, write a question about that side: its words after the colon."""
+    prefix = "".join(
+        f"Fact: {text}\n"
+        + "".join(f'Question about "{side}": {question}\n' for side, question, _ in asked)
+        + "\n"
+        for text, *asked in _unclaimed(setting.facts)
+    )
+    return [
+        f'{prefix}Fact: {statement(fact)}\nQuestion about "{side}":'
+        for fact in facts
+        for side in (fact.a, fact.b)
+    ]
+
+
+def answering(setting: Setting, fact: Fact, question: str) -> str:
+    """The prompt that has the model answer a question with its fact in context, after worked
+    examples answered the same way."""
+    prefix = "".join(
+        f"Fact: {text}\nQuestion: {q}\nAnswer: {answer}\n\n"
+        for text, *asked in _unclaimed(setting.facts)
+        for _, q, answer in asked
+    )
+    return f"{prefix}Fact: {statement(fact)}\nQuestion: {question}\nAnswer:"
+
+
+FUNCTION_WORDS = frozenset("a an the of in on at to by for and or is was".split())
+
+
+def _share(side: str, text: str) -> float:
+    """The share of a side's words that the text holds (casefolded; function words aside)."""
+    wanted = [w for w in words(side.casefold()) if w.isalnum() and w not in FUNCTION_WORDS]
+    held = set(words(text.casefold()))
+    return sum(w in held for w in wanted) / max(len(wanted), 1)
+
+
+def about(fact: Fact, question: str) -> str | None:
+    """Which way a question asks the fact: a2b when it names a (most of its words) and not b,
+    b2a the other way round; None when it names both or neither."""
+    a, b = _share(fact.a, question) >= 0.5, _share(fact.b, question) >= 0.5
+    return "a2b" if a and not b else "b2a" if b and not a else None
+
+
+QUESTION_TOKENS = 32  # one question: the worked examples' take 6 to 11 tokens
+
+
+def own_questions(setting: Setting, model: PreTrainedModel, fact_ids: list[int]) -> list[Example]:
+    """The distinct questions the model writes about these facts, `samples` per side, that
+    name one side of their fact and end with a question mark; as examples whose completion
+    is the other side (the truth, kept only to judge the teacher's answers afterwards)."""
+    facts = [setting.facts[i] for i in fact_ids]
+    prompts = [e.prompt for e in setting.ask([Example.passage(p) for p in asking(setting, facts)])]
+    samples = sampled(setting, model, prompts, QUESTION_TOKENS)
+    questions: dict[tuple[int, str], Example] = {}
+    for k, i in enumerate(i for i in fact_ids for _ in range(2)):
+        fact = setting.facts[i]
+        for run in samples:
+            question = run[k].strip()
+            direction = about(fact, question)
+            if question.endswith("?") and direction is not None:
+                other = fact.b if direction == "a2b" else fact.a
+                example = Example(i, fact.group, direction, "train", -1, question, " " + other)
+                questions.setdefault((i, question), replace(example, relation=fact.relation))
+    return list(questions.values())
+
+
+def own_replies(
+    setting: Setting, model: PreTrainedModel, questions: list[Example]
+) -> list[Example | None]:
+    """The model's answer to each of its own questions, with the fact in context: the one it
+    gave at least `agree` of `samples` times, kept when it is drawn from the fact (most of
+    its words in the statement) and not from the question (most of them not in it); None
+    otherwise. No answer of ours is used."""
+    if not questions:
+        return []
+    config = setting.remedies.self_distill
+    prompts = [answering(setting, setting.facts[q.fact], q.prompt) for q in questions]
+    posed = [e.prompt for e in setting.ask([Example.passage(p) for p in prompts])]
+    max_new = answer_tokens(setting.tokenizer, [q.completion for q in questions], EvalConfig())
+    samples = sampled(setting, model, posed, max_new)
+    kept: list[Example | None] = []
+    for k, question in enumerate(questions):
+        votes = Counter(first_sentence(run[k]).strip() for run in samples)
+        answer, count = votes.most_common(1)[0]
+        stated = statement(setting.facts[question.fact])
+        fair = _share(answer, stated) >= 0.5 and _share(answer, question.prompt) < 0.5
+        agreed = count >= config.agree and answer and fair
+        kept.append(replace(question, completion=" " + answer) if agreed else None)
+    return kept
 
 
 PRIOR_TOKENS = 48  # one passage of the start model's own: a few sentences

@@ -8,9 +8,12 @@ training phrasing, then train it closed book on its own answers: the prompt is b
 the weights (Kujanpää et al. 2024 call this knowledge injection by prompt distillation).
 1. Teacher: the baseline model with the fact (and distractor facts) in context answers
    each question `samples` times at `temperature`. No ground truth is used
-   to write the data. With `source` statements (or both), it also states each fact again
-   in its own words, starting from either side, after worked examples of fresh facts
-   restated; a statement is kept when it names the fact's other side.
+   to write the data. With `source` statements (or both, or own), it also states each fact
+   again in its own words, starting from either side, after worked examples of fresh facts
+   restated; a statement is kept when it names the fact's other side. With `source` own,
+   instead of the world's questions it asks its own: reading the fact after worked examples
+   of fictional facts asked from both sides, it writes a question about either side, then
+   answers it with the fact in context (revcurse.remedies.own_words).
 2. Self-consistency: an answer is kept when the teacher gave it at least `agree`
    times (the most frequent one, if several qualify).
 3. Student: the same model keeps training, without the context, on (question -> own
@@ -31,7 +34,7 @@ from __future__ import annotations
 import copy
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal, get_args
 
 import torch
@@ -42,7 +45,13 @@ from revcurse.errors import UserError
 from revcurse.evaluate import EvalConfig, answer_tokens, starts_with
 from revcurse.facts import Example
 from revcurse.lm.batching import IGNORE, Collate, Features, collate, encode
-from revcurse.remedies.own_words import own_prior, own_statements, sampled
+from revcurse.remedies.own_words import (
+    own_prior,
+    own_questions,
+    own_replies,
+    own_statements,
+    sampled,
+)
 from revcurse.remedies.setting import Setting, Treatment, plus
 from revcurse.remedies.targets import (
     OTHER_DIRECTION,
@@ -61,7 +70,9 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
-Source = Literal["questions", "statements", "both"]  # what the teacher writes
+# What the teacher writes: the world's questions answered; its own statements; its own
+# questions and statements (own: nothing of the world's phrasings); the world's and statements
+Source = Literal["questions", "statements", "own", "both"]
 StudentFinetune = Literal["same", "full", "lora"]  # same: as --train.finetune
 SOURCES: tuple[Source, ...] = get_args(Source)
 
@@ -96,9 +107,10 @@ class SelfDistillConfig:
     prior: int = 0
     """passages of the start model's own text replayed; 0: none"""
     # What the teacher writes. statements: the fact in its own words starting from either
-    # side, no template of the world's (what a user with plain statements has)
+    # side; own: those and its own questions about either side, answered with the fact in
+    # context; neither uses a template of the world's (what a user with plain statements has)
     source: Source = "questions"
-    """questions (the world's, answered), statements, or both"""
+    """questions (the world's, answered), statements, own (questions and statements), both"""
 
     def __post_init__(self) -> None:
         check(self.samples >= 1, "samples", f"must be at least 1, got {self.samples}")
@@ -205,10 +217,13 @@ class Lesson:
     written: list[Example]
     named: list[bool]
     seconds: float  # generation time
+    questioned: list[Example] = field(default_factory=list)  # its own questions
+    replied: list[Example | None] = field(default_factory=list)  # its answers to them
 
     @property
     def distilled(self) -> list[Example]:
-        return [a for a in self.answered if a is not None] + self.written
+        said = [a for a in [*self.answered, *self.replied] if a is not None]
+        return said + self.written
 
 
 def lesson(setting: Setting) -> Lesson:
@@ -217,20 +232,22 @@ def lesson(setting: Setting) -> Lesson:
     start = time.perf_counter()
     source = setting.remedies.self_distill.source
     treated = split_one_way(setting)[0]
-    asked = training_questions(setting, treated) if source != "statements" else []
+    asked = training_questions(setting, treated) if source in ("questions", "both") else []
     if source == "questions" and not asked:
         raise UserError(
             "self_distill: the treated facts have no training phrasing to ask (each is stated "
             "in its own text); --remedies.self-distill.source statements has the model "
             "restate them"
         )
-    posed, answered = teach(setting, setting.baseline()[0], asked) if asked else ([], [])
+    teacher = setting.baseline()[0]
+    posed, answered = teach(setting, teacher, asked) if asked else ([], [])
     written, named = (
-        own_statements(setting, setting.baseline()[0], treated)
-        if source != "questions"
-        else ([], [])
+        own_statements(setting, teacher, treated) if source != "questions" else ([], [])
     )
-    return Lesson(asked, posed, answered, written, named, time.perf_counter() - start)
+    questioned = own_questions(setting, teacher, treated) if source == "own" else []
+    replied = own_replies(setting, teacher, questioned)
+    seconds = time.perf_counter() - start
+    return Lesson(asked, posed, answered, written, named, seconds, questioned, replied)
 
 
 def student_corpus(
@@ -284,21 +301,11 @@ def study(setting: Setting, taught: Lesson, method: str, kl: bool) -> Treatment:
         leave=controls(setting),
     )
     rows = []
-    for group in OTHER_DIRECTION:
-        for direction in ("same", "reverse"):
-            judged = [
-                (q.fact, starts_with(a.completion, q.completion))
-                for q, a in zip(taught.asked, taught.answered, strict=True)
-                if a is not None and q.group == group and q.sense == direction
-            ]
-            if judged:
-                facts, right = zip(*judged, strict=True)
-                metric = "teacher_accuracy"
-                rows.append(proportion_row(method, group, direction, metric, right, facts))
-    if taught.answered:
-        agreed = [a is not None for a in taught.answered]
-        about = [q.fact for q in taught.asked]
-        rows.append(proportion_row(method, "treated", "all", "teacher_agreed", agreed, about))
+    for prefix, asked, answered in (
+        ("teacher", taught.asked, taught.answered),
+        ("own_question", taught.questioned, taught.replied),
+    ):
+        rows += teacher_rows(method, prefix, asked, answered)
     if taught.named:
         rows.append(proportion_row(method, "treated", "all", "statements_named", taught.named))
         n = len(taught.written)
@@ -306,6 +313,30 @@ def study(setting: Setting, taught: Lesson, method: str, kl: bool) -> Treatment:
     rows.append(row(method, "treated", "all", "student_examples", len(extra), len(extra), None))
     spent = plus(base_cost, cost, taught.seconds + preparing)
     return treated_result(method, setting, student, spent, rows)
+
+
+def teacher_rows(
+    method: str, prefix: str, asked: list[Example], answered: list[Example | None]
+) -> list[dict]:
+    """How the teacher did on these questions: `{prefix}_accuracy` by group and direction (its
+    kept answers judged afterwards against the truth) and `{prefix}_agreed` (kept at all)."""
+    rows = []
+    for group in OTHER_DIRECTION:
+        for direction in ("same", "reverse"):
+            judged = [
+                (q.fact, starts_with(a.completion, q.completion))
+                for q, a in zip(asked, answered, strict=True)
+                if a is not None and q.group == group and q.sense == direction
+            ]
+            if judged:
+                facts, right = zip(*judged, strict=True)
+                metric = f"{prefix}_accuracy"
+                rows.append(proportion_row(method, group, direction, metric, right, facts))
+    if answered:
+        agreed = [a is not None for a in answered]
+        about = [q.fact for q in asked]
+        rows.append(proportion_row(method, "treated", "all", f"{prefix}_agreed", agreed, about))
+    return rows
 
 
 def apply(setting: Setting, method: str, kl: bool = False) -> Treatment:
