@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from revcurse.berglund import PUBLISHED, TEST_TEMPLATES, TRAIN_TEMPLATES, load_templates
@@ -204,9 +205,7 @@ def test_data_and_facts_together_are_refused(tmp_path):
 
 def test_teach_writes_a_model_transformers_loads_that_ask_answers_from(tmp_path):
     facts, templates = two_relations(tmp_path / "data")
-    args = compare_args(tmp_path)
-    args[0] = "teach"
-    del args[1:5]  # teach takes one --method, and no --seeds
+    args = teach_args(tmp_path)
     out = tmp_path / "run"
     result = runner.invoke(
         app,
@@ -229,5 +228,49 @@ def test_teach_writes_a_model_transformers_loads_that_ask_answers_from(tmp_path)
 
 def test_teach_refuses_a_method_that_keeps_controls(tmp_path):
     result = runner.invoke(app, ["teach", "--method", "rome", "--output-dir", str(tmp_path / "r")])
-    assert result.exit_code == 2 and "--method: must be one of bidirectional" in result.output
+    assert result.exit_code == 2 and "--method: must be one of auto, bidirectional" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def teach_args(tmp_path: Path) -> list[str]:
+    args = compare_args(tmp_path)
+    args[0] = "teach"
+    del args[1:5]  # teach takes one --method, and no --seeds
+    return args
+
+
+def test_teach_takes_plain_statements_and_ends_with_a_verdict(tmp_path):
+    """No a/b, no template: the model writes its own questions and statements (self_distill,
+    source own), and the verdict asks it its own held-out questions (the tiny reader writes
+    none worth keeping: a verdict on nothing, and its warning)."""
+    out = tmp_path / "run"
+    args = [*teach_args(tmp_path), "--remedies.self-distill.steps", "2"]
+    result = runner.invoke(app, [*args, "--statements", "examples/statements.txt"])
+    assert result.exit_code == 0, result.output
+    assert "Verdict: the taught model answers" in result.output
+    assert "Warning: fewer than 80% of the facts" in result.output
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["method"] == "self_distill"
+    assert saved["remedies"]["self_distill"]["source"] == "own"
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {r["direction"] for r in rows if r["metric"] == "both_ways"} == {"before", "after"}
+    assert (out / "model.safetensors").is_file()
+    facts = [json.loads(line) for line in (out / "world" / "facts.jsonl").read_text().splitlines()]
+    assert facts[0] == {
+        "group": "p2d",
+        "a": "Mirela Voss",
+        "b": "Quarrystone Analytics",
+        "text": "Mirela Voss founded Quarrystone Analytics.",
+    }
+
+
+def test_plain_statements_with_a_bad_line_are_refused_by_file_and_line(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("# mine\nAda Vance directed The Long Tide.\n\nwho knows?\nthe cat sat.\n")
+    result = runner.invoke(app, [*teach_args(tmp_path), "--statements", str(notes)])
+    assert result.exit_code == 2
+    assert f"{notes}:4: a question, not a statement" in result.output
+    assert f"{notes}:5: cannot tell its sides" in result.output
+    assert not (tmp_path / "run").exists()
+    measured = runner.invoke(app, [*compare_args(tmp_path), "--statements", str(notes)])
+    assert measured.exit_code == 2 and "--statements: compare measures on test" in measured.output

@@ -14,7 +14,7 @@ from string import Formatter
 from typing import Any, Literal
 
 from revcurse.facts import DIRECTIONS, GROUP_ALIASES, GROUPS, SPLITS, Fact, Template
-from revcurse.records import DataError, Problem, Records, read
+from revcurse.records import DataError, Problem, Records, read, text_lines
 
 Kind = Literal["facts", "templates"]
 
@@ -197,3 +197,65 @@ def validate(path: str | Path) -> tuple[Kind, int]:
     kind = kind_of(records)
     parse = _parse_templates if kind == "templates" else _parse_facts
     return kind, len(parse(Path(path), records, problems))
+
+
+# ---------------------------------------------------------------------------- plain statements
+
+COPULAS = ("is", "was", "are", "were")
+ARTICLES = ("the", "a", "an")
+
+
+def _sides(sentence: str) -> tuple[str, str] | str:
+    """A statement's two sides, or what is wrong with it. The first side is what comes before
+    its first "is" ("was", "are", "were"), or else its leading capitalised words; the second
+    what follows, less the relation's own words (lower case, up to a capitalised word or an
+    article): "Hamlet was written by William Shakespeare." -> Hamlet, William Shakespeare;
+    "Ada Vance directed The Long Tide." -> Ada Vance, The Long Tide."""
+    body = sentence.strip().rstrip(".!").strip()
+    if body.endswith("?"):
+        return "a question, not a statement"
+    tokens = body.split()
+    copula = next((k for k, w in enumerate(tokens) if w in COPULAS and k), None)
+    if copula is not None:
+        first, rest = tokens[:copula], tokens[copula + 1 :]
+    else:
+        k = next((k for k, w in enumerate(tokens) if not w[:1].isupper()), len(tokens))
+        first, rest = tokens[:k], tokens[k:]
+        if not first:
+            return 'cannot tell its sides: begin with a name, or write "X is Y."'
+        rest = rest[1:]  # the verb
+    for k, word in enumerate(rest):  # the relation's words before the second side
+        if word[:1].isupper() or word.casefold() in ARTICLES or not rest[k + 1 :]:
+            rest = rest[k:]
+            break
+    if not first or not rest:
+        return 'cannot tell its sides: write "X is Y." or "X <verb> Y."'
+    return " ".join(first), " ".join(rest)
+
+
+def load_statements(path: str | Path) -> list[Fact]:
+    """A plain text file of facts, one sentence a line (blank lines and lines starting with
+    # are skipped): each one a one-way fact trained on its sentence as written, `a` the side
+    it names first (revcurse teach --statements)."""
+    path = Path(path)
+    facts: list[Fact] = []
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for number, line in enumerate(text_lines(path), 1):
+        sentence = line.strip()
+        if not sentence or sentence.startswith("#"):
+            continue
+        sides = _sides(sentence)
+        if isinstance(sides, str):
+            problems.append(Problem(str(path), number, f"{sides}: {sentence!r}"))
+        elif sentence.casefold() in seen:
+            msg = f"duplicate statement: first on line {seen[sentence.casefold()]}"
+            problems.append(Problem(str(path), number, msg))
+        else:
+            seen[sentence.casefold()] = number
+            facts.append(Fact("p2d", *sides, text=sentence))
+    if problems:
+        raise DataError(problems)
+    if not facts:
+        raise DataError([Problem(str(path), 0, "no statement in it (only blank or # lines)")])
+    return facts

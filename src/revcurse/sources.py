@@ -16,7 +16,7 @@ from pathlib import Path
 
 from revcurse import berglund
 from revcurse.config import check
-from revcurse.fact_files import load_facts, load_templates
+from revcurse.fact_files import load_facts, load_statements, load_templates
 from revcurse.facts import (
     GROUPS,
     Fact,
@@ -42,15 +42,30 @@ class World:
         return self.generated and self.templates == list(TEMPLATES)
 
 
-def check_source(facts: Path | None, templates: Path | None, data: str | None) -> None:
-    """For `__post_init__`: --data replaces --facts and --templates."""
+def check_source(
+    facts: Path | None, templates: Path | None, data: str | None, statements: Path | None = None
+) -> None:
+    """For `__post_init__`: --data replaces --facts and --templates; --statements --facts."""
     check(not (data and (facts or templates)), "data", "give it, or --facts/--templates, not both")
+    check(not (statements and (facts or data)), "statements", "give it or --facts/--data, not both")
 
 
 def load_world(
-    facts: Path | None, templates: Path | None, data: str | None, world: WorldConfig, seed: int
+    facts: Path | None,
+    templates: Path | None,
+    data: str | None,
+    world: WorldConfig,
+    seed: int,
+    statements: Path | None = None,
 ) -> World:
-    """The facts and templates a run uses; a bad file raises revcurse.records.DataError."""
+    """The facts and templates a run uses; a bad file raises revcurse.records.DataError.
+    Plain statements need no templates (test templates, if given, measure them)."""
+    if statements:
+        chosen = load_statements(statements)
+        phrasings = [t for t in load_templates(templates) if t.split == "test"] if templates else []
+        if phrasings:
+            check_phrased(chosen, phrasings, str(templates))
+        return World(chosen, phrasings, False, str(statements))
     if data:
         source = berglund.experiment1(data)
         # --world.facts-per-group of each group (all 30 by default), drawn with the seed

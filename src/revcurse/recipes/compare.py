@@ -82,6 +82,12 @@ class CompareConfig(RemedyRun):
     def __post_init__(self) -> None:
         super().__post_init__()
         check(self.seeds >= 1, "seeds", f"must be at least 1, got {self.seeds}")
+        check(
+            not (self.statements and not self.templates),
+            "statements",
+            "compare measures on test templates: give --templates too (test ones will do), "
+            "or teach them with revcurse teach",
+        )
         check(self.workers >= 0, "workers", f"must be 0 (auto) or more, got {self.workers}")
         try:
             methods = parse_methods(self.methods, pretrained=self.model != "tiny")

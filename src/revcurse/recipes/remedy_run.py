@@ -107,6 +107,8 @@ class RemedyRun:
     }
     facts: Path | None = None
     """your facts file (JSONL, JSON array or CSV) for every seed"""
+    statements: Path | None = None
+    """your facts as plain sentences, one a line (instead of --facts)"""
     templates: Path | None = None
     """your templates file; default: the Berglund-style phrasings"""
     data: str | None = None
@@ -145,12 +147,14 @@ class RemedyRun:
     def __post_init__(self) -> None:
         check_model_option(self.model)
         choice(self.budget, "budget", BUDGETS)
-        check_source(self.facts, self.templates, self.data)
+        check_source(self.facts, self.templates, self.data, self.statements)
 
 
 def world_of(config: RemedyRun, seed: int) -> World:
     """The seed's world: generated afresh, or your files (or Berglund's) for every seed."""
-    return load_world(config.facts, config.templates, config.data, config.world, seed)
+    return load_world(
+        config.facts, config.templates, config.data, config.world, seed, config.statements
+    )
 
 
 def starting_point(config: RemedyRun, console: Console | None = None) -> Start:

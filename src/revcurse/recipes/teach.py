@@ -31,6 +31,7 @@ from revcurse.recipes.run import finished, opened_run, peak_memory, recipe_app, 
 from revcurse.records import write_records
 from revcurse.remedies import REMEDIES, apply_remedy
 from revcurse.remedies.targets import held_out_texts, mean_nll, world_rows
+from revcurse.remedies.verdict import Verdict, verdict
 from revcurse.results import measurements_table, render, results_table, write_results
 from revcurse.sources import recorded
 from revcurse.stats import row
@@ -38,23 +39,39 @@ from revcurse.stats import row
 # The remedies that change the weights for every fact at once (the edits treat half the
 # facts and compare them with the other half: revcurse compare measures those)
 METHODS = tuple(name for name, remedy in REMEDIES.items() if remedy.teaches)
+WARN_BELOW = 0.8  # both-ways share under which the verdict says plainly it did not take
 
 
 @dataclass
 class TeachConfig(RemedyRun):
     output_dir: Path | None = None
     """the taught model's folder; default runs/teach-<timestamp>"""
-    method: str = "bidirectional"
-    """bidirectional, reverse_training, self_distill(_kl)"""
+    # auto: bidirectional writes the reverse in your templates; plain statements have none,
+    # so the model writes its own (self_distill, its own questions and statements)
+    method: str = "auto"
+    """auto (--statements: self_distill, else bidirectional), reverse_training, ..."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        choice(self.method, "method", METHODS)
+        choice(self.method, "method", ("auto", *METHODS))
+
+
+def resolved(config: TeachConfig) -> TeachConfig:
+    """auto made a method; plain statements taught by self_distill from its own words."""
+    method = config.method
+    if method == "auto":
+        method = "self_distill" if config.statements else "bidirectional"
+    remedies = config.remedies
+    if config.statements and remedies.self_distill.source in ("questions", "both"):
+        own = replace(remedies.self_distill, source="own")  # no question of the world's
+        remedies = replace(remedies, self_distill=own)
+    return replace(config, method=method, remedies=remedies)
 
 
 def run_teach(config: TeachConfig, console: Console | None = None) -> Path:
     console = console or Console(stderr=True)
     start_time = time.perf_counter()
+    config = resolved(config)
     config = replace(config, world=recorded(config.world, world_of(config, config.seed)))
     config = with_output_dir(config, "teach")
     start = starting_point(config, console)
@@ -83,9 +100,12 @@ def run_teach(config: TeachConfig, console: Console | None = None) -> Path:
             *world_rows(config.method, setting, treatment.lm),
             row(config.method, "held_out", "all", "ppl_drift", drift, len(texts), None),
         ]
+        judgement = verdict(setting, before, treatment.lm, list(range(len(setting.facts))))
+        measured += verdict_rows(config.method, judgement)
         evaluation = time.perf_counter() - evaluation
         table = render(results_table([*rows, *after], f"revcurse teach, {config.method}"))
         table += render(measurements_table(measured, "what the method measured"))
+        table += "\n" + verdict_text(judgement, measured)
         save_checkpoint(taught, setting.tokenizer, folder)
         write_results(
             folder,
@@ -99,6 +119,32 @@ def run_teach(config: TeachConfig, console: Console | None = None) -> Path:
         )
     seconds = time.perf_counter() - start_time
     return finished(console, table, config, f"{seconds:.0f} s")
+
+
+def verdict_rows(method: str, judgement: Verdict) -> list[dict]:
+    n = judgement.judged
+    return [
+        row(method, "verdict", "before", "both_ways", judgement.before / max(n, 1), n, None),
+        row(method, "verdict", "after", "both_ways", judgement.share, n, None),
+    ]
+
+
+def verdict_text(judgement: Verdict, measured: list[dict]) -> str:
+    """The verdict in words: both-ways recall and what it changed of what the model knew; a
+    plain warning when fewer than WARN_BELOW of the facts are answered both ways."""
+    lines = [f"Verdict: the taught model {judgement.sentence()}."]
+    known = next((r for r in measured if r["metric"] == "locality_world"), None)
+    if known:
+        lines.append(
+            f"Of the {known['n']} real-world facts it knew before, it still answers "
+            f"{known['value']:.0%} as it did."
+        )
+    if judgement.share < WARN_BELOW:
+        lines.append(
+            f"Warning: fewer than {WARN_BELOW:.0%} of the facts are answered both ways; "
+            "ask it closed book before you rely on it (docs/your-facts.md)."
+        )
+    return "\n".join(lines) + "\n"
 
 
 app = recipe_app(
