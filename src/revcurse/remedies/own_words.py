@@ -27,10 +27,14 @@ if TYPE_CHECKING:
 
 
 def sampled(
-    setting: Setting, model: PreTrainedModel, prompts: list[str], max_new: int
+    setting: Setting,
+    model: PreTrainedModel,
+    prompts: list[str],
+    max_new: int,
+    samples: int | None = None,
 ) -> list[list[str]]:
-    """The teacher's `samples` continuations of every prompt at `temperature` (seeded), each
-    up to its first line break (first_sentence keeps no more)."""
+    """The teacher's `samples` (or these many) continuations of every prompt at
+    `temperature` (seeded), each up to its first line break (first_sentence keeps no more)."""
     config = setting.remedies.self_distill
     torch.manual_seed(setting.seed)
     return [
@@ -43,7 +47,7 @@ def sampled(
             temperature=config.temperature,
             first_line=True,
         )
-        for _ in range(config.samples)
+        for _ in range(samples or config.samples)
     ]
 
 
@@ -200,17 +204,19 @@ def about(fact: Fact, question: str) -> str | None:
 QUESTION_TOKENS = 32  # one question: the worked examples' take 6 to 11 tokens
 
 
-def own_questions(setting: Setting, model: PreTrainedModel, fact_ids: list[int]) -> list[Example]:
+def own_questions(
+    setting: Setting, model: PreTrainedModel, fact_ids: list[int], samples: int | None = None
+) -> list[Example]:
     """The distinct questions the model writes about these facts, `samples` per side, that
     name one side of their fact and end with a question mark; as examples whose completion
     is the other side (the truth, kept only to judge the teacher's answers afterwards)."""
     facts = [setting.facts[i] for i in fact_ids]
     prompts = [e.prompt for e in setting.ask([Example.passage(p) for p in asking(setting, facts)])]
-    samples = sampled(setting, model, prompts, QUESTION_TOKENS)
+    written = sampled(setting, model, prompts, QUESTION_TOKENS, samples)
     questions: dict[tuple[int, str], Example] = {}
     for k, i in enumerate(i for i in fact_ids for _ in range(2)):
         fact = setting.facts[i]
-        for run in samples:
+        for run in written:
             question = run[k].strip()
             direction = about(fact, question)
             if question.endswith("?") and direction is not None:

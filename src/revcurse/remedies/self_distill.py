@@ -64,7 +64,7 @@ from revcurse.remedies.targets import (
     treated_result,
 )
 from revcurse.stats import proportion_row, row
-from revcurse.train import LossFn
+from revcurse.train import LossFn, TrainResult
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -74,6 +74,7 @@ if TYPE_CHECKING:
 # questions and statements (own: nothing of the world's phrasings); the world's and statements
 Source = Literal["questions", "statements", "own", "both"]
 StudentFinetune = Literal["same", "full", "lora"]  # same: as --train.finetune
+Base = Literal["baseline", "start"]  # the model that reads the facts and learns them
 SOURCES: tuple[Source, ...] = get_args(Source)
 
 
@@ -111,6 +112,11 @@ class SelfDistillConfig:
     # context; neither uses a template of the world's (what a user with plain statements has)
     source: Source = "questions"
     """questions (the world's, answered), statements, own (questions and statements), both"""
+    # baseline: the model fine-tuned on the facts' text teaches and learns (compare's
+    # contrast: the curse, then its cure); start: the model before any fine-tuning reads the
+    # facts and learns them, their text and its own words at once (no full fine-tune first)
+    base: Base = "baseline"
+    """teacher and student: the baseline or the start model"""
 
     def __post_init__(self) -> None:
         check(self.samples >= 1, "samples", f"must be at least 1, got {self.samples}")
@@ -126,6 +132,16 @@ class SelfDistillConfig:
         check(0 <= self.share < 1, "share", f"must be in [0, 1), got {self.share}")
         check(self.prior >= 0, "prior", f"must be 0 or more, got {self.prior}")
         choice(self.source, "source", SOURCES)
+        choice(self.base, "base", get_args(Base))
+
+
+def reader(setting: Setting) -> PreTrainedModel:
+    """The model that reads the facts and answers in context (`base`); its own questions
+    are always the start model's, which writes them more often (and from either side) than
+    a model fine-tuned on one-sentence answers."""
+    if setting.remedies.self_distill.base == "start":
+        return setting.start
+    return setting.baseline()[0]
 
 
 def teach(
@@ -227,8 +243,9 @@ class Lesson:
 
 
 def lesson(setting: Setting) -> Lesson:
-    """The baseline model, reading each treated fact, answers its training questions and
-    states the fact in its own words, as `source` asks."""
+    """The reader (`base`), reading each treated fact, answers its training questions, states
+    the fact in its own words and answers the start model's own questions, as `source`
+    asks."""
     start = time.perf_counter()
     source = setting.remedies.self_distill.source
     treated = split_one_way(setting)[0]
@@ -239,12 +256,11 @@ def lesson(setting: Setting) -> Lesson:
             "in its own text); --remedies.self-distill.source statements has the model "
             "restate them"
         )
-    teacher = setting.baseline()[0]
+    teacher = reader(setting)
     posed, answered = teach(setting, teacher, asked) if asked else ([], [])
-    written, named = (
-        own_statements(setting, teacher, treated) if source != "questions" else ([], [])
-    )
-    questioned = own_questions(setting, teacher, treated) if source == "own" else []
+    restates = source != "questions"
+    written, named = own_statements(setting, teacher, treated) if restates else ([], [])
+    questioned = own_questions(setting, setting.start, treated) if source == "own" else []
     replied = own_replies(setting, teacher, questioned)
     seconds = time.perf_counter() - start
     return Lesson(asked, posed, answered, written, named, seconds, questioned, replied)
@@ -268,8 +284,11 @@ def student_corpus(
 def study(setting: Setting, taught: Lesson, method: str, kl: bool) -> Treatment:
     """The student: a copy of the baseline trained closed book on the lesson's answers (and
     the base corpus), scored as every weight remedy is (revcurse.remedies.targets)."""
-    base_model, base_cost = setting.baseline()
     config = setting.remedies.self_distill
+    if config.base == "start":  # no baseline: the facts' text is the student's to learn
+        base_model, base_cost, leave = setting.start, TrainResult([], 0, 0.0, 0.0), set()
+    else:
+        (base_model, base_cost), leave = setting.baseline(), controls(setting)
     start = time.perf_counter()
     repeated, own = student_corpus(setting, taught.distilled)
     extra = repeated + own
@@ -298,7 +317,7 @@ def study(setting: Setting, taught: Lesson, method: str, kl: bool) -> Treatment:
         collate_fn=collate_fn,
         budget=budget,
         loss_fn=loss_fn,
-        leave=controls(setting),
+        leave=leave,
     )
     rows = []
     for prefix, asked, answered in (
@@ -312,7 +331,7 @@ def study(setting: Setting, taught: Lesson, method: str, kl: bool) -> Treatment:
         rows.append(row(method, "treated", "all", "statements_kept", n, n, None))
     rows.append(row(method, "treated", "all", "student_examples", len(extra), len(extra), None))
     spent = plus(base_cost, cost, taught.seconds + preparing)
-    return treated_result(method, setting, student, spent, rows)
+    return treated_result(method, setting, student, spent, rows, before=base_model)
 
 
 def teacher_rows(

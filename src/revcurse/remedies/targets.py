@@ -126,6 +126,8 @@ def training_questions(setting: Setting, fact_ids: list[int]) -> list[Example]:
 def own_answers(setting: Setting, fact_ids: list[int]) -> list[Example]:
     """The baseline's greedy closed-book answers to these facts' training questions."""
     asked = training_questions(setting, fact_ids)
+    if not asked:  # nothing to keep: no baseline needed
+        return []
     said = answers(
         setting.causal_lm(setting.baseline()[0], progress=False), setting.ask(asked), EvalConfig()
     )
@@ -213,10 +215,16 @@ def mean_nll(lm: LanguageModel, texts: Sequence[str]) -> float:
     return -sum(logps) / n_tokens
 
 
+def is_baseline(setting: Setting, lm: CausalLM) -> bool:
+    """Whether `lm` is the baseline model (asked without training one)."""
+    trained = setting.trained_baseline
+    return trained is not None and lm.model is trained[0]
+
+
 def answers_before(setting: Setting, before: CausalLM, examples: Sequence[Example]) -> list[str]:
     """`before`'s greedy answers; the baseline model's to the same questions are asked once
     per setting (every edit compares against them)."""
-    if before.model is not setting.baseline()[0]:
+    if not is_baseline(setting, before):
         return answers(before, examples, EvalConfig())
     asked = tuple(e.prompt for e in examples)  # the whole list: it sets the answers' length
     if asked not in setting.base_said:
@@ -226,7 +234,7 @@ def answers_before(setting: Setting, before: CausalLM, examples: Sequence[Exampl
 
 def nll_before(setting: Setting, before: CausalLM) -> float:
     """mean_nll of `before` on held-out text; the baseline model's once per setting."""
-    if before.model is not setting.baseline()[0]:
+    if not is_baseline(setting, before):
         return mean_nll(before, held_out_texts(setting))
     if not setting.base_nll:
         setting.base_nll.append(mean_nll(before, held_out_texts(setting)))
@@ -351,13 +359,15 @@ def treated_result(
     changed: PreTrainedModel,
     cost: TrainResult,
     rows: Sequence[dict] = (),
+    before: PreTrainedModel | None = None,
 ) -> Treatment:
-    """The treatment of a remedy that changed a copy of the baseline model: answers the
-    treated facts' questions; its rows plus the effect rows."""
+    """The treatment of a remedy that changed a copy of `before` (the baseline model unless
+    given): answers the treated facts' questions; its rows plus the effect rows."""
     treated, control = split_one_way(setting)
-    before, after = setting.causal_lm(setting.baseline()[0]), setting.causal_lm(changed)
+    was = setting.causal_lm(before if before is not None else setting.baseline()[0])
+    after = setting.causal_lm(changed)
     # a sham's answers are measured by revcurse.remedies.sham_rows alone
-    effects = [] if setting.sham else effect_rows(method, setting, before, after, treated, control)
+    effects = [] if setting.sham else effect_rows(method, setting, was, after, treated, control)
     return Treatment(after, cost, questions_about(setting, treated), [*rows, *effects])
 
 

@@ -20,6 +20,7 @@ from revcurse.evaluate import EvalConfig, answers, starts_with
 from revcurse.facts import Example
 from revcurse.lm.causal import LanguageModel
 from revcurse.remedies.own_words import own_questions, own_replies
+from revcurse.remedies.self_distill import reader
 from revcurse.remedies.setting import Setting
 
 SENSES = ("same", "reverse")
@@ -65,15 +66,18 @@ def judged(lm: LanguageModel, questions: Sequence[Example], config: EvalConfig) 
     ]
 
 
+SAMPLES = 8  # questions written a side: about one both ways a fact, for SmolLM2-135M
+
+
 def held_out_questions(setting: Setting, fact_ids: list[int]) -> list[Example]:
-    """The model's own questions about the facts, written with another seed than the
-    teacher's and not among those it wrote with the teacher's, each completed by its answer
-    with the fact in context (questions it gave no consistent answer to left out)."""
-    teacher = setting.baseline()[0]
-    taught = {q.prompt for q in own_questions(setting, teacher, fact_ids)}
+    """The start model's own questions about the facts, written with another seed than the
+    teacher's and not among those it wrote for the teacher, each completed by the reader's
+    answer with the fact in context (questions without a consistent answer left out)."""
+    taught = {q.prompt for q in own_questions(setting, setting.start, fact_ids)}
     other = replace(setting, seed=setting.seed + 1)
-    fresh = [q for q in own_questions(other, teacher, fact_ids) if q.prompt not in taught]
-    replies = own_replies(other, teacher, fresh)
+    written = own_questions(other, setting.start, fact_ids, SAMPLES)
+    fresh = [q for q in written if q.prompt not in taught]
+    replies = own_replies(other, reader(setting), fresh)
     return [r for r in replies if r is not None]
 
 
