@@ -8,7 +8,6 @@ fact answered with the fact in context, and its own unprompted text.
 from __future__ import annotations
 
 import random
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -32,9 +31,10 @@ def sampled(
     prompts: list[str],
     max_new: int,
     samples: int | None = None,
+    temperature: float | None = None,
 ) -> list[list[str]]:
-    """The teacher's `samples` (or these many) continuations of every prompt at
-    `temperature` (seeded), each up to its first line break (first_sentence keeps no more)."""
+    """The teacher's `samples` continuations of every prompt at its `temperature` (or these),
+    seeded, each up to its first line break (first_sentence keeps no more)."""
     config = setting.remedies.self_distill
     torch.manual_seed(setting.seed)
     return [
@@ -44,7 +44,7 @@ def sampled(
             prompts,
             max_new,
             setting.eval.batch_size,
-            temperature=config.temperature,
+            temperature=temperature or config.temperature,
             first_line=True,
         )
         for _ in range(samples or config.samples)
@@ -202,6 +202,10 @@ def about(fact: Fact, question: str) -> str | None:
 
 
 QUESTION_TOKENS = 32  # one question: the worked examples' take 6 to 11 tokens
+# Questions are sampled cooler than the teacher's answers: at 1.0 SmolLM2-135M's drift off
+# the fact ("Who founded Dmitri Olenko?"); at 0.7 most ask one side of it (a probe on a
+# tuning world, seed 300)
+QUESTION_TEMPERATURE = 0.7
 
 
 def own_questions(
@@ -212,7 +216,7 @@ def own_questions(
     is the other side (the truth, kept only to judge the teacher's answers afterwards)."""
     facts = [setting.facts[i] for i in fact_ids]
     prompts = [e.prompt for e in setting.ask([Example.passage(p) for p in asking(setting, facts)])]
-    written = sampled(setting, model, prompts, QUESTION_TOKENS, samples)
+    written = sampled(setting, model, prompts, QUESTION_TOKENS, samples, QUESTION_TEMPERATURE)
     questions: dict[tuple[int, str], Example] = {}
     for k, i in enumerate(i for i in fact_ids for _ in range(2)):
         fact = setting.facts[i]
@@ -229,25 +233,24 @@ def own_questions(
 def own_replies(
     setting: Setting, model: PreTrainedModel, questions: list[Example]
 ) -> list[Example | None]:
-    """The model's answer to each of its own questions, with the fact in context: the one it
-    gave at least `agree` of `samples` times, kept when it is drawn from the fact (most of
-    its words in the statement) and not from the question (most of them not in it); None
-    otherwise. No answer of ours is used."""
+    """The model's greedy answer to each of its own questions, with the fact in context,
+    kept when it is drawn from the fact (most of its words in the statement) and not from
+    the question (most of them not in it); None otherwise. No answer of ours is used. (At
+    temperature 1 the start model's three samples agreed on 0.12 of its questions.)"""
     if not questions:
         return []
-    config = setting.remedies.self_distill
     prompts = [answering(setting, setting.facts[q.fact], q.prompt) for q in questions]
     posed = [e.prompt for e in setting.ask([Example.passage(p) for p in prompts])]
-    max_new = answer_tokens(setting.tokenizer, [q.completion for q in questions], EvalConfig())
-    samples = sampled(setting, model, posed, max_new)
+    stated = [" " + statement(setting.facts[q.fact]) for q in questions]
+    max_new = answer_tokens(setting.tokenizer, stated, EvalConfig())  # at most the statement
+    said = generate(
+        model, setting.tokenizer, posed, max_new, setting.eval.batch_size, first_line=True
+    )
     kept: list[Example | None] = []
-    for k, question in enumerate(questions):
-        votes = Counter(first_sentence(run[k]).strip() for run in samples)
-        answer, count = votes.most_common(1)[0]
-        stated = statement(setting.facts[question.fact])
-        fair = _share(answer, stated) >= 0.5 and _share(answer, question.prompt) < 0.5
-        agreed = count >= config.agree and answer and fair
-        kept.append(replace(question, completion=" " + answer) if agreed else None)
+    for question, out, fact in zip(questions, said, stated, strict=True):
+        answer = first_sentence(out).strip()
+        fair = _share(answer, fact) >= 0.5 and _share(answer, question.prompt) < 0.5
+        kept.append(replace(question, completion=" " + answer) if answer and fair else None)
     return kept
 
 

@@ -320,25 +320,28 @@ def study(setting: Setting, taught: Lesson, method: str, kl: bool) -> Treatment:
         leave=leave,
     )
     rows = []
-    for prefix, asked, answered in (
-        ("teacher", taught.asked, taught.answered),
-        ("own_question", taught.questioned, taught.replied),
-    ):
-        rows += teacher_rows(method, prefix, asked, answered)
+    rows += teacher_rows(method, "teacher", taught.asked, taught.answered)
+    rows += teacher_rows(method, "own_question", taught.questioned, taught.replied, "kept")
     if taught.named:
         rows.append(proportion_row(method, "treated", "all", "statements_named", taught.named))
         n = len(taught.written)
         rows.append(row(method, "treated", "all", "statements_kept", n, n, None))
     rows.append(row(method, "treated", "all", "student_examples", len(extra), len(extra), None))
     spent = plus(base_cost, cost, taught.seconds + preparing)
-    return treated_result(method, setting, student, spent, rows, before=base_model)
+    # compare sets every remedy beside the baseline; teach against the model it began with
+    before = base_model if setting.teach_all else None
+    return treated_result(method, setting, student, spent, rows, before=before)
 
 
 def teacher_rows(
-    method: str, prefix: str, asked: list[Example], answered: list[Example | None]
+    method: str,
+    prefix: str,
+    asked: list[Example],
+    answered: list[Example | None],
+    kept: str = "agreed",
 ) -> list[dict]:
     """How the teacher did on these questions: `{prefix}_accuracy` by group and direction (its
-    kept answers judged afterwards against the truth) and `{prefix}_agreed` (kept at all)."""
+    kept answers judged afterwards against the truth) and `{prefix}_{kept}` (kept at all)."""
     rows = []
     for group in OTHER_DIRECTION:
         for direction in ("same", "reverse"):
@@ -354,7 +357,7 @@ def teacher_rows(
     if answered:
         agreed = [a is not None for a in answered]
         about = [q.fact for q in asked]
-        rows.append(proportion_row(method, "treated", "all", f"{prefix}_agreed", agreed, about))
+        rows.append(proportion_row(method, "treated", "all", f"{prefix}_{kept}", agreed, about))
     return rows
 
 
