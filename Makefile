@@ -9,7 +9,8 @@ BIN = $(VENV)/bin
 
 .PHONY: demo test lint docs readme readme-compare readme-worlds readme-teach readme-smollm2 \
 	readme-smollm2-edits readme-smollm2-distill readme-sweep-distill readme-sweep-hebbian \
-	readme-smollm2-hebbian-seed1 readme-headline readme-statements readme-gemma readme-concept clean
+	readme-smollm2-hebbian-seed1 readme-headline readme-statements readme-teach-statements \
+	readme-gemma readme-concept clean
 
 $(BIN)/revcurse: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -179,13 +180,31 @@ readme-headline: $(BIN)/revcurse
 # (~40 min on 2 cores, then ~12 for the variant that also replays the model's own text)
 STATEMENTS_SMOLLM2 = --model smollm2-135m --world.statements --seed 300 --seeds 1 \
 	--world.facts-per-group 20 --remedies.self-distill.source statements --remedies.no-sham
+# The model's own questions and statements (source own): from the baseline, and from the
+# start model (base start)
+STATEMENTS_OWN = --model smollm2-135m --world.statements --seed 300 --seeds 1 \
+	--world.facts-per-group 20 --remedies.self-distill.source own --remedies.no-sham
 readme-statements: $(BIN)/revcurse
 	dir=$$($(BIN)/python scripts/compare_or_resume.py runs/statements-smollm2 \
 		$(STATEMENTS_SMOLLM2) --methods baseline,in_context,self_distill) \
 	&& $(BIN)/python scripts/update_readme.py --compare $$dir statements-smollm2 \
 	&& dir=$$($(BIN)/python scripts/compare_or_resume.py runs/statements-smollm2-prior \
 		$(STATEMENTS_SMOLLM2) --methods self_distill --remedies.self-distill.prior 200) \
-	&& $(BIN)/python scripts/update_readme.py --compare $$dir statements-smollm2-prior
+	&& $(BIN)/python scripts/update_readme.py --compare $$dir statements-smollm2-prior \
+	&& dir=$$($(BIN)/python scripts/compare_or_resume.py runs/statements-smollm2-own \
+		$(STATEMENTS_OWN) --methods baseline,self_distill) \
+	&& $(BIN)/python scripts/update_readme.py --compare $$dir statements-smollm2-own \
+	&& dir=$$($(BIN)/python scripts/compare_or_resume.py runs/statements-smollm2-own-start \
+		$(STATEMENTS_OWN) --methods baseline,self_distill --remedies.self-distill.base start) \
+	&& $(BIN)/python scripts/update_readme.py --compare $$dir statements-smollm2-own-start
+
+# Plain statements taught (examples/statements.txt): self_distill from the model's own words,
+# then the verdict (~11 min)
+readme-teach-statements: $(BIN)/revcurse
+	dir=runs/readme-teach-statements-$$(date +%Y%m%d-%H%M%S) \
+	&& $(BIN)/revcurse teach --model smollm2-135m --statements examples/statements.txt \
+		--no-progress --output-dir $$dir \
+	&& $(BIN)/python scripts/update_readme.py --teach $$dir teach-statements-smollm2
 
 # hebbian_memit's defaults (chosen by sweep_hebbian.py on seed 0's world) on a fresh world,
 # seed 1 (~15 min, a baseline to train for that world)

@@ -597,3 +597,17 @@ def test_locality_world_asks_what_the_start_model_knew(setting, monkeypatch):
     assert kept["n"] == len(probing.world_known) > 0
     [lost] = remedy_targets.world_rows("m", probing, setting.causal_lm(setting.start))
     assert lost["value"] < 0.5
+
+
+def test_a_fact_counts_both_ways_when_most_of_its_questions_each_way_are_right():
+    from revcurse.remedies.verdict import both_ways
+
+    samples = [
+        {"fact": 0, "direction": "same", "correct": True},
+        {"fact": 0, "direction": "reverse", "correct": True},
+        {"fact": 0, "direction": "reverse", "correct": False},
+        {"fact": 1, "direction": "same", "correct": True},
+        {"fact": 1, "direction": "reverse", "correct": False},
+        {"fact": 2, "direction": "same", "correct": True},  # never asked the other way
+    ]
+    assert both_ways(samples) == {0: True, 1: False}

@@ -8,9 +8,15 @@ import pytest
 from typer.testing import CliRunner
 
 from revcurse.cli import app
-from revcurse.fact_files import load_facts, load_templates, validate
+from revcurse.fact_files import (
+    load_facts,
+    load_statements,
+    load_templates,
+    statement_sides,
+    validate,
+)
 from revcurse.facts import Fact, expand
-from revcurse.records import write_records
+from revcurse.records import DataError, write_records
 from revcurse.sources import load_world
 from revcurse.world import TEMPLATES, WorldConfig, capacity, generate_facts
 
@@ -251,3 +257,37 @@ def test_facts_with_text_need_only_test_templates(tmp_path):
     assert [f.text for f in world.facts] == ["Ada Crane is the pilot of the glass river."]
     with_train = load_world(facts, None, None, WorldConfig(), seed=0)  # the built-in phrasings
     assert {t.split for t in with_train.templates} == {"test"}  # its train ones are dropped
+
+
+@pytest.mark.parametrize(
+    ("sentence", "sides"),
+    [
+        ("Hamlet was written by William Shakespeare.", ("Hamlet", "William Shakespeare")),
+        ("Mirela Voss founded Quarrystone Analytics.", ("Mirela Voss", "Quarrystone Analytics")),
+        ("The capital of France is Paris.", ("The capital of France", "Paris")),
+        (
+            "Una Fairbanks is the cartographer of the frozen railway.",
+            ("Una Fairbanks", "the cartographer of the frozen railway"),
+        ),
+        ("Marie Curie discovered polonium.", ("Marie Curie", "polonium")),
+        ("The Eiffel Tower stands in Paris.", ("The Eiffel Tower", "Paris")),
+    ],
+)
+def test_a_plain_statement_is_split_into_its_two_sides_by_the_stated_rule(sentence, sides):
+    assert statement_sides(sentence) == sides
+
+
+def test_plain_statements_become_one_way_facts_of_their_own_sentence(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("# two facts\n\nAda Vance directed The Long Tide.\nTheo is a poet.\n")
+    facts = load_statements(notes)
+    assert [(f.group, f.a, f.b, f.text) for f in facts] == [
+        ("p2d", "Ada Vance", "The Long Tide", "Ada Vance directed The Long Tide."),
+        ("p2d", "Theo", "a poet", "Theo is a poet."),
+    ]
+    notes.write_text("Theo is a poet.\ntheo is a poet.\n")
+    with pytest.raises(DataError, match=r"notes.txt:2: duplicate statement: first on line 1"):
+        load_statements(notes)
+    notes.write_text("# nothing\n\n")
+    with pytest.raises(DataError, match="no statement in it"):
+        load_statements(notes)

@@ -205,7 +205,7 @@ COPULAS = ("is", "was", "are", "were")
 ARTICLES = ("the", "a", "an")
 
 
-def _sides(sentence: str) -> tuple[str, str] | str:
+def statement_sides(sentence: str) -> tuple[str, str] | str:
     """A statement's two sides, or what is wrong with it. The first side is what comes before
     its first "is" ("was", "are", "were"), or else its leading capitalised words; the second
     what follows, less the relation's own words (lower case, up to a capitalised word or an
@@ -245,7 +245,7 @@ def load_statements(path: str | Path) -> list[Fact]:
         sentence = line.strip()
         if not sentence or sentence.startswith("#"):
             continue
-        sides = _sides(sentence)
+        sides = statement_sides(sentence)
         if isinstance(sides, str):
             problems.append(Problem(str(path), number, f"{sides}: {sentence!r}"))
         elif sentence.casefold() in seen:
