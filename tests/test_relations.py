@@ -253,6 +253,7 @@ def test_teach_takes_plain_statements_and_ends_with_a_verdict(tmp_path):
     assert saved["method"] == "self_distill"
     assert saved["remedies"]["self_distill"]["source"] == "own"
     assert saved["remedies"]["self_distill"]["base"] == "start"  # no full fine-tune first
+    assert saved["remedies"]["reading_share"] == 0
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert {r["direction"] for r in rows if r["metric"] == "both_ways"} == {"before", "after"}
     assert (out / "model.safetensors").is_file()
