@@ -9,7 +9,8 @@ BIN = $(VENV)/bin
 
 .PHONY: demo test lint docs readme readme-compare readme-worlds readme-teach readme-smollm2 \
 	readme-smollm2-edits readme-smollm2-distill readme-sweep-distill readme-sweep-hebbian \
-	readme-smollm2-hebbian-seed1 readme-headline readme-statements readme-teach-statements \
+	readme-smollm2-hebbian-seed1 readme-headline readme-statements readme-statements-fresh \
+	readme-teach-statements \
 	readme-gemma readme-concept clean
 
 $(BIN)/revcurse: pyproject.toml
@@ -197,6 +198,14 @@ readme-statements: $(BIN)/revcurse
 	&& dir=$$($(BIN)/python scripts/compare_or_resume.py runs/statements-smollm2-own-start \
 		$(STATEMENTS_OWN) --methods baseline,self_distill --remedies.self-distill.base start) \
 	&& $(BIN)/python scripts/update_readme.py --compare $$dir statements-smollm2-own-start
+
+# The same on three fresh worlds (seeds 310-312, no sweep or probe used them; ~40 min,
+# resumable)
+readme-statements-fresh: $(BIN)/revcurse
+	dir=$$($(BIN)/python scripts/compare_or_resume.py runs/statements-smollm2-own-fresh \
+		$(subst --seed 300 --seeds 1,--seed 310 --seeds 3,$(STATEMENTS_OWN)) \
+		--methods baseline,in_context,self_distill) \
+	&& $(BIN)/python scripts/update_readme.py --compare $$dir statements-smollm2-own-fresh
 
 # Plain statements taught (examples/statements.txt): self_distill from the model's own words,
 # then the verdict (~11 min)
