@@ -276,3 +276,24 @@ def test_plain_statements_with_a_bad_line_are_refused_by_file_and_line(tmp_path)
     assert not (tmp_path / "run").exists()
     measured = runner.invoke(app, [*compare_args(tmp_path), "--statements", str(notes)])
     assert measured.exit_code == 2 and "--statements: compare measures on test" in measured.output
+
+
+def test_the_api_teaches_plain_sentences_given_as_strings(tmp_path):
+    from revcurse import api
+
+    taught = api.teach(
+        statements=["Ada Vance directed The Long Tide.", "Theo Marsh is a poet of the hills."],
+        train__steps=2,
+        remedies__self_distill__steps=2,
+        remedies__reading_documents=10,
+        reader__documents=10,
+        reader__train__steps=2,
+        reader__cache_dir=tmp_path / "cache",
+        output_dir=tmp_path / "run",
+    )
+    facts = (tmp_path / "run" / "world" / "facts.jsonl").read_text()
+    assert "Ada Vance directed The Long Tide." in facts and "a poet of the hills" in facts
+    assert {r["direction"] for r in taught.rows if r["metric"] == "both_ways"} == {
+        "before",
+        "after",
+    }

@@ -96,11 +96,14 @@ class Taught(Results):
 
 
 def teach(
-    facts: str | Path | Iterable[Fact | Mapping[str, str]] | None = None, **options: Any
+    facts: str | Path | Iterable[Fact | Mapping[str, str]] | None = None,
+    statements: str | Path | Iterable[str] | None = None,
+    **options: Any,
 ) -> Taught:
     """`revcurse teach`: the facts (a file; or records, revcurse.facts.Fact or dicts with its
-    fields) taught both ways by `method`; the taught model, loaded, and its report. Without
-    facts: the generated world."""
+    fields), or plain statements (a text file, or the sentences), taught both ways by
+    `method`; the taught model, loaded, and its report. Without either: the generated
+    world."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from revcurse.recipes.teach import TeachConfig, run_teach
@@ -110,7 +113,12 @@ def teach(
             path = Path(scratch) / "facts.jsonl"
             write_records(path, [f if is_dataclass(f) else dict(f) for f in facts])
             facts = path
+        if statements is not None and not isinstance(statements, (str, Path)):
+            path = Path(scratch) / "statements.txt"
+            path.write_text("".join(f"{line}\n" for line in statements), encoding="utf-8")
+            statements = path
         given = {"facts": facts} if facts is not None else {}
+        given |= {"statements": statements} if statements is not None else {}
         config = configured(TeachConfig, {"progress": False, **options, **given})
         with contextlib.redirect_stdout(io.StringIO()):
             folder = run_teach(config, Console(stderr=True, quiet=True))
