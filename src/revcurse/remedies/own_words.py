@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -121,50 +121,64 @@ def own_statements(
     return list(written.values()), named
 
 
+@dataclass(frozen=True)
+class WorkedFact:
+    """A fictional fact and its questions, each (the side it names, question, answer)."""
+
+    text: str
+    asked: tuple[tuple[str, str, str], ...]
+
+
 # Worked examples of the model's own questions: fictional facts of three relations (none the
 # world's), each asked from both sides. They show the task, Question/Answer lines; what the
 # model asks about a user's fact, and how, is its own.
 QUESTION_EXAMPLES = (
-    (
+    WorkedFact(
         "Orla Penhallow designed the Saltmere Bridge.",
-        ("Orla Penhallow", "What did Orla Penhallow design?", "the Saltmere Bridge"),
-        ("the Saltmere Bridge", "Who designed the Saltmere Bridge?", "Orla Penhallow"),
-    ),
-    (
-        "The Velnor Prize is awarded by the Cassini Society.",
-        ("the Cassini Society", "Which prize does the Cassini Society award?", "the Velnor Prize"),
-        ("the Velnor Prize", "Who awards the Velnor Prize?", "the Cassini Society"),
-    ),
-    (
-        "The keeper of the amber lighthouse is Tomas Greer.",
-        ("Tomas Greer", "What is Tomas Greer known as?", "the keeper of the amber lighthouse"),
         (
-            "the keeper of the amber lighthouse",
-            "Who is the keeper of the amber lighthouse?",
-            "Tomas Greer",
+            ("Orla Penhallow", "What did Orla Penhallow design?", "the Saltmere Bridge"),
+            ("the Saltmere Bridge", "Who designed the Saltmere Bridge?", "Orla Penhallow"),
+        ),
+    ),
+    WorkedFact(
+        "The Velnor Prize is awarded by the Cassini Society.",
+        (
+            (
+                "the Cassini Society",
+                "Which prize does the Cassini Society award?",
+                "the Velnor Prize",
+            ),
+            ("the Velnor Prize", "Who awards the Velnor Prize?", "the Cassini Society"),
+        ),
+    ),
+    WorkedFact(
+        "The keeper of the amber lighthouse is Tomas Greer.",
+        (
+            ("Tomas Greer", "What is Tomas Greer known as?", "the keeper of the amber lighthouse"),
+            (
+                "the keeper of the amber lighthouse",
+                "Who is the keeper of the amber lighthouse?",
+                "Tomas Greer",
+            ),
         ),
     ),
 )
 
 
-def _unclaimed(facts: Sequence[Fact]) -> list[tuple[str, *tuple[tuple[str, str, str], ...]]]:
+def _unclaimed(facts: Sequence[Fact]) -> list[WorkedFact]:
     """The worked examples that name no entity of these facts (a user's world might)."""
     named = {e.casefold() for f in facts for e in (f.a, f.b)}
-    return [
-        example
-        for example in QUESTION_EXAMPLES
-        if not any(e in example[0].casefold() for e in named)
-    ]
+    return [w for w in QUESTION_EXAMPLES if not any(e in w.text.casefold() for e in named)]
 
 
 def asking(setting: Setting, facts: Sequence[Fact]) -> list[str]:
     """For each fact and each of its sides, the prompt that has the model, reading the fact
     after worked examples, write a question about that side: its words after the colon."""
     prefix = "".join(
-        f"Fact: {text}\n"
-        + "".join(f'Question about "{side}": {question}\n' for side, question, _ in asked)
+        f"Fact: {worked.text}\n"
+        + "".join(f'Question about "{side}": {question}\n' for side, question, _ in worked.asked)
         + "\n"
-        for text, *asked in _unclaimed(setting.facts)
+        for worked in _unclaimed(setting.facts)
     )
     return [
         f'{prefix}Fact: {statement(fact)}\nQuestion about "{side}":'
@@ -177,9 +191,9 @@ def answering(setting: Setting, fact: Fact, question: str) -> str:
     """The prompt that has the model answer a question with its fact in context, after worked
     examples answered the same way."""
     prefix = "".join(
-        f"Fact: {text}\nQuestion: {q}\nAnswer: {answer}\n\n"
-        for text, *asked in _unclaimed(setting.facts)
-        for _, q, answer in asked
+        f"Fact: {worked.text}\nQuestion: {q}\nAnswer: {answer}\n\n"
+        for worked in _unclaimed(setting.facts)
+        for _, q, answer in worked.asked
     )
     return f"{prefix}Fact: {statement(fact)}\nQuestion: {question}\nAnswer:"
 
