@@ -150,6 +150,8 @@ PROPORTIONS = (
     "sham_generalization",
     "teacher_accuracy",
     "teacher_agreed",
+    "own_question_accuracy",
+    "own_question_kept",
     "statements_named",
     "infill_exact_match",
     "wrong_trained_answer",
