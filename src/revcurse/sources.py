@@ -60,25 +60,25 @@ def load_world(
 ) -> World:
     """The facts and templates a run uses; a bad file raises revcurse.records.DataError.
     Plain statements need no templates (test templates, if given, measure them)."""
-    if statements:
-        chosen = load_statements(statements)
-        phrasings = [t for t in load_templates(templates) if t.split == "test"] if templates else []
-        if phrasings:
-            check_phrased(chosen, phrasings, str(templates))
-        return World(chosen, phrasings, False, str(statements))
+    if statements and not templates:  # nothing to measure on: teach writes its own questions
+        return World(load_statements(statements), [], False, str(statements))
     if data:
         source = berglund.experiment1(data)
         # --world.facts-per-group of each group (all 30 by default), drawn with the seed
         drawn = berglund.select(berglund.load_berglund(source), world.facts_per_group, seed=seed)
         phrasings = berglund.load_templates(source)
         return World(drawn.facts, phrasings, False, f"Berglund et al. ({source})")
-    chosen = load_facts(facts) if facts else generate_facts(world, seed)
+    if statements:
+        chosen = load_statements(statements)
+    else:
+        chosen = load_facts(facts) if facts else generate_facts(world, seed)
     phrasings = load_templates(templates) if templates else list(TEMPLATES)
     stated = stated_relations(chosen)  # facts in their own sentences: the phrasings only test
     phrasings = [t for t in phrasings if not (t.split == "train" and t.relation in stated)]
     check_phrased(chosen, phrasings, str(templates or "the built-in templates"))
-    source = str(facts) if facts else f"the generated world (seed {seed})"
-    return World(chosen, phrasings, facts is None, source)
+    yours = statements or facts
+    source = str(yours) if yours else f"the generated world (seed {seed})"
+    return World(chosen, phrasings, yours is None, source)
 
 
 def recorded(config: WorldConfig, world: World) -> WorldConfig:

@@ -6,7 +6,8 @@ The model can reverse a fact in its context but not one stored in its weights; s
 read each treated fact and answer questions about it, in both directions and in every
 training phrasing, then train it closed book on its own answers: the prompt is baked into
 the weights (Kujanpää et al. 2024 call this knowledge injection by prompt distillation).
-1. Teacher: the baseline model with the fact (and distractor facts) in context answers
+1. Teacher: the baseline model (with `base` start, the start model) with the fact (and
+   distractor facts) in context answers
    each question `samples` times at `temperature`. No ground truth is used
    to write the data. With `source` statements (or both, or own), it also states each fact
    again in its own words, starting from either side, after worked examples of fresh facts

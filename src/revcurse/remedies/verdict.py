@@ -16,12 +16,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from revcurse.evaluate import EvalConfig, answers, starts_with
+from revcurse.evaluate import EvalConfig
 from revcurse.facts import Example
 from revcurse.lm.causal import LanguageModel
 from revcurse.remedies.own_words import own_questions, own_replies
 from revcurse.remedies.self_distill import reader
 from revcurse.remedies.setting import Setting
+from revcurse.remedies.targets import hits
 
 SENSES = ("same", "reverse")
 
@@ -59,10 +60,10 @@ def both_ways(samples: Sequence[dict]) -> dict[int, bool]:
 
 def judged(lm: LanguageModel, questions: Sequence[Example], config: EvalConfig) -> list[dict]:
     """The model's closed-book answers to the questions, each judged against its completion."""
-    said = answers(lm, questions, config)
+    right = hits(lm, questions, config)
     return [
-        {"fact": q.fact, "direction": q.sense, "correct": starts_with(out, q.completion)}
-        for q, out in zip(questions, said, strict=True)
+        {"fact": q.fact, "direction": q.sense, "correct": ok}
+        for q, ok in zip(questions, right, strict=True)
     ]
 
 
