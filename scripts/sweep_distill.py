@@ -4,6 +4,8 @@ weights, and what it costs the rest of the model.
     .venv/bin/python scripts/sweep_distill.py                  # smollm2-135m, 8-25 min a setting
     .venv/bin/python scripts/sweep_distill.py --settings "steps=200 share=0.5" "kl=1 steps=200"
     .venv/bin/python scripts/sweep_distill.py --readme         # the README's sweep-distill block
+    .venv/bin/python scripts/sweep_distill.py --world world.statements=1 seed=300 \
+        --settings "source=own base=start" --results runs/sweep-own-smollm2-135m.jsonl
 
 One seed's world (30 facts a group) with `revcurse compare`'s defaults for the model. The
 baseline is trained once and kept (revcurse.trained); the teacher (the baseline reading
@@ -11,12 +13,14 @@ each treated fact after worked examples) writes its answers once per teacher set
 setting is `KEY=VALUE ...` over --remedies.self-distill.* (samples, agree, temperature,
 steps, lr, finetune, share, keep, source; the others as compare's defaults, the student's
 finetune, lr and keep as compare's first recipe: FIRST_RECIPE), and `kl=1` for
-self_distill_kl. Each setting's measurements go to the results file as soon as they are
-made (default runs/sweep-distill-MODEL.jsonl); a setting already there is skipped, so a run
-that was stopped continues where it was. Prints, per setting, the treated facts' reverse on
-held-out phrasings (generalization) and on the trained ones (reliability), their trained
-direction (kept), the untouched controls' reverse, locality, perplexity drift, the
-student's examples and the seconds it took.
+self_distill_kl. `--world` sets compare's other options (dotted, e.g. a world of plain
+statements on a tuning seed: world.statements=1 seed=300). Each setting's measurements go to
+the results file as soon as they are made (default runs/sweep-distill-MODEL.jsonl); a
+setting already there is skipped, so a run that was stopped continues where it was.
+Prints, per setting, the treated facts' reverse on held-out phrasings (generalization) and
+on the trained ones (reliability), their trained direction (kept), the untouched controls'
+reverse, locality, what it kept of the real-world facts it knew, held-out perplexity
+drift, the student's examples and the seconds it took.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from revcurse.config import default_values, from_dict, typed_options
+from revcurse.config import default_values, from_dict, set_leaf, typed_options
 from revcurse.errors import UserError
 from revcurse.recipes.compare import CompareConfig
 from revcurse.recipes.remedy_run import build_setting, starting_point
@@ -57,10 +62,11 @@ SETTINGS = [
 # What a setting changes is counted from compare's first pretrained recipe (the student fully
 # fine-tuned at the baseline's rate, nothing kept), not from today's defaults
 FIRST_RECIPE = {"finetune": "same", "lr": 0.0, "keep": False}
-TEACHER = ("samples", "agree", "temperature", "source")  # what the teacher's answers depend on
+# what the teacher's answers depend on
+TEACHER = ("samples", "agree", "temperature", "source", "base")
 COLUMNS = [  # (metric, group, header)
     *EDIT_COLUMNS,
-    ("ppl_drift", "generic", "ppl drift"),
+    ("ppl_drift", "held_out", "ppl drift"),
     ("student_examples", "treated", "examples"),
 ]
 
@@ -73,10 +79,22 @@ def parse(setting: str) -> tuple[dict[str, str], bool]:
     return options, kl
 
 
-def sweep_config(model: str, setting: str) -> CompareConfig:
-    """compare's config for `model` with the setting's self_distill options (checked)."""
+def sweep_config(model: str, setting: str, world: Sequence[str] = ()) -> CompareConfig:
+    """compare's config for `model` with the world's dotted options and the setting's
+    self_distill options (checked)."""
     values = default_values(CompareConfig, model)
     values.update(model=model, seeds=1, progress=False, methods=["baseline", "self_distill"])
+    for word in world:
+        key, _, value = word.partition("=")
+        *section, leaf = key.split(".")
+        parent = values
+        for name in section:
+            parent = parent.get(name, {})
+        try:
+            typed = typed_options(parent, f"{leaf}={value}")
+        except UserError as error:
+            raise SystemExit(f"--world {word!r}: {error}") from None
+        set_leaf(values, tuple(key.split(".")), typed[leaf])
     known = values["remedies"]["self_distill"]
     known.update(FIRST_RECIPE)
     try:
@@ -103,6 +121,9 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=SETTINGS, help="'KEY=VALUE ...'")
     parser.add_argument("--results", type=Path, help="default runs/sweep-distill-MODEL.jsonl")
     parser.add_argument(
+        "--world", nargs="*", default=[], help="compare's options, dotted: 'seed=300 ...'"
+    )
+    parser.add_argument(
         "--readme",
         nargs="?",
         const="sweep-distill",
@@ -115,14 +136,16 @@ def main() -> None:
     if args.readme:
         from update_readme import replace_block
 
-        command = f"$ .venv/bin/python scripts/sweep_distill.py --model {args.model}"
+        world = f" --world {' '.join(args.world)}" if args.world else ""
+        command = f"$ .venv/bin/python scripts/sweep_distill.py --model {args.model}{world}"
         lines = [line(s, done[s]["rows"], done[s]["seconds"]) for s in args.settings if s in done]
         legend = metric_legend([metric for metric, *_ in COLUMNS])
         block = ["```", command, header(), *lines, "", *legend, "```"]
         replace_block(args.readme, "\n".join(block))
         print(f"README.md: {args.readme} block, {len(lines)} settings")
         return
-    configs = {s: sweep_config(args.model, s) for s in args.settings}  # bad ones fail first
+    # bad ones fail first
+    configs = {s: sweep_config(args.model, s, args.world) for s in args.settings}
     print(header(), flush=True)
     for setting in args.settings:
         if setting in done:
@@ -131,7 +154,7 @@ def main() -> None:
     if not todo:
         return
     first = configs[todo[0]]
-    workdir = results.parent / f"sweep-distill-{args.model}-work"
+    workdir = results.parent / f"{results.stem}-work"
     # one world and baseline for all: a setting changes only --remedies.self-distill.*, and
     # the baseline's own answers (locality's reference) are asked once
     scene = build_setting(first, first.seed, workdir, starting_point(first))
