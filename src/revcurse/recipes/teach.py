@@ -116,7 +116,9 @@ def run_teach(config: TeachConfig, console: Console | None = None) -> Path:
         judgement = verdict(setting, before, treatment.lm, list(range(len(setting.facts))))
         measured += verdict_rows(config.method, judgement)
         evaluation = time.perf_counter() - evaluation
-        table = render(results_table([*rows, *after], f"revcurse teach, {config.method}"))
+        # no test templates (plain statements): no before/after table, the verdict judges
+        title = f"revcurse teach, {config.method}"
+        table = render(results_table([*rows, *after], title)) if questions else ""
         table += render(measurements_table(measured, "what the method measured"))
         table += "\n" + verdict_text(judgement, measured)
         save_checkpoint(taught, setting.tokenizer, folder)

@@ -108,6 +108,10 @@ class SelfDistillConfig:
     # said before any fact was taught, on no text of ours (locality_world, ppl_drift)
     prior: int = 0
     """passages of the start model's own text replayed; 0: none"""
+    # A passage is 48 tokens, an answer a few: at weight 1 (KL form) its tokens outweigh the
+    # lesson's and the student learns little else
+    prior_weight: float = 1.0
+    """self_distill_kl: the weight of a passage token's KL to the start model in the loss"""
     # What the teacher writes. statements: the fact in its own words starting from either
     # side; own: those and its own questions about either side, answered with the fact in
     # context; neither uses a template of the world's (what a user with plain statements has)
@@ -132,6 +136,7 @@ class SelfDistillConfig:
         choice(self.finetune, "finetune", get_args(StudentFinetune))
         check(0 <= self.share < 1, "share", f"must be in [0, 1), got {self.share}")
         check(self.prior >= 0, "prior", f"must be 0 or more, got {self.prior}")
+        check(self.prior_weight > 0, "prior_weight", f"must be positive, got {self.prior_weight}")
         choice(self.source, "source", SOURCES)
         choice(self.base, "base", get_args(Base))
 
@@ -190,23 +195,28 @@ def teacher_logprobs(
 
 
 def kl_objective(
-    tokenizer: PreTrainedTokenizerBase, teacher: dict[tuple[int, ...], torch.Tensor]
+    tokenizer: PreTrainedTokenizerBase,
+    teacher: dict[tuple[int, ...], torch.Tensor],
+    weights: dict[tuple[int, ...], float] | None = None,
 ) -> tuple[Collate, LossFn]:
     """Batches that carry the teacher's distributions, and the loss that matches them:
-    KL(teacher || student) per answer token of distilled rows, cross-entropy elsewhere."""
+    KL(teacher || student) per answer token of distilled rows, cross-entropy elsewhere, each
+    row's tokens weighted by its `weights` (1 if none)."""
     vocabulary = next(iter(teacher.values())).shape[-1]
+    weights = weights or {}
 
     def collate_fn(features: Features) -> dict[str, torch.Tensor]:
         batch = collate(features, tokenizer.pad_token_id)
         n, width = batch["input_ids"].shape
         target = torch.zeros(n, width - 1, vocabulary)
         distilled = torch.zeros(n, dtype=torch.bool)
+        weight = torch.tensor([weights.get(tuple(ids), 1.0) for ids, _ in features])
         for i, (ids, labels) in enumerate(features):
             if (logprobs := teacher.get(tuple(ids))) is not None:
                 positions = (torch.tensor(labels[1:]) != IGNORE).nonzero().squeeze(-1)
                 target[i, positions] = logprobs
                 distilled[i] = True
-        return {**batch, "teacher": target, "distilled": distilled}
+        return {**batch, "teacher": target, "distilled": distilled, "weight": weight}
 
     def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
@@ -217,7 +227,7 @@ def kl_objective(
         target = batch["teacher"]
         kl = (target.exp() * (target - logprobs)).sum(-1)
         per_token = torch.where(batch["distilled"][:, None], kl, cross_entropy)
-        return (per_token * scored).sum() / scored.sum()
+        return (per_token * scored * batch["weight"][:, None]).sum() / scored.sum()
 
     return collate_fn, loss_fn
 
@@ -296,15 +306,19 @@ def study(setting: Setting, taught: Lesson, method: str, kl: bool) -> Treatment:
     collate_fn, loss_fn = None, None
     said = [a for a in taught.answered if a is not None]
     if kl and (said or own):
-        # the teacher's distributions along its answers (its statements: cross-entropy), and
-        # with keep, the start model's own along its answers about the replayable facts: a KL
-        # term that keeps the rest of the model where it was
+        # the teacher's distributions along its answers (its statements: cross-entropy); with
+        # keep, the base model's own along its answers about the replayable facts; with prior,
+        # the start model's along its unprompted passages (what it knew before any fine-tune,
+        # weighted by prior_weight): KL terms that keep the rest of the model where it was
         kept = [p for p, a in zip(taught.posed, taught.answered, strict=True) if a is not None]
         tokenizer = setting.tokenizer
         teacher = teacher_logprobs(base_model, tokenizer, setting.pose(kept), setting.ask(said))
-        asked = setting.ask(own)
+        asked = setting.ask([e for e in own if e.fact >= 0])
         teacher |= teacher_logprobs(base_model, tokenizer, asked, asked)
-        collate_fn, loss_fn = kl_objective(setting.tokenizer, teacher)
+        passages = setting.ask([e for e in own if e.fact < 0])
+        prior = teacher_logprobs(setting.start, tokenizer, passages, passages)
+        weights = dict.fromkeys(prior, config.prior_weight)
+        collate_fn, loss_fn = kl_objective(tokenizer, teacher | prior, weights)
     preparing = time.perf_counter() - start
     budget = replace(
         setting.train,
