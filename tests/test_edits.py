@@ -11,7 +11,7 @@ import torch
 
 from revcurse.config import ConfigError, from_dict
 from revcurse.context import posed_in_context
-from revcurse.lm.batching import IGNORE, encode
+from revcurse.lm.batching import encode
 from revcurse.lm.hooks import decoder_layers
 from revcurse.reader import ReaderConfig
 from revcurse.recipes.compare import CompareConfig
@@ -525,9 +525,9 @@ def test_kl_objective_is_zero_for_the_teachers_own_distributions(setting):
         assert loss_fn(base, batch).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_kl_objective_weighs_each_rows_tokens(setting):
-    """A row's weight scales its tokens' share of the loss (prior_weight: the start model's
-    passages against the lesson's answers); the mean stays over all scored tokens."""
+def test_kl_objective_weighs_its_anchor_rows_as_a_term_of_their_own(setting):
+    """The anchor rows (the start model's passages, prior_weight) are a mean of their own,
+    weighted, beside the lesson's mean: however many tokens they hold."""
     base, _ = setting.baseline()
     answers = training_questions(setting, split_one_way(setting)[0])[:2]
     teacher = teacher_logprobs(setting.start, setting.tokenizer, answers, answers)
@@ -535,13 +535,9 @@ def test_kl_objective_weighs_each_rows_tokens(setting):
     collate_fn, loss_fn = kl_objective(setting.tokenizer, teacher)
     with torch.no_grad():
         alone = [loss_fn(base, collate_fn([f])).item() for f in features]
-        tokens = [sum(label != IGNORE for label in labels[1:]) for _, labels in features]
-        weighted_collate, weighted_loss = kl_objective(
-            setting.tokenizer, teacher, {tuple(features[0][0]): 3.0}
-        )
-        both = weighted_loss(base, weighted_collate(features)).item()
-    expected = (3 * alone[0] * tokens[0] + alone[1] * tokens[1]) / sum(tokens)
-    assert alone[0] > 0 and both == pytest.approx(expected, rel=1e-4)
+        anchored = kl_objective(setting.tokenizer, teacher, frozenset([tuple(features[0][0])]), 3)
+        both = anchored[1](base, anchored[0](features)).item()
+    assert alone[0] > 0 and both == pytest.approx(alone[1] + 3 * alone[0], rel=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -582,9 +578,9 @@ def test_a_teacher_writing_statements_too_reports_them_and_trains_a_kl_student(
 
     targets = {}
 
-    def kept_targets(tokenizer, teacher, weights):
+    def kept_targets(tokenizer, teacher, anchors, weight):
         targets.update(teacher)
-        return kl_objective(tokenizer, teacher, weights)
+        return kl_objective(tokenizer, teacher, anchors, weight)
 
     monkeypatch.setattr(self_distill, "kl_objective", kept_targets)
     config = SelfDistillConfig(source="both", steps=5, keep=True)

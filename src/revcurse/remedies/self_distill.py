@@ -108,10 +108,10 @@ class SelfDistillConfig:
     # said before any fact was taught, on no text of ours (locality_world, ppl_drift)
     prior: int = 0
     """passages of the start model's own text replayed; 0: none"""
-    # A passage is 48 tokens, an answer a few: at weight 1 (KL form) its tokens outweigh the
-    # lesson's and the student learns little else
+    # KL form: a term of its own, not tokens in the lesson's mean (there a passage's 48 tokens
+    # outnumber an answer's few and the lesson is learned as at a third of the rate)
     prior_weight: float = 1.0
-    """self_distill_kl: the weight of a passage token's KL to the start model in the loss"""
+    """self_distill_kl: the weight of the passages' mean KL to the start model in the loss"""
     # What the teacher writes. statements: the fact in its own words starting from either
     # side; own: those and its own questions about either side, answered with the fact in
     # context; neither uses a template of the world's (what a user with plain statements has)
@@ -197,26 +197,27 @@ def teacher_logprobs(
 def kl_objective(
     tokenizer: PreTrainedTokenizerBase,
     teacher: dict[tuple[int, ...], torch.Tensor],
-    weights: dict[tuple[int, ...], float] | None = None,
+    anchors: frozenset[tuple[int, ...]] = frozenset(),
+    weight: float = 1.0,
 ) -> tuple[Collate, LossFn]:
     """Batches that carry the teacher's distributions, and the loss that matches them:
-    KL(teacher || student) per answer token of distilled rows, cross-entropy elsewhere, each
-    row's tokens weighted by its `weights` (1 if none)."""
+    KL(teacher || student) per answer token of distilled rows, cross-entropy elsewhere,
+    averaged over the tokens of the lesson; plus `weight` times the mean over the tokens of
+    the `anchors` rows (a term of their own: their number does not dilute the lesson)."""
     vocabulary = next(iter(teacher.values())).shape[-1]
-    weights = weights or {}
 
     def collate_fn(features: Features) -> dict[str, torch.Tensor]:
         batch = collate(features, tokenizer.pad_token_id)
         n, width = batch["input_ids"].shape
         target = torch.zeros(n, width - 1, vocabulary)
         distilled = torch.zeros(n, dtype=torch.bool)
-        weight = torch.tensor([weights.get(tuple(ids), 1.0) for ids, _ in features])
+        anchored = torch.tensor([tuple(ids) in anchors for ids, _ in features])
         for i, (ids, labels) in enumerate(features):
             if (logprobs := teacher.get(tuple(ids))) is not None:
                 positions = (torch.tensor(labels[1:]) != IGNORE).nonzero().squeeze(-1)
                 target[i, positions] = logprobs
                 distilled[i] = True
-        return {**batch, "teacher": target, "distilled": distilled, "weight": weight}
+        return {**batch, "teacher": target, "distilled": distilled, "anchored": anchored}
 
     def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
@@ -227,7 +228,10 @@ def kl_objective(
         target = batch["teacher"]
         kl = (target.exp() * (target - logprobs)).sum(-1)
         per_token = torch.where(batch["distilled"][:, None], kl, cross_entropy)
-        return (per_token * scored * batch["weight"][:, None]).sum() / scored.sum()
+        anchored = batch["anchored"][:, None]
+        lesson, anchor = scored & ~anchored, scored & anchored
+        loss = (per_token * lesson).sum() / lesson.sum().clamp(min=1)
+        return loss + weight * (per_token * anchor).sum() / anchor.sum().clamp(min=1)
 
     return collate_fn, loss_fn
 
@@ -317,8 +321,8 @@ def study(setting: Setting, taught: Lesson, method: str, kl: bool) -> Treatment:
         teacher |= teacher_logprobs(base_model, tokenizer, asked, asked)
         passages = setting.ask([e for e in own if e.fact < 0])
         prior = teacher_logprobs(setting.start, tokenizer, passages, passages)
-        weights = dict.fromkeys(prior, config.prior_weight)
-        collate_fn, loss_fn = kl_objective(tokenizer, teacher | prior, weights)
+        anchors = frozenset(prior)
+        collate_fn, loss_fn = kl_objective(tokenizer, teacher | prior, anchors, config.prior_weight)
     preparing = time.perf_counter() - start
     budget = replace(
         setting.train,
