@@ -11,6 +11,7 @@ import torch
 
 from revcurse.config import ConfigError, from_dict
 from revcurse.context import posed_in_context
+from revcurse.facts import Example
 from revcurse.lm.batching import encode
 from revcurse.lm.hooks import decoder_layers
 from revcurse.reader import ReaderConfig
@@ -32,6 +33,7 @@ from revcurse.remedies.memit import HebbianMemitConfig, edit_sites, in_context_s
 from revcurse.remedies.own_words import (
     about,
     asking,
+    name_slots,
     own_questions,
     own_replies,
     own_statements,
@@ -259,6 +261,19 @@ def test_own_statements_start_from_either_side_and_keep_those_naming_the_other(
         (i, "a2b", f.a[0].upper() + f.a[1:] + " is", f" was {f.b}.")
         for i, f in zip(treated, facts, strict=True)
     ]
+
+
+def test_name_slots_cut_the_models_passages_before_each_name_inside_a_sentence():
+    """prior_at names: the text before a name is the prompt, the name and the rest of its
+    sentence the completion; a sentence's first word is no name."""
+    text = " The city of Paris is in France. Then Ada left."
+    slots = name_slots([Example.passage("<s>", text)])
+    assert [(e.prompt, e.completion) for e in slots] == [
+        ("<s> The city of", " Paris is in France."),
+        ("<s> The city of Paris is in", " France."),
+        ("<s> The city of Paris is in France. Then", " Ada left."),
+    ]
+    assert all(e.fact == -1 for e in slots)  # passages: about no fact of the world
 
 
 def test_own_questions_are_the_models_and_name_one_side(setting, monkeypatch):

@@ -8,6 +8,7 @@ fact answered with the fact in context, and its own unprompted text.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -285,3 +286,21 @@ def own_prior(setting: Setting, n: int) -> list[Example]:
         setting.start, tokenizer, prompts, PRIOR_TOKENS, setting.eval.batch_size, temperature=1.0
     )
     return [Example.passage(start, text) for text in texts if text.strip()]
+
+
+# a capitalised word inside a sentence (after a lower-case word or a comma): a name it says
+NAME = re.compile(r"(?<=[a-z,;:] )[A-Z]\w*")
+
+
+def name_slots(passages: Sequence[Example]) -> list[Example]:
+    """The start model's passages cut before each name they continue with: the text before
+    it as the prompt, the name and the rest of its sentence as the completion. Where the
+    model says what it knows ("The capital of France is Paris.") the lesson's sentences
+    ("... is <a new name>") pull hardest; anchored there, not at every word."""
+    slots = []
+    for passage in passages:
+        text = passage.completion
+        for match in NAME.finditer(text):
+            cut = match.start() - 1  # the space before it: a completion starts with one
+            slots.append(Example.passage(passage.prompt + text[:cut], first_sentence(text[cut:])))
+    return slots

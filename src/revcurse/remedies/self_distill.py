@@ -47,6 +47,7 @@ from revcurse.evaluate import EvalConfig, answer_tokens, starts_with
 from revcurse.facts import Example
 from revcurse.lm.batching import IGNORE, Collate, Features, collate, encode
 from revcurse.remedies.own_words import (
+    name_slots,
     own_prior,
     own_questions,
     own_replies,
@@ -76,6 +77,7 @@ if TYPE_CHECKING:
 Source = Literal["questions", "statements", "own", "both"]
 StudentFinetune = Literal["same", "full", "lora"]  # same: as --train.finetune
 Base = Literal["baseline", "start"]  # the model that reads the facts and learns them
+PriorAt = Literal["all", "names"]  # where the start model's own passages are learned
 SOURCES: tuple[Source, ...] = get_args(Source)
 
 
@@ -108,6 +110,10 @@ class SelfDistillConfig:
     # said before any fact was taught, on no text of ours (locality_world, ppl_drift)
     prior: int = 0
     """passages of the start model's own text replayed; 0: none"""
+    # all: every token of the passages; names: only where they continue with a name (what the
+    # lesson's "... is <a new name>" pulls on), the text before it the prompt
+    prior_at: PriorAt = "all"
+    """the passages trained (or matched, KL) at every token (all) or at their names"""
     # KL form: a term of its own, not tokens in the lesson's mean (there a passage's 48 tokens
     # outnumber an answer's few and the lesson is learned as at a third of the rate)
     prior_weight: float = 1.0
@@ -136,6 +142,7 @@ class SelfDistillConfig:
         choice(self.finetune, "finetune", get_args(StudentFinetune))
         check(0 <= self.share < 1, "share", f"must be in [0, 1), got {self.share}")
         check(self.prior >= 0, "prior", f"must be 0 or more, got {self.prior}")
+        choice(self.prior_at, "prior_at", get_args(PriorAt))
         check(self.prior_weight > 0, "prior_weight", f"must be positive, got {self.prior_weight}")
         choice(self.source, "source", SOURCES)
         choice(self.base, "base", get_args(Base))
@@ -293,7 +300,10 @@ def student_corpus(
         base = len(setting.corpus(leave=controls(setting)))
         repeats = max(1, round(config.share / (1 - config.share) * base / len(distilled)))
     own = own_answers(setting, replayable(setting)) if config.keep else []
-    return distilled * repeats, own + own_prior(setting, config.prior)
+    passages = own_prior(setting, config.prior)
+    if config.prior_at == "names":
+        passages = name_slots(passages)
+    return distilled * repeats, own + passages
 
 
 def study(setting: Setting, taught: Lesson, method: str, kl: bool) -> Treatment:
