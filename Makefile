@@ -8,8 +8,9 @@ PYTHON ?= python3
 BIN = $(VENV)/bin
 
 .PHONY: demo test lint docs readme readme-compare readme-worlds readme-teach readme-smollm2 \
-	readme-smollm2-edits readme-smollm2-distill readme-sweep-distill readme-sweep-hebbian \
+	readme-smollm2-edits readme-smollm2-distill readme-sweep-distill readme-sweep-own readme-sweep-hebbian \
 	readme-smollm2-hebbian-seed1 readme-headline readme-statements readme-statements-fresh \
+	readme-statements-unseen \
 	readme-teach-statements \
 	readme-gemma readme-concept clean
 
@@ -141,8 +142,6 @@ readme-smollm2-distill: $(BIN)/revcurse
 		--model smollm2-135m --seeds 1 --methods baseline,self_distill) \
 	&& $(BIN)/python scripts/update_readme.py --compare $$dir compare-smollm2-distill
 
-# Regenerate the README's self-distillation sweep on SmolLM2 (~1 h on 2 cores; resumable: a
-# stopped run continues from runs/sweep-distill-smollm2-135m.jsonl)
 # The docs site (README.md's pages in docs/) into site/, warnings as errors; MkDocs in a
 # venv of its own (seconds to make: it needs nothing of revcurse's)
 DOCS_VENV = .venv-docs
@@ -154,9 +153,37 @@ $(DOCS_VENV)/bin/mkdocs: pyproject.toml
 docs: $(DOCS_VENV)/bin/mkdocs
 	NO_MKDOCS_2_WARNING=1 $(DOCS_VENV)/bin/mkdocs build --strict --quiet
 
+# Regenerate the README's self-distillation sweep on SmolLM2 (~1 h on 2 cores; resumable: a
+# stopped run continues from runs/sweep-distill-smollm2-135m.jsonl)
 readme-sweep-distill: $(BIN)/revcurse
 	$(BIN)/python scripts/sweep_distill.py \
 	&& $(BIN)/python scripts/sweep_distill.py --readme
+
+# Keeping what it knew, on a world of plain statements (the tuning seed 300; ~70 min on 2
+# cores, resumable): the student from the start model (base=start), then from the baseline,
+# beside the start model's own passages matched by KL (at every word or at their names,
+# several weights); fewer steps, a lower rate, a smaller share; then without reading
+# documents in the student's corpus
+OWN = source=own base=start finetune=lora lr=1e-3 keep=1
+OWN_BASELINE = source=own finetune=lora lr=1e-3 keep=1
+OWN_WORLD = world.statements=1 seed=300 world.facts_per_group=20 remedies.sham=0
+OWN_SETTINGS = "$(OWN)" "$(OWN) steps=100" "$(OWN) lr=3e-4" "$(OWN) share=0.25" \
+	"$(OWN) prior=200 kl=1" "$(OWN) prior=200 kl=1 prior_weight=3" \
+	"$(OWN) prior=200 kl=1 prior_weight=0.3" "$(OWN) prior=200 kl=1 prior_at=names" \
+	"$(OWN_BASELINE)" "$(OWN_BASELINE) prior=200 kl=1" \
+	"$(OWN_BASELINE) prior=200 kl=1 prior_weight=3" "$(OWN_BASELINE) prior=200 kl=1 prior_at=names" \
+	"$(OWN_BASELINE) prior=400 kl=1"
+NOREAD_SETTINGS = "$(OWN)" "$(OWN) prior=200 kl=1 prior_at=names"
+readme-sweep-own: $(BIN)/revcurse
+	$(BIN)/python scripts/sweep_distill.py --world $(OWN_WORLD) \
+		--results runs/sweep-own-smollm2-135m.jsonl --settings $(OWN_SETTINGS) \
+	&& $(BIN)/python scripts/sweep_distill.py --world $(OWN_WORLD) \
+		--results runs/sweep-own-smollm2-135m.jsonl --settings $(OWN_SETTINGS) --readme sweep-own \
+	&& $(BIN)/python scripts/sweep_distill.py --world $(OWN_WORLD) remedies.reading_share=0 \
+		--results runs/sweep-own-noread-smollm2-135m.jsonl --settings $(NOREAD_SETTINGS) \
+	&& $(BIN)/python scripts/sweep_distill.py --world $(OWN_WORLD) remedies.reading_share=0 \
+		--results runs/sweep-own-noread-smollm2-135m.jsonl --settings $(NOREAD_SETTINGS) \
+		--readme sweep-own-noread
 
 # The README's headline figure and table: a tiny compare (~5 min), SmolLM2 in context (~10 min
 # with the 30-fact baseline cached), and the newest runs of readme-smollm2-distill and
@@ -206,6 +233,17 @@ readme-statements-fresh: $(BIN)/revcurse
 		$(subst --seed 300 --seeds 1,--seed 310 --seeds 3,$(STATEMENTS_OWN)) \
 		--methods baseline,in_context,self_distill) \
 	&& $(BIN)/python scripts/update_readme.py --compare $$dir statements-smollm2-own-fresh
+
+# Two relations no sweep or probe used (examples/statements: who founded a company, who wrote
+# a novel; 30 facts a group, one sentence each, test templates only), as the fresh worlds
+# (~25 min, resumable)
+readme-statements-unseen: $(BIN)/revcurse
+	dir=$$($(BIN)/python scripts/compare_or_resume.py runs/statements-smollm2-unseen \
+		--model smollm2-135m --facts examples/statements/facts.jsonl \
+		--templates examples/statements/templates.jsonl --seed 320 --seeds 1 \
+		--remedies.self-distill.source own --remedies.no-sham \
+		--methods baseline,in_context,self_distill) \
+	&& $(BIN)/python scripts/update_readme.py --compare $$dir statements-smollm2-unseen
 
 # Plain statements taught (examples/statements.txt): self_distill from the model's own words,
 # then the verdict (~11 min)

@@ -34,6 +34,7 @@ from revcurse.remedies.own_words import (
     about,
     asking,
     name_slots,
+    own_prior,
     own_questions,
     own_replies,
     own_statements,
@@ -613,6 +614,33 @@ def test_a_teacher_writing_statements_too_reports_them_and_trains_a_kl_student(
     said = [a for a in taught.answered if a is not None]
     encoded = encode(setting.tokenizer, [(e.prompt, e.completion) for e in own + said], eos=True)
     assert own and {tuple(ids) for ids, _ in encoded} <= set(targets)
+
+
+def test_kl_student_matches_the_start_models_own_passages(setting, monkeypatch):
+    """prior with the KL form, from the baseline: the passages are anchors matched to the
+    start model's distributions (what it knew before any fine-tune), not the baseline's."""
+    import revcurse.remedies.self_distill as self_distill
+
+    seen = {}
+
+    def spy(tokenizer, teacher, anchors, weight):
+        seen.update(teacher=teacher, anchors=anchors, weight=weight)
+        return kl_objective(tokenizer, teacher, anchors, weight)
+
+    monkeypatch.setattr(self_distill, "kl_objective", spy)
+    config = SelfDistillConfig(source="statements", steps=2, prior=3, prior_weight=0.5)
+    varied = dataclasses.replace(
+        setting, remedies=dataclasses.replace(setting.remedies, self_distill=config)
+    )
+    varied.trained_baseline = setting.baseline()  # the same baseline, not trained again
+    study(varied, lesson(varied), "self_distill_kl", kl=True)
+    passages = own_prior(varied, 3)
+    start = teacher_logprobs(setting.start, setting.tokenizer, passages, passages)
+    baseline = teacher_logprobs(setting.baseline()[0], setting.tokenizer, passages, passages)
+    assert seen["anchors"] == set(start) and seen["weight"] == 0.5
+    for ids in start:
+        assert torch.allclose(seen["teacher"][ids], start[ids])
+        assert not torch.allclose(seen["teacher"][ids], baseline[ids], atol=1e-3)
 
 
 def test_locality_world_asks_what_the_start_model_knew(setting, monkeypatch):
