@@ -114,8 +114,8 @@ class SelfDistillConfig:
     # lesson's "... is <a new name>" pulls on), the text before it the prompt
     prior_at: PriorAt = "all"
     """the passages trained (or matched, KL) at every token (all) or at their names"""
-    # KL form: a term of its own, not tokens in the lesson's mean (there a passage's 48 tokens
-    # outnumber an answer's few and the lesson is learned as at a third of the rate)
+    # KL form: a term of its own, not tokens in the lesson's mean (there 200 passages of 48
+    # tokens outnumber the answers' few, and the lesson was learned as at a lower rate)
     prior_weight: float = 1.0
     """self_distill_kl: the weight of the passages' mean KL to the start model in the loss"""
     # What the teacher writes. statements: the fact in its own words starting from either
