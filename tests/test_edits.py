@@ -265,16 +265,17 @@ def test_own_statements_start_from_either_side_and_keep_those_naming_the_other(
 
 
 def test_name_slots_cut_the_models_passages_before_each_name_inside_a_sentence():
-    """prior_at names: the text before a name is the prompt, the name and the rest of its
-    sentence the completion; a sentence's first word is no name."""
-    text = " The city of Paris is in France. Then Ada left."
+    """prior_at names: the text before a name is the prompt, the name (its capitalised words)
+    the completion; a sentence's first word is no name; no two slots are one text."""
+    text = " The city of Mexico City is in Mexico. Then Ada left."
     slots = name_slots([Example.passage("<s>", text)])
     assert [(e.prompt, e.completion) for e in slots] == [
-        ("<s> The city of", " Paris is in France."),
-        ("<s> The city of Paris is in", " France."),
-        ("<s> The city of Paris is in France. Then", " Ada left."),
+        ("<s> The city of", " Mexico City"),
+        ("<s> The city of Mexico City is in", " Mexico"),
+        ("<s> The city of Mexico City is in Mexico. Then", " Ada"),
     ]
     assert all(e.fact == -1 for e in slots)  # passages: about no fact of the world
+    assert len({e.prompt + e.completion for e in slots}) == len(slots)
 
 
 def test_own_questions_are_the_models_and_name_one_side(setting, monkeypatch):

@@ -288,19 +288,18 @@ def own_prior(setting: Setting, n: int) -> list[Example]:
     return [Example.passage(start, text) for text in texts if text.strip()]
 
 
-# a capitalised word inside a sentence (after a lower-case word or a comma): a name it says
-NAME = re.compile(r"(?<=[a-z,;:] )[A-Z]\w*")
+# a name inside a sentence: capitalised words after a lower-case word or a comma
+NAME = re.compile(r"(?<=[a-z,;:] )[A-Z]\w*(?: [A-Z]\w*)*")
 
 
 def name_slots(passages: Sequence[Example]) -> list[Example]:
-    """The start model's passages cut before each name they continue with: the text before
-    it as the prompt, the name and the rest of its sentence as the completion. Where the
-    model says what it knows ("The capital of France is Paris.") the lesson's sentences
-    ("... is <a new name>") pull hardest; anchored there, not at every word."""
-    slots = []
-    for passage in passages:
-        text = passage.completion
-        for match in NAME.finditer(text):
-            cut = match.start() - 1  # the space before it: a completion starts with one
-            slots.append(Example.passage(passage.prompt + text[:cut], first_sentence(text[cut:])))
-    return slots
+    """The start model's passages cut before each name they go on with: the text before it
+    as the prompt, the name as the completion. Where the model says what it knows ("The
+    capital of France is Paris.") the lesson's sentences ("... is <a new name>") pull
+    hardest; anchored there, not at every word. (Each slot's text ends where its name does:
+    no two slots are one token sequence, which a KL target is keyed by.)"""
+    return [
+        Example.passage(passage.prompt + passage.completion[: m.start() - 1], " " + m.group())
+        for passage in passages
+        for m in NAME.finditer(passage.completion)
+    ]
