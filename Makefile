@@ -227,22 +227,26 @@ readme-statements: $(BIN)/revcurse
 	&& $(BIN)/python scripts/update_readme.py --compare $$dir statements-smollm2-own-start
 
 # The same on three fresh worlds (seeds 310-312, no sweep or probe used them; ~40 min,
-# resumable)
+# resumable); then the student held to the start model's own passages (self_distill_kl,
+# prior 200: the sweep-own pick; ~20 min more, the baselines cached)
+STATEMENTS_FRESH = $(subst --seed 300 --seeds 1,--seed 310 --seeds 3,$(STATEMENTS_OWN))
 readme-statements-fresh: $(BIN)/revcurse
 	dir=$$($(BIN)/python scripts/compare_or_resume.py runs/statements-smollm2-own-fresh \
-		$(subst --seed 300 --seeds 1,--seed 310 --seeds 3,$(STATEMENTS_OWN)) \
-		--methods baseline,in_context,self_distill) \
-	&& $(BIN)/python scripts/update_readme.py --compare $$dir statements-smollm2-own-fresh
+		$(STATEMENTS_FRESH) --methods baseline,in_context,self_distill) \
+	&& $(BIN)/python scripts/update_readme.py --compare $$dir statements-smollm2-own-fresh \
+	&& dir=$$($(BIN)/python scripts/compare_or_resume.py runs/statements-smollm2-own-kl-fresh \
+		$(STATEMENTS_FRESH) --remedies.self-distill.prior 200 --methods baseline,self_distill_kl) \
+	&& $(BIN)/python scripts/update_readme.py --compare $$dir statements-smollm2-own-kl-fresh
 
 # Two relations no sweep or probe used (examples/statements: who founded a company, who wrote
 # a novel; 30 facts a group, one sentence each, test templates only), as the fresh worlds
-# (~25 min, resumable)
+# (~35 min, resumable)
 readme-statements-unseen: $(BIN)/revcurse
 	dir=$$($(BIN)/python scripts/compare_or_resume.py runs/statements-smollm2-unseen \
 		--model smollm2-135m --facts examples/statements/facts.jsonl \
 		--templates examples/statements/templates.jsonl --seed 320 --seeds 1 \
-		--remedies.self-distill.source own --remedies.no-sham \
-		--methods baseline,in_context,self_distill) \
+		--remedies.self-distill.source own --remedies.self-distill.prior 200 --remedies.no-sham \
+		--methods baseline,in_context,self_distill_kl) \
 	&& $(BIN)/python scripts/update_readme.py --compare $$dir statements-smollm2-unseen
 
 # Plain statements taught (examples/statements.txt): self_distill from the model's own words,
