@@ -162,8 +162,7 @@ readme-sweep-distill: $(BIN)/revcurse
 # Keeping what it knew, on a world of plain statements (the tuning seed 300; ~70 min on 2
 # cores, resumable): the student from the start model (base=start), then from the baseline,
 # beside the start model's own passages matched by KL (at every word or at their names,
-# several weights); fewer steps, a lower rate, a smaller share; then without reading
-# documents in the student's corpus
+# several weights); fewer steps, a lower rate, a smaller share
 OWN = source=own base=start finetune=lora lr=1e-3 keep=1
 OWN_BASELINE = source=own finetune=lora lr=1e-3 keep=1
 OWN_WORLD = world.statements=1 seed=300 world.facts_per_group=20 remedies.sham=0
@@ -173,17 +172,11 @@ OWN_SETTINGS = "$(OWN)" "$(OWN) steps=100" "$(OWN) lr=3e-4" "$(OWN) share=0.25" 
 	"$(OWN_BASELINE)" "$(OWN_BASELINE) prior=200 kl=1" \
 	"$(OWN_BASELINE) prior=200 kl=1 prior_weight=3" "$(OWN_BASELINE) prior=200 kl=1 prior_at=names" \
 	"$(OWN_BASELINE) prior=400 kl=1"
-NOREAD_SETTINGS = "$(OWN)" "$(OWN) prior=200 kl=1 prior_at=names"
 readme-sweep-own: $(BIN)/revcurse
 	$(BIN)/python scripts/sweep_distill.py --world $(OWN_WORLD) \
 		--results runs/sweep-own-smollm2-135m.jsonl --settings $(OWN_SETTINGS) \
 	&& $(BIN)/python scripts/sweep_distill.py --world $(OWN_WORLD) \
-		--results runs/sweep-own-smollm2-135m.jsonl --settings $(OWN_SETTINGS) --readme sweep-own \
-	&& $(BIN)/python scripts/sweep_distill.py --world $(OWN_WORLD) remedies.reading_share=0 \
-		--results runs/sweep-own-noread-smollm2-135m.jsonl --settings $(NOREAD_SETTINGS) \
-	&& $(BIN)/python scripts/sweep_distill.py --world $(OWN_WORLD) remedies.reading_share=0 \
-		--results runs/sweep-own-noread-smollm2-135m.jsonl --settings $(NOREAD_SETTINGS) \
-		--readme sweep-own-noread
+		--results runs/sweep-own-smollm2-135m.jsonl --settings $(OWN_SETTINGS) --readme sweep-own
 
 # The README's headline figure and table: a tiny compare (~5 min), SmolLM2 in context (~10 min
 # with the 30-fact baseline cached), and the newest runs of readme-smollm2-distill and

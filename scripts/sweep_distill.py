@@ -104,15 +104,15 @@ def sweep_config(model: str, setting: str, world: Sequence[str] = ()) -> Compare
     return from_dict(CompareConfig, values)
 
 
-def line(name: str, rows: list[dict], seconds: float) -> str:
+def line(name: str, rows: list[dict], seconds: float, width: int = 68) -> str:
     cells = column_values(rows, COLUMNS)
     text = "  ".join("-".rjust(8) if v is None else f"{v:>8.2f}" for v in cells)
-    return f"{name:<68} {text}  {seconds:>6.0f}"
+    return f"{name:<{width}} {text}  {seconds:>6.0f}"
 
 
-def header() -> str:
+def header(width: int = 68) -> str:
     names = "  ".join(h.rjust(8) for _, _, h in COLUMNS)
-    return f"{'setting (--remedies.self-distill.*)':<68} {names}  {'seconds':>6}"
+    return f"{'setting (--remedies.self-distill.*)':<{width}} {names}  {'seconds':>6}"
 
 
 def main() -> None:
@@ -138,11 +138,13 @@ def main() -> None:
 
         world = f" --world {' '.join(args.world)}" if args.world else ""
         command = f"$ .venv/bin/python scripts/sweep_distill.py --model {args.model}{world}"
-        lines = [line(s, done[s]["rows"], done[s]["seconds"]) for s in args.settings if s in done]
+        shown = [s for s in args.settings if s in done]
+        width = max([68, *map(len, shown)])  # one column, however long a setting
+        lines = [line(s, done[s]["rows"], done[s]["seconds"], width) for s in shown]
         legend = metric_legend([metric for metric, *_ in COLUMNS])
-        block = ["```", command, header(), *lines, "", *legend, "```"]
+        block = ["```", command, header(width), *lines, "", *legend, "```"]
         replace_block(args.readme, "\n".join(block))
-        print(f"README.md: {args.readme} block, {len(lines)} settings")
+        print(f"{args.readme} block (README.md, docs/): {len(lines)} settings")
         return
     # bad ones fail first
     configs = {s: sweep_config(args.model, s, args.world) for s in args.settings}
