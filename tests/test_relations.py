@@ -240,10 +240,9 @@ def teach_args(tmp_path: Path) -> list[str]:
 
 
 def test_teach_takes_plain_statements_and_ends_with_a_verdict(tmp_path):
-    """No a/b, no template: the model writes its own questions and statements
-    (self_distill_kl, source own, held to its own passages), and the verdict asks it its own
-    held-out questions (the tiny reader writes none worth keeping: a verdict on nothing, and
-    its warning)."""
+    """No a/b, no template: the model writes its own questions and statements (self_distill,
+    source own), and the verdict asks it its own held-out questions (the tiny reader writes
+    none worth keeping: a verdict on nothing, and its warning)."""
     out = tmp_path / "run"
     args = [*teach_args(tmp_path), "--remedies.self-distill.steps", "2"]
     result = runner.invoke(app, [*args, "--statements", "examples/statements.txt"])
@@ -251,10 +250,10 @@ def test_teach_takes_plain_statements_and_ends_with_a_verdict(tmp_path):
     assert "Verdict: the taught model answers" in result.output
     assert "Warning: fewer than 80% of the facts" in result.output
     saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert saved["method"] == "self_distill_kl"
+    assert saved["method"] == "self_distill"
     assert saved["remedies"]["self_distill"]["source"] == "own"
-    assert saved["remedies"]["self_distill"]["prior"] == 200
-    assert saved["remedies"]["reading_share"] == 0.25  # the baseline keeps reading
+    assert saved["remedies"]["self_distill"]["base"] == "start"  # no full fine-tune first
+    assert saved["remedies"]["reading_share"] == 0
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert {r["direction"] for r in rows if r["metric"] == "both_ways"} == {"before", "after"}
     assert (out / "model.safetensors").is_file()
