@@ -104,13 +104,13 @@ def sweep_config(model: str, setting: str, world: Sequence[str] = ()) -> Compare
     return from_dict(CompareConfig, values)
 
 
-def line(name: str, rows: list[dict], seconds: float, width: int = 68) -> str:
+def line(name: str, rows: list[dict], seconds: float, width: int) -> str:
     cells = column_values(rows, COLUMNS)
     text = "  ".join("-".rjust(8) if v is None else f"{v:>8.2f}" for v in cells)
     return f"{name:<{width}} {text}  {seconds:>6.0f}"
 
 
-def header(width: int = 68) -> str:
+def header(width: int) -> str:
     names = "  ".join(h.rjust(8) for _, _, h in COLUMNS)
     return f"{'setting (--remedies.self-distill.*)':<{width}} {names}  {'seconds':>6}"
 
@@ -133,13 +133,13 @@ def main() -> None:
     results = args.results or Path("runs") / f"sweep-distill-{args.model}.jsonl"
     # a damaged results file: its FILE:LINE, not a traceback
     done = {r["setting"]: r for _, r in read_records(results)} if results.exists() else {}
+    width = max([68, *map(len, args.settings)])  # one column, however long a setting
     if args.readme:
         from update_readme import replace_block
 
         world = f" --world {' '.join(args.world)}" if args.world else ""
         command = f"$ .venv/bin/python scripts/sweep_distill.py --model {args.model}{world}"
         shown = [s for s in args.settings if s in done]
-        width = max([68, *map(len, shown)])  # one column, however long a setting
         lines = [line(s, done[s]["rows"], done[s]["seconds"], width) for s in shown]
         legend = metric_legend([metric for metric, *_ in COLUMNS])
         block = ["```", command, header(width), *lines, "", *legend, "```"]
@@ -148,10 +148,10 @@ def main() -> None:
         return
     # bad ones fail first
     configs = {s: sweep_config(args.model, s, args.world) for s in args.settings}
-    print(header(), flush=True)
+    print(header(width), flush=True)
     for setting in args.settings:
         if setting in done:
-            print(line(setting, done[setting]["rows"], done[setting]["seconds"]), flush=True)
+            print(line(setting, done[setting]["rows"], done[setting]["seconds"], width), flush=True)
     todo = [s for s in args.settings if s not in done]
     if not todo:
         return
@@ -176,7 +176,7 @@ def main() -> None:
         record = {"setting": setting, "rows": treatment.rows, "seconds": seconds}
         with results.open("a", encoding="utf-8") as out:
             out.write(json.dumps(record) + "\n")
-        print(line(setting, treatment.rows, seconds), flush=True)
+        print(line(setting, treatment.rows, seconds, width), flush=True)
 
 
 if __name__ == "__main__":

@@ -318,13 +318,13 @@ def test_student_corpus_repeats_answers_to_their_share_and_keeps_the_untouched_o
     own answers to the untouched facts' training questions join it (no test question)."""
     treated, _ = split_one_way(setting)
     answers = training_questions(setting, treated)[:10]
-    assert student_corpus(setting, answers) == (answers, [])  # appended once
+    assert student_corpus(setting, answers) == (answers, [], [])  # appended once
     config = SelfDistillConfig(share=0.5, keep=True)
     varied = dataclasses.replace(
         setting, remedies=dataclasses.replace(setting.remedies, self_distill=config)
     )
     varied.trained_baseline = setting.baseline()  # the same baseline, not trained again
-    repeated, own = student_corpus(varied, answers)
+    repeated, own, _ = student_corpus(varied, answers)
     assert len(repeated) % len(answers) == 0 and set(repeated) == set(answers)
     assert len(repeated) == pytest.approx(len(setting.corpus()), rel=0.1)
     assert own and all(e.fact not in treated for e in own)
@@ -611,7 +611,7 @@ def test_a_teacher_writing_statements_too_reports_them_and_trains_a_kl_student(
     assert rows["statements_named"]["n"] == len(taught.named)
     assert rows["statements_kept"]["value"] == len(taught.written)
     assert "teacher_agreed" in rows and "generalization" in rows
-    _, own = student_corpus(varied, taught.distilled)
+    _, own, _ = student_corpus(varied, taught.distilled)
     said = [a for a in taught.answered if a is not None]
     encoded = encode(setting.tokenizer, [(e.prompt, e.completion) for e in own + said], eos=True)
     assert own and {tuple(ids) for ids, _ in encoded} <= set(targets)

@@ -22,10 +22,12 @@ the weights (Kujanpää et al. 2024 call this knowledge injection by prompt dist
    `self_distill_kl` (prompt baking) instead matches, token by token along the same
    answers, the teacher's whole next-token distribution: KL(teacher with context ||
    student without it); the replay keeps its cross-entropy. With `keep`, the student also
-   matches the start model's own distribution along its answers about the replayable facts
+   matches the base model's own distribution along its answers about the replayable facts
    (a KL locality term). With `prior`, it also replays passages the start model wrote
-   unprompted: what it knew, kept by its own outputs, no text of ours. The controls' text
-   is never replayed (revcurse.remedies.targets).
+   unprompted: what it knew, kept by its own outputs, no text of ours; `self_distill_kl`
+   matches the start model's distributions along them, a term of its own weighted by
+   `prior_weight`, at every token or only at the names they go on with (`prior_at`). The
+   controls' text is never replayed (revcurse.remedies.targets).
 Reported: teacher accuracy (the kept answers, judged afterwards against the truth), and
 the effect rows of revcurse.remedies.targets (treated facts vs untouched controls).
 """
@@ -290,10 +292,11 @@ def lesson(setting: Setting) -> Lesson:
 
 def student_corpus(
     setting: Setting, distilled: list[Example]
-) -> tuple[list[Example], list[Example]]:
+) -> tuple[list[Example], list[Example], list[Example]]:
     """The student's additions to the base corpus: its answers, repeated to about `share` of
-    the corpus (the controls' text left out); and what it keeps: with `keep` its own
-    closed-book answers about the replayable facts, with `prior` its own unprompted text."""
+    the corpus (the controls' text left out); with `keep` the base model's own closed-book
+    answers about the replayable facts; with `prior` the start model's unprompted passages
+    (whole, or cut at their names: `prior_at`)."""
     config = setting.remedies.self_distill
     repeats = 1
     if config.share and distilled:
@@ -303,7 +306,7 @@ def student_corpus(
     passages = own_prior(setting, config.prior)
     if config.prior_at == "names":
         passages = name_slots(passages)
-    return distilled * repeats, own + passages
+    return distilled * repeats, own, passages
 
 
 def study(setting: Setting, taught: Lesson, method: str, kl: bool) -> Treatment:
@@ -315,11 +318,11 @@ def study(setting: Setting, taught: Lesson, method: str, kl: bool) -> Treatment:
     else:
         (base_model, base_cost), leave = setting.baseline(), controls(setting)
     start = time.perf_counter()
-    repeated, own = student_corpus(setting, taught.distilled)
-    extra = repeated + own
+    repeated, own, passages = student_corpus(setting, taught.distilled)
+    extra = repeated + own + passages
     collate_fn, loss_fn = None, None
     said = [a for a in taught.answered if a is not None]
-    if kl and (said or own):
+    if kl and (said or own or passages):
         # the teacher's distributions along its answers (its statements: cross-entropy); with
         # keep, the base model's own along its answers about the replayable facts; with prior,
         # the start model's along its unprompted passages (what it knew before any fine-tune,
@@ -327,10 +330,10 @@ def study(setting: Setting, taught: Lesson, method: str, kl: bool) -> Treatment:
         kept = [p for p, a in zip(taught.posed, taught.answered, strict=True) if a is not None]
         tokenizer = setting.tokenizer
         teacher = teacher_logprobs(base_model, tokenizer, setting.pose(kept), setting.ask(said))
-        asked = setting.ask([e for e in own if e.fact >= 0])
+        asked = setting.ask(own)
         teacher |= teacher_logprobs(base_model, tokenizer, asked, asked)
-        passages = setting.ask([e for e in own if e.fact < 0])
-        prior = teacher_logprobs(setting.start, tokenizer, passages, passages)
+        written = setting.ask(passages)
+        prior = teacher_logprobs(setting.start, tokenizer, written, written)
         anchors = frozenset(prior)
         collate_fn, loss_fn = kl_objective(tokenizer, teacher | prior, anchors, config.prior_weight)
     preparing = time.perf_counter() - start
