@@ -13,10 +13,16 @@ from typer.testing import CliRunner
 
 from revcurse.berglund import PUBLISHED, TEST_TEMPLATES, TRAIN_TEMPLATES, load_templates
 from revcurse.cli import app
-from revcurse.context import fresh_entities, fresh_facts, reading_documents
+from revcurse.context import (
+    fresh_entities,
+    fresh_facts,
+    reading_documents,
+    statement_forms,
+    worked_examples,
+)
 from revcurse.evaluate import alternatives, summarize
 from revcurse.fact_files import load_facts
-from revcurse.facts import expand, phrasings
+from revcurse.facts import Example, expand, phrasings
 from revcurse.records import DataError, read_records
 from revcurse.sources import load_world
 from revcurse.world import WorldConfig
@@ -297,3 +303,22 @@ def test_the_api_teaches_plain_sentences_given_as_strings(tmp_path):
         "before",
         "after",
     }
+
+
+def test_fresh_facts_of_a_stated_relation_are_stated_as_its_users_sentences():
+    world = load_world(
+        "examples/statements/facts.jsonl",
+        "examples/statements/templates.jsonl",
+        None,
+        WorldConfig(),
+        0,
+    )
+    forms = statement_forms(world.facts)
+    assert "{a} wrote {b}." in forms["wrote"] and "{b} was founded by {a}." in forms["founded"]
+    wrote = [t for t in world.templates if t.relation == "wrote"]
+    asked = [Example(-1, "p2d", t.direction, "test", k, t.prompt, "") for k, t in enumerate(wrote)]
+    for example in worked_examples(asked, wrote, 3, world.facts, 0, recombine=True):
+        stated = [line for line in example.prompt.splitlines() if line.startswith("Fact:")]
+        assert len(stated) == 3 and all(" wrote " in s or " written by " in s for s in stated)
+    documents = reading_documents(40, 1, world.templates, world.facts, 0, recombine=True)
+    assert not any(" is " in d.prompt for d in documents)  # never "The Iron Regatta is X."

@@ -38,6 +38,33 @@ def statement(fact: Fact, direction: str | None = None) -> str:
     return STATEMENTS[direction or SAME_DIRECTION[fact.group]].format(a=fact.a, b=fact.b)
 
 
+def statement_forms(facts: Sequence[Fact]) -> dict[str, list[str]]:
+    """For each relation whose facts are stated in their own `text`, the shapes of those
+    sentences with the sides as {a} and {b} ("{a} wrote {b}.", "{b} was written by {a}."):
+    a fresh fact of such a relation is stated as its user states theirs. Stated in the generic
+    form ("The Brass Carousel is Esme Weiss."), worked examples left a fine-tuned SmolLM2
+    copying the last example's answer (in context on "wrote": 32 of 120 right)."""
+    forms: dict[str, list[str]] = defaultdict(list)
+    for fact in facts:
+        a, b, text = fact.a, fact.b, fact.text
+        if fact.relation not in stated_relations(facts) or a in b or b in a:
+            continue
+        if text.count(a) == 1 and text.count(b) == 1:
+            escaped = text.replace("{", "{{").replace("}", "}}")
+            form = escaped.replace(a, "{a}").replace(b, "{b}")
+            if form not in forms[fact.relation]:
+                forms[fact.relation].append(form)
+    return dict(forms)
+
+
+def stated_as(fact: Fact, direction: str, forms: dict[str, list[str]], rng: random.Random) -> str:
+    """A fresh fact in words: in one of its relation's `statement_forms`, if it has any, or
+    else in `direction`'s generic form."""
+    if fact.relation in forms:
+        return rng.choice(forms[fact.relation]).format(a=fact.a, b=fact.b)
+    return statement(fact, direction)
+
+
 def with_context(statements: Sequence[str], question: str, lines: bool = False) -> str:
     """The statements, then the question: run together (as the tiny reader learned to read),
     or as `Fact:` lines, the layout of the worked examples (`worked_examples`)."""
@@ -146,13 +173,15 @@ def worked_examples(
     question of one phrasing gets the same examples: one shared prefix. Closed-book
     questions get them too, so that methods differ only in where the fact is."""
     pools = fresh_entities(exclude, recombine)
+    forms = statement_forms(exclude)
     rng = random.Random(seed)
     prefixes = []
     for t, template in enumerate(templates):
         blocks = []
         for fact in fresh_facts(shots, pools[template.relation], rng, template.relation):
             question = template.fill(fact, -1, t)
-            stated = with_context([statement(fact, rng.choice(DIRECTIONS))], question.prompt, True)
+            said = stated_as(fact, rng.choice(DIRECTIONS), forms, rng)
+            stated = with_context([said], question.prompt, True)
             blocks.append(f"{stated}{question.completion}\n\n")
         prefixes.append("".join(blocks))
     return [replace(e, prompt=prefixes[e.template] + e.prompt) for e in examples]
@@ -161,13 +190,18 @@ def worked_examples(
 def reading_templates(templates: Sequence[Template], facts: Sequence[Fact]) -> list[Template]:
     """The questions reading documents ask: the world's phrasings; for a relation whose facts
     are each stated in their own `text` (a world of statements, whose templates only test),
-    the statement forms, "{a} is" -> " {b}." and back: no test phrasing is ever trained."""
+    its statements' shapes cut before their last side ("{a} wrote" -> " {b}."), or
+    "{a} is" -> " {b}." for a direction no shape ends with: no test phrasing is ever trained."""
     stated = stated_relations(facts)
+    own = statement_forms(facts)
     forms = []
     for relation in sorted(stated):
         for direction in DIRECTIONS:
-            prompt, answer = STATEMENTS[direction].rsplit(" ", 1)
-            forms.append(Template(direction, "train", prompt, " " + answer, relation))
+            ending = " {b}." if direction == "a2b" else " {a}."
+            shapes = [f for f in own.get(relation, []) if f.endswith(ending)]
+            for shape in shapes or [STATEMENTS[direction]]:
+                prompt, answer = shape.rsplit(" ", 1)
+                forms.append(Template(direction, "train", prompt, " " + answer, relation))
     return [*(t for t in templates if t.relation not in stated), *forms]
 
 
@@ -186,6 +220,7 @@ def reading_documents(
     `lines`: the statements as `Fact:` lines, the layout a pretrained model is asked in."""
     rng = random.Random(seed)
     pools = fresh_entities(exclude, recombine)
+    forms = statement_forms(exclude)
     templates = reading_templates(templates, exclude)
     kinds = list(dict.fromkeys(t.relation for t in templates))
     pick = random.Random(f"{seed} relation")  # apart, so one relation draws as it always did
@@ -194,7 +229,7 @@ def reading_documents(
         kind = pick.choice(kinds) if len(kinds) > 1 else kinds[0]
         k = 1 + rng.randint(0, max_distractors)
         facts = fresh_facts(k, pools[kind], rng, kind)
-        statements = [statement(f, rng.choice(DIRECTIONS)) for f in facts]
+        statements = [stated_as(f, rng.choice(DIRECTIONS), forms, rng) for f in facts]
         rng.shuffle(statements)
         question = rng.choice([t for t in templates if t.relation == kind]).fill(facts[0], -1, -1)
         documents.append(
