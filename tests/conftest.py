@@ -40,6 +40,22 @@ def small_world():
     return facts, train_examples, test_examples, tokenizer
 
 
+@pytest.fixture
+def concept_setting(tmp_path):
+    """The Setting of a small world (4 facts a group), a reader of 2 steps, 3 training steps:
+    what the concept models' unit tests build on."""
+    from revcurse.reader import ReaderConfig
+    from revcurse.recipes.compare import CompareConfig
+    from revcurse.recipes.remedy_run import build_setting, starting_point
+
+    config = CompareConfig(world=WorldConfig(facts_per_group=4), progress=False)
+    config.train = TrainConfig(steps=3, batch_size=16)
+    config.reader = ReaderConfig(
+        documents=20, world_facts=0, train=TrainConfig(steps=2), cache_dir=tmp_path
+    )
+    return build_setting(config, seed=0, workdir=tmp_path, start=starting_point(config))
+
+
 @pytest.fixture(scope="session")
 def trained(small_world):
     """A tiny model that has learned the small world (a few seconds on CPU)."""

@@ -11,28 +11,15 @@ from typer.testing import CliRunner
 from revcurse.cli import app
 from revcurse.config import ConfigError
 from revcurse.facts import Fact
-from revcurse.reader import ReaderConfig
 from revcurse.recipes.compare import CompareConfig
-from revcurse.recipes.remedy_run import build_setting, starting_point
 from revcurse.remedies.concept_memory import ConceptLM, naming_examples, stated_pairs
 from revcurse.remedies.concept_model import ConceptMemoryConfig, ConceptMemoryModel, Lexicon
 from revcurse.results import kept_model_dir
-from revcurse.train import TrainConfig
-from revcurse.world import WorldConfig
 
 
-def small_setting(tmp_path):
-    config = CompareConfig(world=WorldConfig(facts_per_group=4), progress=False)
-    config.train = TrainConfig(steps=3, batch_size=16)
-    config.reader = ReaderConfig(
-        documents=20, world_facts=0, train=TrainConfig(steps=2), cache_dir=tmp_path
-    )
-    return build_setting(config, seed=0, workdir=tmp_path, start=starting_point(config))
-
-
-def test_its_corpus_states_no_one_way_fact_in_its_untrained_direction(tmp_path):
+def test_its_corpus_states_no_one_way_fact_in_its_untrained_direction(concept_setting):
     """What concept_memory trains on and writes: the facts as trained, and each entity alone."""
-    setting = small_setting(tmp_path)
+    setting = concept_setting
     tokenizer = setting.tokenizer
     lexicon = Lexicon.of(tokenizer, setting.facts)
     naming = naming_examples(setting.train_examples, tokenizer, lexicon)
@@ -53,8 +40,8 @@ def test_its_corpus_states_no_one_way_fact_in_its_untrained_direction(tmp_path):
     }
 
 
-def test_the_memory_answers_a_pair_from_either_side_only_when_symmetric(tmp_path):
-    setting = small_setting(tmp_path)
+def test_the_memory_answers_a_pair_from_either_side_only_when_symmetric(concept_setting):
+    setting = concept_setting
     tokenizer = setting.tokenizer
     facts = [Fact("p2d", "Ada Crane", "the pilot of the glass river")]
     lexicon = Lexicon.of(tokenizer, [*facts, *setting.facts])

@@ -20,6 +20,7 @@ from revcurse.errors import UserError
 from revcurse.remedies import (
     baseline,
     bidirectional,
+    concept_jepa,
     concept_memory,
     hebbian,
     in_context,
@@ -30,6 +31,7 @@ from revcurse.remedies import (
     rome,
     self_distill,
 )
+from revcurse.remedies.concept_jepa import ConceptJepaConfig
 from revcurse.remedies.concept_model import ConceptMemoryConfig
 from revcurse.remedies.hebbian import HebbianConfig
 from revcurse.remedies.knowledge_base import KnowledgeBaseConfig
@@ -66,6 +68,7 @@ class RemedyConfig:
     memit: MemitConfig = field(default_factory=MemitConfig)
     hebbian_memit: HebbianMemitConfig = field(default_factory=HebbianMemitConfig)
     concept_memory: ConceptMemoryConfig = field(default_factory=ConceptMemoryConfig)
+    concept_jepa: ConceptJepaConfig = field(default_factory=ConceptJepaConfig)
     mlm_u: MlmUConfig = field(default_factory=MlmUConfig)
 
     def __post_init__(self) -> None:
@@ -104,6 +107,12 @@ REMEDIES: dict[str, Remedy] = {
     "reverse_training": Remedy(reverse_training.apply, own_model=True, teaches=True),
     "mlm_u": Remedy(mlm_u.apply, own_model=True, tiny_only=True, keepable=False),
     "concept_memory": Remedy(concept_memory.apply, own_model=True, tiny_only=True),
+    **{
+        name: Remedy(
+            partial(concept_jepa.apply, **variant), own_model=True, tiny_only=True, keepable=False
+        )
+        for name, variant in concept_jepa.VARIANTS.items()
+    },
     "self_distill": Remedy(self_distill.apply, teaches=True, bakes=True),
     "self_distill_kl": Remedy(partial(self_distill.apply, kl=True), teaches=True, bakes=True),
     "hebbian": Remedy(hebbian.apply, bakes=True),

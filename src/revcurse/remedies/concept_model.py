@@ -66,6 +66,10 @@ class Lexicon:
         """Tokens of its longest entity: the memory's positions, before every prompt."""
         return len(self.entities[0]) if self.entities else 1
 
+    def index(self, entity: tuple[int, ...]) -> int:
+        """An entity's place in `entities` (-1 for none, ())."""
+        return self.entities.index(entity) if entity else -1
+
     def find(self, ids: Sequence[int]) -> tuple[int, ...]:
         """The longest entity `ids` contain, first from the left; () if none."""
         text = tuple(ids)
