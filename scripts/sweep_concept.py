@@ -1,7 +1,7 @@
 """concept_jepa's knobs on the tiny world: what lets a concept model infer the reverse of
 facts it was told one way.
 
-    .venv/bin/python scripts/sweep_concept.py                 # 10 settings x 3 seeds, ~10 min
+    .venv/bin/python scripts/sweep_concept.py                 # 13 settings x 3 seeds, ~15 min
     .venv/bin/python scripts/sweep_concept.py --settings "width=64" "concept_at=slot"
     .venv/bin/python scripts/sweep_concept.py --readme        # docs/concepts.md's block
 
@@ -25,12 +25,15 @@ from revcurse.errors import UserError
 from revcurse.recipes.compare import CompareConfig, run_compare
 from revcurse.records import read_records
 
-# the default; then one knob at a time: where the predictor reads the concept, the concepts'
-# width, the predictor's depth, the rate, the steps, an entity's concept as a free slot,
-# inconsistent binding, a token loss, and more facts (more `both` facts to learn the map from)
+# the default; then one knob at a time: where the predictor reads the concept (in the
+# entity's place, at the baseline's rate and at a third of it), the concepts' width, the
+# predictor's depth, the rate, the steps, an entity's concept as a free slot, inconsistent
+# binding, a token loss, and more facts (more `both` facts to learn the map from; at the
+# baseline's rate and at a third of it)
 SETTINGS = [
     "",
     "concept_at=slot",
+    "concept_at=slot lr=1e-3",
     "width=64",
     "width=256 lr=5e-4",
     "predictor_layers=2",
@@ -40,6 +43,7 @@ SETTINGS = [
     "binding=separate",
     "loss=tokens",
     "facts=100",
+    "facts=100 lr=1e-3",
 ]
 SHORTHAND = {
     "lr": ("train", "lr"),
