@@ -105,16 +105,20 @@ readme-concept: $(BIN)/revcurse
 	&& $(BIN)/python scripts/update_readme.py --compare-brief $$dir/berglund concept-berglund
 
 # Regenerate docs/concept-jepa.md's blocks (~25 min): concept_jepa beside the baseline, its
-# ablations and the wired concept_memory on 3 seeds; on your relations; the sweep behind it.
+# ablations and the wired concept_memory on 3 fresh worlds (seeds 100-102; the sweep's are
+# 0-2); on your relations and Berglund's facts; the sweep behind it.
 JEPA = baseline,concept_jepa,concept_jepa_memory,concept_jepa_tokens,concept_jepa_separate
 readme-concept-jepa: $(BIN)/revcurse
 	dir=runs/readme-concept-jepa-$$(date +%Y%m%d-%H%M%S) \
-	&& $(BIN)/revcurse compare --methods $(JEPA),concept_memory --no-progress \
+	&& $(BIN)/revcurse compare --methods $(JEPA),concept_memory --no-progress --seed 100 \
 		--output-dir $$dir/compare \
 	&& $(BIN)/python scripts/update_readme.py --compare $$dir/compare compare-concept-jepa \
 	&& $(BIN)/revcurse compare --methods $(JEPA) --no-progress $(RELATIONS) \
 		--output-dir $$dir/relations \
 	&& $(BIN)/python scripts/update_readme.py --compare-brief $$dir/relations concept-jepa-relations \
+	&& $(BIN)/revcurse compare --methods $(JEPA) --no-progress --data berglund \
+		--output-dir $$dir/berglund \
+	&& $(BIN)/python scripts/update_readme.py --compare-brief $$dir/berglund concept-jepa-berglund \
 	&& $(BIN)/python scripts/sweep_concept.py && $(BIN)/python scripts/sweep_concept.py --readme
 
 # Regenerate the README's block of SmolLM2-135M taught examples/relations both ways (~15 min).

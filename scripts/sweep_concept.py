@@ -86,10 +86,10 @@ def cells(rows: list[dict]) -> list[tuple[float, float, float]]:
 
 def line(setting: str, rows: list[dict], seconds: float) -> str:
     shown = "  ".join(f"{m:.2f} [{lo:.2f},{hi:.2f}]" for m, lo, hi in cells(rows))
-    return f"{setting or '(defaults)':<22} {shown}  {seconds:>6.0f}"
+    return f"{setting or '(defaults)':<24} {shown}  {seconds:>6.0f}"
 
 
-HEADER = f"{'setting':<22} " + "  ".join(f"{g} {d}".ljust(16) for g, d in CELLS) + "  seconds"
+HEADER = f"{'setting':<24} " + "  ".join(f"{g} {d}".ljust(16) for g, d in CELLS) + "  seconds"
 
 
 def main() -> None:
@@ -110,7 +110,7 @@ def main() -> None:
         replace_block(args.readme, "\n".join(["```", command, HEADER, *shown, "", legend, "```"]))
         print(f"{args.readme} block: {len(shown)} settings")
         return
-    work = args.results.parent / f"{args.results.stem}-work"
+    work = args.results.parent / f"{args.results.stem}-work" / time.strftime("%Y%m%d-%H%M%S")
     configs = {s: sweep_config(s, work / str(k)) for k, s in enumerate(args.settings)}  # bad first
     print(HEADER, flush=True)
     for setting in args.settings:

@@ -41,9 +41,10 @@ def statement(fact: Fact, direction: str | None = None) -> str:
 def statement_forms(facts: Sequence[Fact]) -> dict[str, list[str]]:
     """For each relation whose facts are stated in their own `text`, the shapes of those
     sentences with the sides as {a} and {b} ("{a} wrote {b}.", "{b} was written by {a}."):
-    a fresh fact of such a relation is stated as its user states theirs. Stated in the generic
-    form ("The Brass Carousel is Esme Weiss."), worked examples left a fine-tuned SmolLM2
-    copying the last example's answer (in context on "wrote": 32 of 120 right)."""
+    a worked example's fresh fact of such a relation is stated as its user states theirs.
+    Stated in the generic form ("The Brass Carousel is Esme Weiss."), worked examples left a
+    fine-tuned SmolLM2 copying the last example's answer (in context on "wrote": 32 of 120
+    right)."""
     forms: dict[str, list[str]] = defaultdict(list)
     for fact in facts:
         a, b, text = fact.a, fact.b, fact.text
@@ -190,18 +191,16 @@ def worked_examples(
 def reading_templates(templates: Sequence[Template], facts: Sequence[Fact]) -> list[Template]:
     """The questions reading documents ask: the world's phrasings; for a relation whose facts
     are each stated in their own `text` (a world of statements, whose templates only test),
-    its statements' shapes cut before their last side ("{a} wrote" -> " {b}."), or
-    "{a} is" -> " {b}." for a direction no shape ends with: no test phrasing is ever trained."""
+    the statement forms, "{a} is" -> " {b}." and back: no test phrasing is ever trained.
+    (Reading documents in the user's own sentence shapes, as worked examples are, made
+    SmolLM2's fine-tuned reader better in context and its self-distilled student worse on
+    one world: docs/remedies.md.)"""
     stated = stated_relations(facts)
-    own = statement_forms(facts)
     forms = []
     for relation in sorted(stated):
         for direction in DIRECTIONS:
-            ending = " {b}." if direction == "a2b" else " {a}."
-            shapes = [f for f in own.get(relation, []) if f.endswith(ending)]
-            for shape in shapes or [STATEMENTS[direction]]:
-                prompt, answer = shape.rsplit(" ", 1)
-                forms.append(Template(direction, "train", prompt, " " + answer, relation))
+            prompt, answer = STATEMENTS[direction].rsplit(" ", 1)
+            forms.append(Template(direction, "train", prompt, " " + answer, relation))
     return [*(t for t in templates if t.relation not in stated), *forms]
 
 
@@ -220,7 +219,6 @@ def reading_documents(
     `lines`: the statements as `Fact:` lines, the layout a pretrained model is asked in."""
     rng = random.Random(seed)
     pools = fresh_entities(exclude, recombine)
-    forms = statement_forms(exclude)
     templates = reading_templates(templates, exclude)
     kinds = list(dict.fromkeys(t.relation for t in templates))
     pick = random.Random(f"{seed} relation")  # apart, so one relation draws as it always did
@@ -229,7 +227,7 @@ def reading_documents(
         kind = pick.choice(kinds) if len(kinds) > 1 else kinds[0]
         k = 1 + rng.randint(0, max_distractors)
         facts = fresh_facts(k, pools[kind], rng, kind)
-        statements = [stated_as(f, rng.choice(DIRECTIONS), forms, rng) for f in facts]
+        statements = [statement(f, rng.choice(DIRECTIONS)) for f in facts]
         rng.shuffle(statements)
         question = rng.choice([t for t in templates if t.relation == kind]).fill(facts[0], -1, -1)
         documents.append(

@@ -270,19 +270,28 @@ class ConceptJepaLM:
         return [" " + self.tokenizer.decode(t, skip_special_tokens=True) + "." for t in tokens]
 
     def logprobs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        """The answer entity's log-probability (a completion that names none: -1e4)."""
-        prediction = self.predictions([p for p, _ in pairs])
+        """The answer entity's log-probability (a completion that names none: -1e4). Each
+        distinct prompt is predicted once (the evaluator asks it with dozens of answers)."""
+        prompts = list(dict.fromkeys(p for p, _ in pairs))
+        at = {p: i for i, p in enumerate(prompts)}
+        prediction = self.predictions(prompts)
         completions = self.tokenizer([c for _, c in pairs], add_special_tokens=False).input_ids
         answers = [self.lexicon.find(ids) for ids in completions]
-        if self.model.head is not None:
-            logits = torch.log_softmax(self.model.token_logits(prediction), -1)
+        if self.model.head is None:
+            table = self.entity_logprobs(prediction)
             return [
-                logits[row, range(len(a)), list(a)].sum().item() if a else -1e4
-                for row, a in enumerate(answers)
+                table[at[p], self.lexicon.index(a)].item() if a else -1e4
+                for (p, _), a in zip(pairs, answers, strict=True)
             ]
-        table = self.entity_logprobs(prediction)
+
+        @functools.cache
+        def said(row: int) -> torch.Tensor:  # (span + 1, vocab): one prompt's, when asked
+            with torch.no_grad():
+                return torch.log_softmax(self.model.token_logits(prediction[row : row + 1])[0], -1)
+
         return [
-            table[row, self.lexicon.index(a)].item() if a else -1e4 for row, a in enumerate(answers)
+            said(at[p])[range(len(a)), list(a)].sum().item() if a else -1e4
+            for (p, _), a in zip(pairs, answers, strict=True)
         ]
 
 
