@@ -34,7 +34,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -296,7 +296,7 @@ class ConceptJepaLM:
 
 
 # registry names: the model and its ablations, each a preset of the config's options
-VARIANTS: dict[str, dict[str, str]] = {
+VARIANTS: dict[str, dict[str, Any]] = {
     "concept_jepa": {},
     "concept_jepa_memory": {"encoder": "memory"},
     "concept_jepa_tokens": {"loss": "tokens"},
@@ -304,7 +304,7 @@ VARIANTS: dict[str, dict[str, str]] = {
 }
 
 
-def apply(setting: Setting, method: str, **variant: str) -> Treatment:
+def apply(setting: Setting, method: str, **variant: Any) -> Treatment:
     config = replace(setting.remedies.concept_jepa, **variant)
     tokenizer = setting.tokenizer
     lexicon = Lexicon.of(tokenizer, setting.facts)
@@ -316,10 +316,10 @@ def apply(setting: Setting, method: str, **variant: str) -> Treatment:
         return ConceptJepaLM(trained, tokenizer, lexicon, setting.eval.batch_size)
 
     trained, cost = setting.train_model(
-        model=model,  # type: ignore[arg-type]  # a torch module, trained as one
+        model=model,
         collate_fn=collate_fn,
         loss_fn=lambda m, batch: m.loss(batch),  # type: ignore[operator]
-        lm_of=lm_of,  # type: ignore[arg-type]
+        lm_of=lm_of,
         reading=False,  # the reading documents name no entity of the world
     )
-    return Treatment(lm_of(trained), cost)  # type: ignore[arg-type]
+    return Treatment(lm_of(trained), cost)
