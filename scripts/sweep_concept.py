@@ -1,7 +1,7 @@
 """concept_jepa's knobs on the tiny world: what lets a concept model infer the reverse of
 facts it was told one way.
 
-    .venv/bin/python scripts/sweep_concept.py                 # 16 settings x 3 seeds, ~17 min
+    .venv/bin/python scripts/sweep_concept.py                 # 17 settings x 3 seeds, ~18 min
     .venv/bin/python scripts/sweep_concept.py --settings "width=64" "concept_at=slot"
     .venv/bin/python scripts/sweep_concept.py --readme        # docs/concepts.md's block
 
@@ -29,7 +29,8 @@ from revcurse.records import read_records
 # entity's place, at the baseline's rate and at a third of it), the concepts' width, the
 # predictor's depth, the rate, the steps, an entity's concept as a free slot, inconsistent
 # binding, a token loss, and more facts (more `both` facts to learn the map from; at the
-# baseline's rate and at a third of it); then longer at lower rates
+# baseline's rate and at a third of it); then longer at lower rates; and the `both` facts
+# trained one way only (no fact seen both ways)
 SETTINGS = [
     "",
     "concept_at=slot",
@@ -47,6 +48,7 @@ SETTINGS = [
     "steps=800 lr=2e-3",
     "steps=800 lr=1e-3",
     "steps=1200 lr=1e-3",
+    "both_ways=0",
 ]
 SHORTHAND = {
     "lr": ("train", "lr"),

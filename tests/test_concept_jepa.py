@@ -12,10 +12,12 @@ from revcurse.remedies.concept_jepa import (
     ConceptJepa,
     ConceptJepaConfig,
     ConceptJepaLM,
+    apply,
     jepa_collate,
     slotted,
 )
 from revcurse.remedies.concept_model import Lexicon
+from revcurse.remedies.setting import Setting
 
 
 def test_it_trains_on_the_stated_pairs_only_no_reverse_of_a_one_way_fact(concept_setting):
@@ -102,3 +104,20 @@ def test_compare_runs_it_and_its_ablations(small_compare):
     for method in methods:
         assert 0 <= value[method, "both", "same"] <= 1
     assert value["concept_jepa", "both", "same"] >= 0.9
+
+
+def test_the_control_trains_no_fact_both_ways(concept_setting, monkeypatch):
+    trained_on: list = []
+
+    def record(self, **options):
+        trained_on.extend(self.train_examples)
+        raise StopIteration  # what it trains on is all this test asks
+
+    monkeypatch.setattr(Setting, "train_model", record)
+    with pytest.raises(StopIteration):
+        apply(concept_setting, "concept_jepa", both_ways=False)
+    both = [e for e in concept_setting.train_examples if e.group == "both"]
+    assert {e.direction for e in both} == {"a2b", "b2a"}
+    assert [e for e in trained_on if e.group == "both"] == [e for e in both if e.direction == "a2b"]
+    others = [e for e in concept_setting.train_examples if e.group != "both"]
+    assert [e for e in trained_on if e.group != "both"] == others

@@ -70,6 +70,9 @@ class ConceptJepaConfig:
     placeholder in its place), the position the prediction is read at"""
     predictor_layers: int = 1
     """causal transformer layers over the prompt"""
+    both_ways: bool = True
+    """train the `both` facts both ways; off: in their a2b direction only (the control: no
+    fact is then seen both ways)"""
 
     def __post_init__(self) -> None:
         for name in ("width", "predictor_layers"):
@@ -306,6 +309,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 def apply(setting: Setting, method: str, **variant: Any) -> Treatment:
     config = replace(setting.remedies.concept_jepa, **variant)
+    if not config.both_ways:
+        kept = [e for e in setting.train_examples if (e.group, e.direction) != ("both", "b2a")]
+        setting = replace(setting, train_examples=kept)
     tokenizer = setting.tokenizer
     lexicon = Lexicon.of(tokenizer, setting.facts)
     torch.manual_seed(setting.seed)
