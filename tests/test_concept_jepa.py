@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from revcurse.cli import app
 from revcurse.config import ConfigError
 from revcurse.facts import Fact
 from revcurse.lm.batching import encode
@@ -18,6 +22,7 @@ from revcurse.remedies.concept_jepa import (
 )
 from revcurse.remedies.concept_model import Lexicon
 from revcurse.remedies.setting import Setting
+from revcurse.results import kept_model_dir
 
 
 def test_it_trains_on_the_stated_pairs_only_no_reverse_of_a_one_way_fact(concept_setting):
@@ -91,19 +96,36 @@ def test_options_are_checked():
         ConceptJepaConfig(predictor_layers=0)
 
 
-def test_compare_runs_it_and_its_ablations(small_compare):
+def test_compare_runs_it_and_its_ablations_and_analyze_reads_its_binding(small_compare, tmp_path):
     """The model and its ablations train and answer in one compare (a small world; what they
-    reach is in docs/concepts.md, measured on compare's defaults)."""
+    reach is in docs/concept-jepa.md, measured on compare's defaults). Kept, a model answers
+    as it did in the run, and `revcurse analyze` finds an entity one concept in both roles
+    with one encoder, two with two."""
     methods = [
         "concept_jepa",
         "concept_jepa_memory",
         "concept_jepa_tokens",
         "concept_jepa_separate",
     ]
-    value = small_compare(methods)
+    value = small_compare(methods, keep=["concept_jepa", "concept_jepa_separate"])
     for method in methods:
         assert 0 <= value[method, "both", "same"] <= 1
     assert value["concept_jepa", "both", "same"] >= 0.9
+
+    run = tmp_path / "run"
+    model = ConceptJepaLM.load(kept_model_dir(run, 0, "concept_jepa"))
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    ours = [s for s in samples if s["method"] == "concept_jepa"][::7]
+    assert model.generate([s["prompt"] for s in ours], 24) == [s["output"] for s in ours]
+
+    out = tmp_path / "analysis"
+    result = CliRunner().invoke(app, ["analyze", str(run), "--output-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    cosine = {(r["method"], r["group"], r["metric"]): r["value"] for r in rows}
+    for group in ("p2d", "d2p", "both"):
+        assert cosine["concept_jepa", group, "role_cosine_concept"] == pytest.approx(1.0, abs=1e-5)
+        assert cosine["concept_jepa_separate", group, "role_cosine_concept"] < 0.9
 
 
 def test_the_control_trains_no_fact_both_ways(concept_setting, monkeypatch):

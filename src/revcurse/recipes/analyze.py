@@ -55,6 +55,7 @@ from revcurse.lm.hooks import decoder_layers
 from revcurse.lm.models import load_checkpoint
 from revcurse.recipes.run import finished, opened_run, recipe_app, with_output_dir
 from revcurse.records import read_records
+from revcurse.remedies.concept_jepa import JEPA, ConceptJepaLM
 from revcurse.remedies.concept_memory import MEMORY, ConceptLM
 from revcurse.results import KEPT_MODELS, measurements_table, render, write_results
 from revcurse.stats import mean_row
@@ -183,10 +184,12 @@ def kept_models(run_dir: Path) -> list[tuple[int, str, Path]]:
     return sorted(found)  # by seed, then method
 
 
-def kept_lm(folder: Path) -> CausalLM | ConceptLM:
-    """A model `compare --keep-models` saved: concept_memory's, or a causal LM."""
+def kept_lm(folder: Path) -> CausalLM | ConceptLM | ConceptJepaLM:
+    """A model `compare --keep-models` saved: concept_memory's, concept_jepa's, or a causal LM."""
     if (folder / f"{MEMORY}.json").is_file():
         return ConceptLM.load(folder)
+    if (folder / f"{JEPA}.json").is_file():
+        return ConceptJepaLM.load(folder)
     return CausalLM(*load_checkpoint(folder))
 
 
@@ -204,7 +207,7 @@ def pooled(run_dir: Path, templates: list[Template]) -> tuple[dict[str, Cosines]
             raise UserError(f"{run_dir}: missing world/{facts_file.name} for {folder.name}")
         facts = load_facts(facts_file)
         lm = kept_lm(folder)
-        sites = lm.sites if isinstance(lm, ConceptLM) else residual_sites(lm.model)
+        sites = residual_sites(lm.model) if isinstance(lm, CausalLM) else lm.sites
         test = expand(facts, templates)[1]
         vectors = role_vectors(sites, lm.tokenizer, facts, test)
         for key, (own, other) in role_cosines(vectors, facts).items():

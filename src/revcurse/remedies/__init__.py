@@ -108,9 +108,7 @@ REMEDIES: dict[str, Remedy] = {
     "mlm_u": Remedy(mlm_u.apply, own_model=True, tiny_only=True, keepable=False),
     "concept_memory": Remedy(concept_memory.apply, own_model=True, tiny_only=True),
     **{
-        name: Remedy(
-            partial(concept_jepa.apply, **variant), own_model=True, tiny_only=True, keepable=False
-        )
+        name: Remedy(partial(concept_jepa.apply, **variant), own_model=True, tiny_only=True)
         for name, variant in concept_jepa.VARIANTS.items()
     },
     "self_distill": Remedy(self_distill.apply, teaches=True, bakes=True),

@@ -32,8 +32,10 @@ of one relation named in words, for the tiny baseline's 400 steps.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
 Encoder = Literal["patch", "memory"]
 Binding = Literal["consistent", "separate"]
 Objective = Literal["contrastive", "tokens"]
+JEPA = "concept_jepa"  # a kept model's own files: JEPA.safetensors, JEPA.json
 
 
 @dataclass
@@ -252,6 +255,59 @@ class ConceptJepaLM:
         ids = self.tokenizer(list(prompts)).input_ids
         parts = [self.model.predict(prompt_batch(ids[s], self.lexicon)) for s in self.batches(ids)]
         return torch.cat(parts) if parts else torch.zeros(0, self.model.config.width)
+
+    def save(self, folder: Path) -> None:
+        """The tokenizer, the weights (JEPA.safetensors) and what rebuilds the model (JEPA.json)."""
+        from safetensors.torch import save_model  # the encoders share the token embedding
+
+        self.tokenizer.save_pretrained(folder)
+        save_model(self.model, str(folder / f"{JEPA}.safetensors"))
+        about = {
+            "config": asdict(self.model.config),
+            "vocab": self.model.tokens.num_embeddings,
+            "max_len": self.model.position.num_embeddings - 1,
+            "entities": [list(e) for e in self.lexicon.entities],
+        }
+        (folder / f"{JEPA}.json").write_text(json.dumps(about), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path) -> ConceptJepaLM:
+        """A model `save` kept."""
+        from safetensors.torch import load_model
+        from transformers import AutoTokenizer
+
+        about = json.loads((folder / f"{JEPA}.json").read_text(encoding="utf-8"))
+        lexicon = Lexicon(tuple(tuple(e) for e in about["entities"]))
+        config = ConceptJepaConfig(**about["config"])
+        model = ConceptJepa(about["vocab"], lexicon, config, about["max_len"])
+        load_model(model, str(folder / f"{JEPA}.safetensors"))
+        return cls(model.eval(), AutoTokenizer.from_pretrained(folder), lexicon)
+
+    @torch.no_grad()
+    def sites(self, features: Features) -> dict[str, torch.Tensor]:
+        """What revcurse.analysis.roles compares, at the rows' own positions: `concept`, each
+        entity's concept at its tokens (the subject encoder's in the prompt, the answer's
+        in the completion), zeros elsewhere."""
+        self.model.eval()
+        width = max(len(ids) for ids, _ in features)
+        out = torch.zeros(len(features), width, self.model.config.width)
+        for row, (ids, labels) in enumerate(features):
+            prompt, completion = split_prompt(ids, labels)
+            for start, tokens, role in (
+                (0, prompt, "subject"),
+                (len(prompt), completion, "object"),
+            ):
+                entity = self.lexicon.find(tokens)
+                if entity:
+                    at = next(
+                        i
+                        for i in range(len(tokens))
+                        if tuple(tokens[i : i + len(entity)]) == entity
+                    )
+                    index = torch.tensor([self.lexicon.index(entity)])
+                    concept = self.model.concepts(index, role)[0]
+                    out[row, start + at : start + at + len(entity)] = concept
+        return {"concept": out}
 
     def batches(self, rows: Sequence[object]) -> list[slice]:
         return spans(len(rows), self.batch_size)
