@@ -13,6 +13,7 @@ import types
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -92,6 +93,27 @@ def small_compare(tmp_path) -> Callable[[list[str]], dict[tuple[str, str, str], 
         }
 
     return run
+
+
+@pytest.fixture
+def kept_and_analyzed() -> Callable[..., dict[tuple[str, str, str], float]]:
+    """Checks a compare run's kept model `lm` of `method` answers as it did in the run, then
+    runs `revcurse analyze` on the run into `out`: its rows' values by (method, group, metric)."""
+    from typer.testing import CliRunner
+
+    from revcurse.cli import app
+
+    def check(run: Path, method: str, lm: Any, out: Path) -> dict[tuple[str, str, str], float]:
+        samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+        ours = [s for s in samples if s["method"] == method][::7]
+        assert lm.generate([s["prompt"] for s in ours], 24) == [s["output"] for s in ours]
+        result = CliRunner().invoke(app, ["analyze", str(run), "--output-dir", str(out)])
+        assert result.exit_code == 0, result.output
+        assert {p.name for p in out.iterdir()} >= {"results.json", "table.txt", "roles.png"}
+        rows = json.loads((out / "results.json").read_text())["rows"]
+        return {(r["method"], r["group"], r["metric"]): r["value"] for r in rows}
+
+    return check
 
 
 # Seconds a test waits for a process to get somewhere before calling it stuck: far past what

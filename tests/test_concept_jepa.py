@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from revcurse.cli import app
 from revcurse.config import ConfigError
 from revcurse.facts import Fact
 from revcurse.lm.batching import encode
@@ -96,7 +92,9 @@ def test_options_are_checked():
         ConceptJepaConfig(predictor_layers=0)
 
 
-def test_compare_runs_it_and_its_ablations_and_analyze_reads_its_binding(small_compare, tmp_path):
+def test_compare_runs_it_and_its_ablations_and_analyze_reads_its_binding(
+    small_compare, kept_and_analyzed, tmp_path
+):
     """The model and its ablations train and answer in one compare (a small world; what they
     reach is in docs/concept-jepa.md, measured on compare's defaults). Kept, a model answers
     as it did in the run, and `revcurse analyze` finds an entity one concept in both roles
@@ -114,15 +112,7 @@ def test_compare_runs_it_and_its_ablations_and_analyze_reads_its_binding(small_c
 
     run = tmp_path / "run"
     model = ConceptJepaLM.load(kept_model_dir(run, 0, "concept_jepa"))
-    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
-    ours = [s for s in samples if s["method"] == "concept_jepa"][::7]
-    assert model.generate([s["prompt"] for s in ours], 24) == [s["output"] for s in ours]
-
-    out = tmp_path / "analysis"
-    result = CliRunner().invoke(app, ["analyze", str(run), "--output-dir", str(out)])
-    assert result.exit_code == 0, result.output
-    rows = json.loads((out / "results.json").read_text())["rows"]
-    cosine = {(r["method"], r["group"], r["metric"]): r["value"] for r in rows}
+    cosine = kept_and_analyzed(run, "concept_jepa", model, tmp_path / "analysis")
     for group in ("p2d", "d2p", "both"):
         assert cosine["concept_jepa", group, "role_cosine_concept"] == pytest.approx(1.0, abs=1e-5)
         assert cosine["concept_jepa_separate", group, "role_cosine_concept"] < 0.9

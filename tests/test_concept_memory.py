@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from revcurse.cli import app
 from revcurse.config import ConfigError
 from revcurse.facts import Fact
 from revcurse.recipes.compare import CompareConfig
@@ -62,7 +58,9 @@ def test_the_memory_answers_a_pair_from_either_side_only_when_symmetric(concept_
     assert lexicon.find(tokenizer("Who is the pilot of the glass river?").input_ids) == pairs[0][1]
 
 
-def test_concept_memory_answers_one_way_facts_in_reverse(small_compare, tmp_path):
+def test_concept_memory_answers_one_way_facts_in_reverse(
+    small_compare, kept_and_analyzed, tmp_path
+):
     """Measured on a small world: the baseline's reverse at chance, concept_memory's high.
     Its model, kept (--keep-models), answers as it did in the run, and `revcurse analyze`
     compares how alike its entities are as subject and object with the baseline's."""
@@ -76,16 +74,7 @@ def test_concept_memory_answers_one_way_facts_in_reverse(small_compare, tmp_path
 
     run = tmp_path / "run"
     kept = ConceptLM.load(kept_model_dir(run, 0, "concept_memory"))
-    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
-    ours = [s for s in samples if s["method"] == "concept_memory"][::7]
-    assert kept.generate([s["prompt"] for s in ours], 24) == [s["output"] for s in ours]
-
-    out = tmp_path / "analysis"
-    result = CliRunner().invoke(app, ["analyze", str(run), "--output-dir", str(out)])
-    assert result.exit_code == 0, result.output
-    assert {p.name for p in out.iterdir()} >= {"results.json", "table.txt", "roles.png"}
-    rows = json.loads((out / "results.json").read_text())["rows"]
-    cosine = {(r["method"], r["group"], r["metric"]): r["value"] for r in rows}
+    cosine = kept_and_analyzed(run, "concept_memory", kept, tmp_path / "analysis")
     for group in ("p2d", "d2p", "both"):
         # the token embeddings, and the memory's concept, are one vector in both roles
         for method, site in [*((m, "layer0") for m in methods), ("concept_memory", "concept")]:
