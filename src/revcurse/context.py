@@ -46,9 +46,10 @@ def statement_forms(facts: Sequence[Fact]) -> dict[str, list[str]]:
     fine-tuned SmolLM2 copying the last example's answer (in context on "wrote": 32 of 120
     right)."""
     forms: dict[str, list[str]] = defaultdict(list)
+    stated = stated_relations(facts)
     for fact in facts:
         a, b, text = fact.a, fact.b, fact.text
-        if fact.relation not in stated_relations(facts) or a in b or b in a:
+        if fact.relation not in stated or a in b or b in a:
             continue
         if text.count(a) == 1 and text.count(b) == 1:
             escaped = text.replace("{", "{{").replace("}", "}}")

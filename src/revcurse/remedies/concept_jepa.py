@@ -204,16 +204,14 @@ class ConceptJepa(torch.nn.Module):
 def slotted(ids: Sequence[int], lexicon: Lexicon) -> tuple[list[int], int, int]:
     """A prompt's ids with its entity's tokens cut to one slot (pad id 0 there), the slot's
     position and the entity's lexicon index (-1, slot 0: it names none)."""
-    entity = lexicon.find(ids)
+    entity, start = lexicon.locate(ids)
     if not entity:
         return list(ids), 0, -1
-    n = len(entity)
-    start = next(i for i in range(len(ids) - n + 1) if tuple(ids[i : i + n]) == entity)
-    return [*ids[:start], 0, *ids[start + n :]], start, lexicon.index(entity)
+    return [*ids[:start], 0, *ids[start + len(entity) :]], start, lexicon.index(entity)
 
 
-def prompt_batch(prompts: Sequence[Sequence[int]], lexicon: Lexicon) -> dict[str, torch.Tensor]:
-    cut = [slotted(ids, lexicon) for ids in prompts]
+def prompt_batch(cut: Sequence[tuple[list[int], int, int]]) -> dict[str, torch.Tensor]:
+    """The predictor's batch of prompts `slotted` cut."""
     ids, mask = right_padded([c[0] for c in cut])
     slot, query = torch.tensor([c[1] for c in cut]), torch.tensor([c[2] for c in cut])
     return {"prompt_ids": ids, "prompt_mask": mask, "slot": slot, "query": query}
@@ -224,11 +222,13 @@ def jepa_collate(pad_id: int, eos_id: int, lexicon: Lexicon) -> Collate:
     names; -1 if none) and that answer's tokens and an end (for `loss: tokens`); the causal
     batch's attention mask counts the tokens, as the baseline's does."""
 
-    find = functools.cache(lexicon.find)  # every epoch reads the same rows
+    # every epoch reads the same rows: each prompt cut and each answer found once
+    find = functools.cache(lexicon.find)
+    cut = functools.cache(lambda prompt: slotted(prompt, lexicon))
 
     def collate_fn(features: Features) -> dict[str, torch.Tensor]:
         split = [split_prompt(ids, labels) for ids, labels in features]
-        batch = prompt_batch([prompt for prompt, _ in split], lexicon)
+        batch = prompt_batch([cut(prompt) for prompt, _ in split])
         answers = [find(tuple(completion)) for _, completion in split]
         batch["answer"] = torch.tensor([lexicon.index(a) for a in answers])
         said = [[*a, eos_id, *[IGNORE] * (lexicon.span - len(a))] for a in answers]
@@ -253,7 +253,8 @@ class ConceptJepaLM:
     def predictions(self, prompts: Sequence[str]) -> torch.Tensor:
         self.model.eval()
         ids = self.tokenizer(list(prompts)).input_ids
-        parts = [self.model.predict(prompt_batch(ids[s], self.lexicon)) for s in self.batches(ids)]
+        cut = [slotted(row, self.lexicon) for row in ids]
+        parts = [self.model.predict(prompt_batch(cut[s])) for s in self.batches(ids)]
         return torch.cat(parts) if parts else torch.zeros(0, self.model.config.width)
 
     def save(self, folder: Path) -> None:
@@ -297,13 +298,8 @@ class ConceptJepaLM:
                 (0, prompt, "subject"),
                 (len(prompt), completion, "object"),
             ):
-                entity = self.lexicon.find(tokens)
+                entity, at = self.lexicon.locate(tokens)
                 if entity:
-                    at = next(
-                        i
-                        for i in range(len(tokens))
-                        if tuple(tokens[i : i + len(entity)]) == entity
-                    )
                     index = torch.tensor([self.lexicon.index(entity)])
                     concept = self.model.concepts(index, role)[0]
                     out[row, start + at : start + at + len(entity)] = concept

@@ -72,12 +72,17 @@ class Lexicon:
 
     def find(self, ids: Sequence[int]) -> tuple[int, ...]:
         """The longest entity `ids` contain, first from the left; () if none."""
+        return self.locate(ids)[0]
+
+    def locate(self, ids: Sequence[int]) -> tuple[tuple[int, ...], int]:
+        """`find`'s entity and where in `ids` it starts; ((), 0) if none."""
         text = tuple(ids)
         for entity in self.entities:
             n = len(entity)
-            if any(text[i : i + n] == entity for i in range(len(text) - n + 1)):
-                return entity
-        return ()
+            for i in range(len(text) - n + 1):
+                if text[i : i + n] == entity:
+                    return entity, i
+        return (), 0
 
 
 class ConceptMemoryModel(torch.nn.Module):
